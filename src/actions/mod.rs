@@ -1,0 +1,7 @@
+//! Live actions: tools that change a running system. All are `live_action` class, so the
+//! registry runs them only with an approval bound to their exact arguments. Each action validates
+//! its own arguments strictly and refuses targets that would harm the host itself.
+
+mod process;
+
+pub use process::{SignalArgs, SignalProcess};

@@ -1,0 +1,241 @@
+//! Next steps from the protocol's decision table: what to run next, with exact commands for the
+//! culprit, and what to stabilize first when users are affected. Only suggestions: nothing here
+//! runs anything.
+
+use super::board::{Hypothesis, HypothesisStatus};
+use super::triage::{Impact, ReportHints};
+use crate::taxonomy::Category;
+use serde::{Deserialize, Serialize};
+
+/// One step: why, and the commands to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NextStep {
+    pub why: String,
+    pub commands: Vec<String>,
+}
+
+/// A stabilizing action oncall proposes. It needs a human approver; oncall never runs it alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProposedAction {
+    /// A registered tool (live_action class) or `manual` for a step only a person can take.
+    pub tool: String,
+    pub args: serde_json::Value,
+    pub why: String,
+    pub needs_approval: bool,
+}
+
+fn step(why: impl Into<String>, commands: &[String]) -> NextStep {
+    NextStep {
+        why: why.into(),
+        commands: commands.to_vec(),
+    }
+}
+
+fn pid_of(h: &Hypothesis) -> Option<u32> {
+    h.culprit.as_ref().and_then(|c| c.pid)
+}
+
+/// The runtime a process name suggests, for the heap-snapshot advice.
+fn heap_diff_for(name: &str, pid: u32) -> Vec<String> {
+    let n = name.to_lowercase();
+    if n.contains("python") || n.contains("gunicorn") || n.contains("uwsgi") || n.contains("celery")
+    {
+        vec![
+            "# Python: tracemalloc snapshots at T0 and T1, then the diff".into(),
+            "import tracemalloc; tracemalloc.start(); snap1 = tracemalloc.take_snapshot()  # T0".into(),
+            "snap2 = tracemalloc.take_snapshot(); [print(s) for s in snap2.compare_to(snap1, 'lineno')[:10]]  # T1".into(),
+        ]
+    } else if n.contains("node") {
+        vec![
+            format!("kill -USR1 {pid}  # opens the inspector; or restart with node --inspect"),
+            "# Chrome devtools -> Memory -> heap snapshot at T0 and T1 -> Comparison view -> grow-only objects".into(),
+        ]
+    } else if n.contains("java") {
+        vec![
+            format!(
+                "jcmd {pid} GC.class_histogram > histo-T0.txt; sleep 60; jcmd {pid} GC.class_histogram > histo-T1.txt"
+            ),
+            "diff histo-T0.txt histo-T1.txt | head -40".into(),
+        ]
+    } else {
+        vec![
+            format!(
+                "cat /proc/{pid}/smaps_rollup > smaps-T0.txt; sleep 60; cat /proc/{pid}/smaps_rollup > smaps-T1.txt; diff smaps-T0.txt smaps-T1.txt"
+            ),
+            format!("pmap -x {pid} | sort -k3 -n | tail -15  # the mappings that grow"),
+            "# then a heap snapshot at T0 and T1 with the runtime's own tool and their diff".into(),
+        ]
+    }
+}
+
+/// Next steps for the top finding and for the report's own hints.
+pub fn next_steps(hints: &ReportHints, findings: &[Hypothesis]) -> Vec<NextStep> {
+    let mut steps = vec![];
+    if let Some(top) = findings.first() {
+        let culprit = top
+            .culprit
+            .as_ref()
+            .map(|c| c.name.as_str())
+            .unwrap_or("the process");
+        match (top.category, pid_of(top)) {
+            (Category::HostCpuSaturation, Some(pid)) => steps.push(step(
+                format!("Latency / CPU: an on-CPU flame graph of {culprit} (pid {pid}) shows where its cycles go"),
+                &[
+                    format!("perf record -F 99 -p {pid} -g -- sleep 30"),
+                    "perf script | stackcollapse-perf.pl | flamegraph.pl > flame.svg".into(),
+                    format!("pidstat -t -p {pid} 1 5  # which threads are hot"),
+                ],
+            )),
+            (Category::HostCpuSaturation, None) => steps.push(step(
+                "CPU saturation without one dominant process: see who runs, and the whole-system flame graph",
+                &["pidstat 1 5".into(), "perf record -F 99 -a -g -- sleep 30; perf script | stackcollapse-perf.pl | flamegraph.pl > flame.svg".into()],
+            )),
+            (Category::HostMemoryPressure, Some(pid)) => steps.push(step(
+                format!("Memory growth: heap snapshots of {culprit} (pid {pid}) at T0 and T1, and their diff"),
+                &heap_diff_for(culprit, pid),
+            )),
+            (Category::HostMemoryPressure, None) => steps.push(step(
+                "Memory pressure: who holds memory, and whether the kernel is reclaiming or killing",
+                &["ps aux --sort=-rss | head -15".into(), "vmstat 1 5".into(), "dmesg -T | grep -i -E 'oom|killed process' | tail".into()],
+            )),
+            (Category::HostDiskFull, _) => {
+                let mount = top.component.trim_start_matches("fs:");
+                steps.push(step(
+                    format!("Disk full: find what fills {mount}, including deleted files still held open"),
+                    &[
+                        format!("du -xh --max-depth=2 {mount} 2>/dev/null | sort -h | tail -15"),
+                        "lsof -nP +L1 2>/dev/null | head  # deleted but still open".into(),
+                        format!("df -i {mount}  # inodes"),
+                    ],
+                ))
+            }
+            (Category::HostDiskIoSaturation, _) => {
+                let dev = top.component.trim_start_matches("disk:");
+                steps.push(step(
+                    format!("Disk I/O saturation on {dev}: which processes do the I/O, and its latency over time"),
+                    &[format!("iostat -xz 1 5 {dev}"), "pidstat -d 1 5".into(), "iotop -obn 3 2>/dev/null".into()],
+                ))
+            }
+            (Category::HostNetworkErrors, _) => steps.push(step(
+                "Network errors: per-interface errors over time and the TCP counters that moved",
+                &["sar -n DEV,EDEV 1 5".into(), "nstat -az | grep -E 'Retrans|ListenOverflows|ListenDrops'".into(), "ss -s; ss -ltn  # listen queues".into()],
+            )),
+            (Category::HostFdExhaustion, Some(pid)) => steps.push(step(
+                format!("File descriptors: what {culprit} (pid {pid}) keeps open, against its limit"),
+                &[
+                    format!("ls /proc/{pid}/fd | wc -l; prlimit --pid {pid} --nofile"),
+                    format!("lsof -nP -p {pid} | awk '{{print $5}}' | sort | uniq -c | sort -n | tail"),
+                ],
+            )),
+            _ => {}
+        }
+    }
+    if hints.impact == Impact::Latency
+        && !findings
+            .iter()
+            .any(|h| h.category == Category::HostCpuSaturation)
+    {
+        steps.push(step(
+            "Latency spike: take a distributed trace of a slow request to see which span holds the time, then an on-CPU flame graph of the service that owns it",
+            &["perf record -F 99 -p <PID of that service> -g -- sleep 30; perf script | stackcollapse-perf.pl | flamegraph.pl > flame.svg".into()],
+        ));
+    }
+    let bad = hints
+        .suspect_version
+        .clone()
+        .unwrap_or_else(|| "HEAD".into());
+    let bisect = match (&hints.known_good_version, &hints.suspect_version) {
+        (Some(g), _) => Some((
+            format!(
+                "Regression with a known good version ({g}): bisect it with a test that reproduces the symptom"
+            ),
+            g.clone(),
+        )),
+        (None, Some(b)) => Some((
+            format!(
+                "Regression since {b}: bisect between the last release before it and {b} with a test that reproduces the symptom"
+            ),
+            format!("<last release before {b}>"),
+        )),
+        (None, None) => None,
+    };
+    if let Some((why, good)) = bisect {
+        steps.push(step(
+            why,
+            &[
+                "git bisect start".into(),
+                format!("git bisect bad {bad}"),
+                format!("git bisect good {good}"),
+                "git bisect run ./reproduce.sh  # exits non-zero when the symptom shows".into(),
+                "git bisect reset".into(),
+            ],
+        ));
+    }
+    if hints.intermittent {
+        steps.push(step(
+            "Intermittent (a Heisenbug): trace in production with sampling rather than reproducing locally",
+            &["# keep tracing on with a sampling rate high enough to catch it; record the next occurrence".into()],
+        ));
+    }
+    if findings.is_empty() && steps.is_empty() {
+        steps.push(step(
+            "Nothing abnormal on this host: look beyond it (the service's RED metrics, its traces, its database)",
+            &["# the next collectors to ask are the database and trace tools".into()],
+        ));
+    }
+    steps
+}
+
+/// Stabilizing actions to propose first for user-facing impact. Never executed here.
+pub fn stabilize(hints: &ReportHints, findings: &[Hypothesis]) -> Vec<ProposedAction> {
+    if !hints.user_facing || hints.internal_env || hints.impact == Impact::None {
+        return vec![];
+    }
+    let mut out = vec![];
+    if hints.mentions_deploy {
+        out.push(ProposedAction {
+            tool: "manual".into(),
+            args: serde_json::json!({}),
+            why:
+                "user-facing impact after a change: roll back the last deploy first, diagnose after"
+                    .into(),
+            needs_approval: true,
+        });
+    }
+    if let Some(top) = findings
+        .iter()
+        .find(|h| h.status == HypothesisStatus::Confirmed)
+        && let (Some(pid), Some(c)) = (pid_of(top), top.culprit.as_ref())
+        && matches!(
+            top.category,
+            Category::HostCpuSaturation | Category::HostMemoryPressure | Category::HostFdExhaustion
+        )
+    {
+        out.push(ProposedAction {
+            tool: "host.signal_process".into(),
+            args: serde_json::json!({"pid": pid, "signal": "TERM"}),
+            why: format!(
+                "stop {} (pid {pid}), which {}; its supervisor restarts it clean",
+                c.name,
+                match top.category {
+                    Category::HostCpuSaturation => "saturates the CPU",
+                    Category::HostMemoryPressure => "grows without bound",
+                    _ => "is out of file descriptors",
+                }
+            ),
+            needs_approval: true,
+        });
+    }
+    if let Some(top) = findings
+        .iter()
+        .find(|h| h.category == Category::HostDiskFull && h.status == HypothesisStatus::Confirmed)
+    {
+        out.push(ProposedAction {
+            tool: "manual".into(),
+            args: serde_json::json!({"mount": top.component.trim_start_matches("fs:")}),
+            why: "free space first (rotate or truncate logs, remove old artifacts), then find the writer".into(),
+            needs_approval: true,
+        });
+    }
+    out
+}

@@ -1,0 +1,275 @@
+//! `oncall-fault`: a small fault injector for oncall's integration tests and eval scenarios.
+//!
+//! It only ever harms itself: it burns its own CPU, grows its own memory, exhausts its own file
+//! descriptor limit, or fills a directory the caller hands it (meant to be a small tmpfs the test
+//! mounted for the purpose). It never signals, traces or touches any other process.
+//!
+//! Every subcommand has a hard deadline (`--seconds`, default 30) after which the process exits
+//! with status 0 on its own, so a crashed test can never leave it behind for long. Once the fault
+//! is fully in place it prints exactly one line, `ready pid=<pid>`, to stdout and flushes it;
+//! tests wait for that line before they look.
+//!
+//! ```text
+//! oncall-fault [--name NAME] [--seconds S] cpu    [--threads N]
+//! oncall-fault [--name NAME] [--seconds S] memory [--rate-mib-per-s R] [--max-mib M]
+//! oncall-fault [--name NAME] [--seconds S] fds    [--limit L] [--open N]
+//! oncall-fault [--name NAME] [--seconds S] fill   --path DIR
+//! ```
+//!
+//! `--name` sets the process name (`/proc/<pid>/comm`, at most 15 bytes) so that the fault shows up
+//! under a neutral name rather than giving itself away. Exit codes: 0 when the deadline is reached,
+//! 1 on a runtime failure, 2 on bad arguments.
+
+use anyhow::{Context, Result, bail};
+use clap::{CommandFactory, Parser, Subcommand, error::ErrorKind};
+use nix::errno::Errno;
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use std::ffi::CString;
+use std::fs::File;
+use std::hint::black_box;
+use std::io::{ErrorKind as IoErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const MIB: usize = 1024 * 1024;
+const PAGE: usize = 4096;
+
+/// A fault injector that only ever harms itself (CPU hog, memory growth, fd exhaustion, disk
+/// fill), with a hard self-termination deadline.
+#[derive(Debug, Parser)]
+#[command(name = "oncall-fault", version)]
+struct Cli {
+    /// Set the process name (/proc/<pid>/comm, truncated to 15 bytes) before anything else.
+    #[arg(long, global = true, value_name = "NAME")]
+    name: Option<String>,
+
+    /// Hard deadline: exit 0 after this many seconds, whatever happens.
+    #[arg(long, global = true, default_value_t = 30, value_name = "S",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    seconds: u64,
+
+    #[command(subcommand)]
+    fault: Fault,
+}
+
+#[derive(Debug, Subcommand)]
+enum Fault {
+    /// Busy-loop on N threads.
+    Cpu {
+        /// Number of spinning threads [default: 2 x available cores].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+        threads: Option<u32>,
+    },
+    /// Grow resident memory steadily: every 100 ms allocate R/10 MiB and touch every page.
+    Memory {
+        /// Growth rate in MiB per second.
+        #[arg(long, default_value_t = 200, value_name = "R",
+              value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        rate_mib_per_s: u64,
+        /// Stop growing at this many MiB in total (but keep running until the deadline).
+        #[arg(long, default_value_t = 4096, value_name = "M",
+              value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+        max_mib: u64,
+    },
+    /// Lower its own RLIMIT_NOFILE soft limit to L, then open N descriptors and keep them.
+    Fds {
+        /// New soft RLIMIT_NOFILE (the hard limit is kept).
+        #[arg(long, default_value_t = 256, value_name = "L",
+              value_parser = clap::value_parser!(u64).range(4..))]
+        limit: u64,
+        /// Descriptors to open (on /dev/null); must be below L.
+        #[arg(long, default_value_t = 250, value_name = "N")]
+        open: u64,
+    },
+    /// Write 1 MiB files of zeros (fill-0000.bin, ...) into DIR until the filesystem is full.
+    Fill {
+        /// Directory to fill; use a small dedicated tmpfs. The files are left in place.
+        #[arg(long, value_name = "DIR")]
+        path: PathBuf,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("oncall-fault: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    // The main thread's name is the process name; threads spawned later inherit it, so this must
+    // happen before any thread (the watchdog included) exists.
+    if let Some(name) = &cli.name {
+        let cname = CString::new(name.as_bytes()).unwrap_or_else(|_| {
+            Cli::command()
+                .error(
+                    ErrorKind::InvalidValue,
+                    "--name must not contain a NUL byte",
+                )
+                .exit()
+        });
+        nix::sys::prctl::set_name(&cname).context("prctl(PR_SET_NAME)")?;
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(cli.seconds);
+    start_watchdog(deadline);
+
+    match cli.fault {
+        Fault::Cpu { threads } => cpu(threads, deadline),
+        Fault::Memory {
+            rate_mib_per_s,
+            max_mib,
+        } => memory(rate_mib_per_s, max_mib, deadline),
+        Fault::Fds { limit, open } => fds(limit, open, deadline),
+        Fault::Fill { path } => fill(&path, deadline),
+    }
+}
+
+/// Exit 0 at the deadline even if the main thread is stuck (a slow write, a long allocation).
+fn start_watchdog(deadline: Instant) {
+    thread::Builder::new()
+        .spawn(move || {
+            sleep_until(deadline);
+            std::process::exit(0);
+        })
+        .expect("spawn the watchdog thread");
+}
+
+fn sleep_until(t: Instant) {
+    let now = Instant::now();
+    if t > now {
+        thread::sleep(t - now);
+    }
+}
+
+fn ready() -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready pid={}", std::process::id()).context("write the ready line")?;
+    out.flush().context("flush stdout")?;
+    Ok(())
+}
+
+fn cpu(threads: Option<u32>, deadline: Instant) -> Result<()> {
+    let n = match threads {
+        Some(n) => n as usize,
+        None => 2 * thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    // Everyone (the spinners and this thread) meets at the barrier, so `ready` means every
+    // spinner is running.
+    let barrier = Arc::new(Barrier::new(n + 1));
+    for i in 0..n {
+        let barrier = Arc::clone(&barrier);
+        thread::Builder::new()
+            .spawn(move || {
+                barrier.wait();
+                let mut x = i as u64;
+                loop {
+                    x = black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+                }
+            })
+            .with_context(|| format!("spawn spinner thread {i}"))?;
+    }
+    barrier.wait();
+    ready()?;
+    sleep_until(deadline);
+    Ok(())
+}
+
+fn memory(rate_mib_per_s: u64, max_mib: u64, deadline: Instant) -> Result<()> {
+    let per_tick = usize::try_from(rate_mib_per_s)?.saturating_mul(MIB) / 10;
+    let max = usize::try_from(max_mib)?.saturating_mul(MIB);
+    let tick = Duration::from_millis(100);
+
+    let mut kept: Vec<Vec<u8>> = Vec::new();
+    let mut total = 0usize;
+    let start = Instant::now();
+    let mut ticks = 0u32;
+    while total < max && Instant::now() < deadline {
+        let len = per_tick.min(max - total);
+        let mut chunk = vec![0u8; len];
+        // calloc'ed pages are not resident until written: write one byte per page.
+        for i in (0..len).step_by(PAGE) {
+            chunk[i] = 1;
+        }
+        black_box(&mut chunk);
+        total += len;
+        kept.push(chunk);
+        if ticks == 0 {
+            ready()?;
+        }
+        ticks += 1;
+        // A fixed schedule, so the rate holds even when touching pages takes a while.
+        sleep_until(start + tick * ticks);
+    }
+    sleep_until(deadline);
+    black_box(&kept);
+    Ok(())
+}
+
+fn fds(limit: u64, open: u64, deadline: Instant) -> Result<()> {
+    if open >= limit {
+        Cli::command()
+            .error(
+                ErrorKind::ArgumentConflict,
+                format!(
+                    "--open {open} must be below --limit {limit}: the process already holds \
+                     stdin, stdout and stderr, so it could not open them all"
+                ),
+            )
+            .exit();
+    }
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).context("getrlimit(RLIMIT_NOFILE)")?;
+    if limit > hard {
+        bail!("--limit {limit} is above the hard RLIMIT_NOFILE ({hard}); it cannot be raised");
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, limit, hard)
+        .with_context(|| format!("setrlimit(RLIMIT_NOFILE, soft={limit}, hard={hard})"))?;
+
+    let mut kept = Vec::with_capacity(open as usize);
+    for i in 0..open {
+        match File::open("/dev/null") {
+            Ok(f) => kept.push(f),
+            Err(e) if e.raw_os_error() == Some(Errno::EMFILE as i32) => bail!(
+                "opened {i} of {open} descriptors before hitting the soft limit {limit} \
+                 (EMFILE); other descriptors were already open, lower --open"
+            ),
+            Err(e) => return Err(e).context(format!("open /dev/null (descriptor {i})")),
+        }
+    }
+    ready()?;
+    sleep_until(deadline);
+    drop(kept);
+    Ok(())
+}
+
+fn fill(dir: &Path, deadline: Instant) -> Result<()> {
+    if !dir.is_dir() {
+        bail!("--path {} is not a directory", dir.display());
+    }
+    let zeros = vec![0u8; MIB];
+    let mut i = 0u64;
+    loop {
+        let path = dir.join(format!("fill-{i:04}.bin"));
+        match write_file(&path, &zeros) {
+            Ok(()) => i += 1,
+            Err(e) if e.raw_os_error() == Some(Errno::ENOSPC as i32) => break,
+            Err(e) if e.kind() == IoErrorKind::StorageFull => break,
+            Err(e) => {
+                return Err(e).with_context(|| format!("write {}", path.display()));
+            }
+        }
+    }
+    ready()?;
+    sleep_until(deadline);
+    Ok(())
+}
+
+fn write_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut f = File::create(path)?;
+    f.write_all(data)?;
+    // Surface a delayed ENOSPC (filesystems that allocate on flush) here rather than never.
+    f.sync_data()
+}

@@ -1,0 +1,439 @@
+//! Host USE collectors: utilization, saturation and errors for every resource of THIS host, all
+//! measured over ONE sampling window of at most one second.
+//!
+//! One room per resource ([`cpu`], [`memory`], [`disk`], [`network`], [`fd`], [`process`]), each
+//! with its own `/proc` parser and report builder; [`pressure`] parses PSI for all of them. This
+//! module reads every counter at the start of the window, samples the run queue inside it, reads
+//! again at the end, and hands the pairs to the rooms. sysinfo serves processes; `/proc` serves
+//! what sysinfo does not (run queue, steal, PSI, vmstat, diskstats, TCP counters, fd limits).
+//! A file that cannot be read or parsed becomes an [`Unreadable`] entry with its reason; the
+//! snapshot always completes.
+
+pub mod cpu;
+pub mod disk;
+pub mod fd;
+pub mod memory;
+pub mod network;
+pub mod pressure;
+pub mod process;
+pub mod signal;
+
+use crate::config::{Config, HostSettings, Thresholds};
+use crate::tool::{RiskClass, Tool, ToolError};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use signal::{ResourceReport, Status, Unreadable};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use process::{ProcessInfo, ProcessReport};
+
+/// The evidence of one host snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UseSnapshot {
+    pub host: String,
+    pub taken_at: DateTime<Utc>,
+    /// The one window over which every rate was measured, in ms (measured, not requested).
+    pub window_ms: u64,
+    pub cores: usize,
+    /// One line per signal that is not normal, worst first. Empty means every resource was normal.
+    pub abnormal: Vec<String>,
+    /// USE view per resource; normal resources are listed too (what was looked at).
+    pub resources: Vec<ResourceReport>,
+    pub processes: ProcessReport,
+    /// Signals that could not be read, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<Unreadable>,
+}
+
+impl UseSnapshot {
+    /// A resource by name (`cpu`, `memory`, `fs:/`, ...).
+    pub fn resource(&self, name: &str) -> Option<&ResourceReport> {
+        self.resources.iter().find(|r| r.resource == name)
+    }
+
+    /// Resources whose name starts with a prefix (`disk:`, `fs:`, `net:`).
+    pub fn resources_of<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = &'a ResourceReport> + 'a {
+        self.resources
+            .iter()
+            .filter(move |r| r.resource.starts_with(prefix))
+    }
+}
+
+/// Arguments of `host.use_snapshot`.
+#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotArgs {
+    /// Sampling window in milliseconds, 100 to 1000. Every rate and utilization is measured over
+    /// this one window. Omit it to use the configured window (1000 ms by default).
+    #[serde(default)]
+    pub window_ms: Option<u64>,
+    /// How many processes to list by CPU, by memory and by open files, 1 to 50. Omit for the
+    /// configured number (5 by default).
+    #[serde(default)]
+    pub top: Option<usize>,
+}
+
+/// `host.use_snapshot`: the all-in-one USE snapshot of this host.
+pub struct HostUseSnapshot {
+    config: Arc<Config>,
+}
+
+impl HostUseSnapshot {
+    pub fn new(config: Arc<Config>) -> Self {
+        HostUseSnapshot { config }
+    }
+}
+
+#[async_trait]
+impl Tool for HostUseSnapshot {
+    const NAME: &'static str = "host.use_snapshot";
+    const DESCRIPTION: &'static str = "USE method snapshot of this host over one sampling window (<= 1 s): utilization, saturation and errors for CPU, memory, each disk, filesystem, network interface, TCP and file descriptors, plus PSI and the top processes by CPU, memory growth and open files. Start every host investigation with it.";
+    const RISK: RiskClass = RiskClass::Read;
+    type Args = SnapshotArgs;
+    type Output = UseSnapshot;
+
+    async fn call(&self, args: SnapshotArgs) -> Result<UseSnapshot, ToolError> {
+        let bad = |message: String| ToolError::BadArguments {
+            tool: Self::NAME.into(),
+            message,
+        };
+        let window_ms = args.window_ms.unwrap_or(self.config.host.window_ms);
+        if !(100..=1000).contains(&window_ms) {
+            return Err(bad(format!(
+                "window_ms must be between 100 and 1000, got {window_ms}"
+            )));
+        }
+        let top = args.top.unwrap_or(self.config.host.top_processes);
+        if !(1..=50).contains(&top) {
+            return Err(bad(format!("top must be between 1 and 50, got {top}")));
+        }
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || {
+            take(
+                &config.host,
+                &config.thresholds,
+                Duration::from_millis(window_ms),
+                top,
+            )
+        })
+        .await
+        .map_err(|e| ToolError::Failed {
+            tool: Self::NAME.into(),
+            message: format!("the sampling thread died: {e}"),
+        })
+    }
+}
+
+/// Reads files under a /proc root, turning failures into [`Unreadable`] entries.
+struct Proc<'a> {
+    root: &'a Path,
+}
+
+impl Proc<'_> {
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    fn display(&self, rel: &str) -> String {
+        self.path(rel).display().to_string()
+    }
+
+    fn read(&self, rel: &str) -> Result<String, String> {
+        std::fs::read_to_string(self.path(rel)).map_err(|e| format!("cannot read: {e}"))
+    }
+
+    /// Reads and parses; on failure records why and returns None.
+    fn parse<T>(
+        &self,
+        rel: &str,
+        signal: &str,
+        f: impl Fn(&str) -> Result<T, String>,
+        un: &mut Vec<Unreadable>,
+    ) -> Option<T> {
+        match self.read(rel).and_then(|t| f(&t)) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                un.push(Unreadable::new(signal, &self.display(rel), e));
+                None
+            }
+        }
+    }
+}
+
+/// The counters read at each end of the window.
+struct Counters {
+    stat: Option<cpu::Stat>,
+    vmstat: Option<memory::VmStat>,
+    diskstats: Option<HashMap<String, disk::DiskCounters>>,
+    netdev: Option<HashMap<String, network::IfCounters>>,
+    tcp: Option<HashMap<String, i64>>,
+    psi: [Option<pressure::Psi>; 3],
+}
+
+const PSI_FILES: [&str; 3] = ["pressure/cpu", "pressure/memory", "pressure/io"];
+
+fn read_counters(p: &Proc<'_>, un: &mut Vec<Unreadable>) -> Counters {
+    let tcp = p
+        .parse("net/snmp", "tcp", network::parse_pairs, un)
+        .map(|mut snmp| {
+            if let Some(ext) = p.parse("net/netstat", "tcp.ext", network::parse_pairs, un) {
+                snmp.extend(ext);
+            }
+            snmp
+        });
+    Counters {
+        stat: p.parse("stat", "cpu", cpu::parse_stat, un),
+        vmstat: p.parse("vmstat", "memory.paging", memory::parse_vmstat, un),
+        diskstats: p.parse("diskstats", "disk", disk::parse_diskstats, un),
+        netdev: p.parse("net/dev", "net", network::parse_net_dev, un),
+        tcp,
+        psi: PSI_FILES.map(|f| p.parse(f, f, pressure::parse, un)),
+    }
+}
+
+fn pair<T: Clone>(a: &Option<T>, b: &Option<T>) -> Option<(T, T)> {
+    Some((a.clone()?, b.clone()?))
+}
+
+/// Takes one snapshot (blocking for the window). Never fails: what cannot be read is listed.
+pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usize) -> UseSnapshot {
+    let p = Proc {
+        root: &settings.proc_root,
+    };
+    let mut un = vec![];
+    let taken_at = Utc::now();
+
+    // Start of the window.
+    let sampler = process::ProcessSampler::start();
+    let start = Instant::now();
+    let before = read_counters(&p, &mut un);
+    // Inside the window: the run queue, ten times.
+    let steps = 10u32;
+    let mut run_queue = vec![];
+    for i in 1..=steps {
+        let due = window * i / steps;
+        if let Some(rest) = due.checked_sub(start.elapsed()) {
+            std::thread::sleep(rest);
+        }
+        if let Some(n) = p
+            .read("stat")
+            .ok()
+            .as_deref()
+            .and_then(cpu::parse_procs_running)
+        {
+            run_queue.push(n);
+        }
+    }
+    // End of the window.
+    let after = read_counters(&p, &mut un);
+    let elapsed = start.elapsed().max(Duration::from_millis(1));
+    let window_s = elapsed.as_secs_f64();
+    let window_ms = window_s * 1000.0;
+
+    let mut resources = vec![];
+    let cores = after.stat.as_ref().map(|s| s.cores.len()).unwrap_or(0);
+
+    // CPU
+    if let (Some(a), Some(b)) = (&before.stat, &after.stat) {
+        let loadavg = p.parse("loadavg", "cpu.load", cpu::parse_loadavg, &mut un);
+        resources.push(cpu::report(
+            &cpu::CpuInputs {
+                before: a,
+                after: b,
+                run_queue: &run_queue,
+                psi: pair(&before.psi[0], &after.psi[0]),
+                loadavg,
+                window_us: window_s * 1e6,
+            },
+            &th.cpu,
+            &mut un,
+        ));
+    }
+
+    // Memory
+    let cgroup_oom = [
+        "/sys/fs/cgroup/memory.events",
+        "/sys/fs/cgroup/memory/memory.oom_control",
+    ]
+    .iter()
+    .find_map(|f| {
+        let n = memory::parse_cgroup_oom_kill(&std::fs::read_to_string(f).ok()?)?;
+        Some((f.to_string(), n))
+    });
+    resources.push(memory::report(
+        &memory::MemoryInputs {
+            meminfo: p.read("meminfo").and_then(|t| memory::parse_meminfo(&t)),
+            vmstat: pair(&before.vmstat, &after.vmstat),
+            psi: pair(&before.psi[1], &after.psi[1]),
+            cgroup_oom,
+            window_s,
+        },
+        &th.memory,
+        &mut un,
+    ));
+
+    // Disks: devices, then filesystems.
+    if let (Some(a), Some(b)) = (&before.diskstats, &after.diskstats) {
+        let sys_block: HashSet<String> = std::fs::read_dir("/sys/block")
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut devs = disk::device_reports(a, b, &sys_block, window_ms, &th.disk, &mut un);
+        if let (Some(pa), Some(pb)) = (&before.psi[2], &after.psi[2])
+            && let Ok(pct) = pressure::stall_pct(pa.some.total_us, pb.some.total_us, window_s * 1e6)
+        {
+            // PSI io is host-wide: attach it to every device report as context.
+            let s = signal::Signal::rated(
+                "psi_io_some",
+                pct,
+                "% of window",
+                th.disk.psi_some_pct,
+                "/proc/pressure/io",
+            );
+            for d in &mut devs {
+                d.saturation.push(s.clone());
+                d.status = d.status.max(s.status);
+            }
+        }
+        resources.extend(devs);
+    }
+    if let Some(mounts) = p.parse("self/mounts", "filesystems", disk::parse_mounts, &mut un) {
+        for m in &mounts {
+            match disk::statvfs(m) {
+                Ok(u) => resources.extend(disk::fs_report(m, &u, &th.filesystem)),
+                Err(e) => un.push(Unreadable::new(
+                    &format!("fs:{}", m.mount_point),
+                    "statvfs",
+                    e,
+                )),
+            }
+        }
+    }
+
+    // Network
+    if let (Some(a), Some(b)) = (&before.netdev, &after.netdev) {
+        let speeds: HashMap<String, u64> = b
+            .keys()
+            .filter_map(|n| {
+                let s = std::fs::read_to_string(format!("/sys/class/net/{n}/speed")).ok()?;
+                Some((n.clone(), s.trim().parse::<u64>().ok()?))
+            })
+            .collect();
+        resources.extend(network::interface_reports(
+            a,
+            b,
+            &speeds,
+            window_s,
+            &th.network,
+            &mut un,
+        ));
+    }
+    if let (Some(a), Some(b)) = (&before.tcp, &after.tcp) {
+        resources.extend(network::tcp_report(a, b, &th.network, &mut un));
+    }
+
+    // Processes and file descriptors.
+    let (mut processes, names) = match sampler {
+        Ok(s) => s.finish(window_s, top, th.memory.process_growth_mib_per_s),
+        Err(e) => {
+            un.push(Unreadable::new("processes", "sysinfo", e));
+            (ProcessReport::default(), vec![])
+        }
+    };
+    let mut fds: Vec<fd::FdUse> = names
+        .iter()
+        .filter_map(|(pid, name)| fd::process_fd_use(&settings.proc_root, *pid, name, &th.fd))
+        .collect();
+    fds.sort_by(|a, b| b.used_pct.total_cmp(&a.used_pct));
+    fds.truncate(top);
+    let file_nr = p.parse("sys/fs/file-nr", "fd.system", fd::parse_file_nr, &mut un);
+    resources.push(fd::report(file_nr, fds.first(), &th.fd));
+    processes.top_fds = fds;
+
+    let mut abnormal: Vec<(Status, String)> = resources
+        .iter()
+        .flat_map(|r| {
+            r.signals()
+                .filter(|s| s.status != Status::Normal)
+                .map(move |s| {
+                    let note = s
+                        .note
+                        .as_deref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default();
+                    (
+                        s.status,
+                        format!(
+                            "{} {}: {} {} [{:?}]{note}",
+                            r.resource, s.metric, s.value, s.unit, s.status
+                        )
+                        .replace("[Warning]", "[warning]")
+                        .replace("[Critical]", "[critical]"),
+                    )
+                })
+        })
+        .collect();
+    abnormal.sort_by_key(|a| std::cmp::Reverse(a.0));
+
+    UseSnapshot {
+        host: sysinfo::System::host_name().unwrap_or_else(|_| "unknown-host".into()),
+        taken_at,
+        window_ms: window_ms.round() as u64,
+        cores,
+        abnormal: abnormal.into_iter().map(|(_, s)| s).collect(),
+        resources,
+        processes,
+        unreadable: un,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_of_this_host_reads_every_room() {
+        let c = Config::default();
+        let snap = take(&c.host, &c.thresholds, Duration::from_millis(200), 3);
+        assert!(snap.cores >= 1);
+        for r in ["cpu", "memory", "fd"] {
+            assert!(
+                snap.resource(r).is_some(),
+                "missing {r}: {:?}",
+                snap.unreadable
+            );
+        }
+        assert!(snap.resources_of("fs:").count() >= 1);
+        assert!(
+            snap.window_ms >= 200 && snap.window_ms < 400,
+            "{}",
+            snap.window_ms
+        );
+        assert!(!snap.processes.top_cpu.is_empty());
+    }
+
+    #[test]
+    fn a_missing_proc_root_degrades_to_unreadable_signals() {
+        let mut c = Config::default();
+        c.host.proc_root = PathBuf::from("/nonexistent-proc");
+        let snap = take(&c.host, &c.thresholds, Duration::from_millis(100), 3);
+        assert!(snap.resource("cpu").is_none());
+        assert!(
+            snap.unreadable
+                .iter()
+                .any(|u| u.source.contains("/nonexistent-proc/stat"))
+        );
+        assert!(snap.unreadable.iter().all(|u| !u.why.is_empty()));
+    }
+}

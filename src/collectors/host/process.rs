@@ -1,0 +1,114 @@
+//! Processes: the top consumers of CPU and memory over the window, and the ones whose resident
+//! memory grows. Uses sysinfo, refreshed at both ends of the window.
+
+use serde::{Deserialize, Serialize};
+use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
+
+/// One process as the evidence shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    pub name: String,
+    /// CPU over the window, % of one core (400 = four cores busy).
+    pub cpu_pct: f64,
+    pub rss_mib: f64,
+    /// Resident memory change over the window, MiB per second.
+    pub rss_growth_mib_per_s: f64,
+}
+
+/// Processes seen in one window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ProcessReport {
+    /// How many processes were seen.
+    pub count: usize,
+    pub top_cpu: Vec<ProcessInfo>,
+    pub top_rss: Vec<ProcessInfo>,
+    /// Processes whose RSS grew at least the configured rate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub growing: Vec<ProcessInfo>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_fds: Vec<super::fd::FdUse>,
+}
+
+/// A sysinfo handle that remembers RSS at the start of the window.
+pub struct ProcessSampler {
+    sys: System,
+    rss_before: std::collections::HashMap<u32, u64>,
+}
+
+fn kind() -> ProcessRefreshKind {
+    ProcessRefreshKind::nothing().with_cpu().with_memory()
+}
+
+impl ProcessSampler {
+    /// Starts the window: first reading of every process.
+    pub fn start() -> Result<ProcessSampler, String> {
+        let mut sys = System::new().map_err(|e| format!("sysinfo unavailable: {e}"))?;
+        sys.refresh_processes_specifics(ProcessesToUpdate::All, true, kind());
+        let rss_before = sys
+            .processes()
+            .iter()
+            .map(|(pid, p)| (pid.as_u32(), p.memory()))
+            .collect();
+        Ok(ProcessSampler { sys, rss_before })
+    }
+
+    /// Ends the window and ranks processes. oncall itself is left out.
+    pub fn finish(
+        mut self,
+        window_s: f64,
+        top: usize,
+        growth_mib_per_s: f64,
+    ) -> (ProcessReport, Vec<(u32, String)>) {
+        self.sys
+            .refresh_processes_specifics(ProcessesToUpdate::All, true, kind());
+        let me = std::process::id();
+        let mib = 1024.0 * 1024.0;
+        let all: Vec<ProcessInfo> = self
+            .sys
+            .processes()
+            .iter()
+            .filter(|(pid, p)| pid.as_u32() != me && p.thread_kind().is_none())
+            .map(|(pid, p)| {
+                let before = self
+                    .rss_before
+                    .get(&pid.as_u32())
+                    .copied()
+                    .unwrap_or(p.memory());
+                ProcessInfo {
+                    pid: pid.as_u32(),
+                    name: p.name().to_string_lossy().into_owned(),
+                    cpu_pct: super::signal::round2(p.cpu_usage() as f64),
+                    rss_mib: super::signal::round2(p.memory() as f64 / mib),
+                    rss_growth_mib_per_s: super::signal::round2(
+                        (p.memory() as f64 - before as f64) / mib / window_s,
+                    ),
+                }
+            })
+            .collect();
+        let names: Vec<(u32, String)> = all.iter().map(|p| (p.pid, p.name.clone())).collect();
+        let ranked = |key: fn(&ProcessInfo) -> f64| {
+            let mut v = all.clone();
+            v.sort_by(|a, b| key(b).total_cmp(&key(a)));
+            v.truncate(top);
+            v
+        };
+        let mut growing: Vec<ProcessInfo> = all
+            .iter()
+            .filter(|p| p.rss_growth_mib_per_s >= growth_mib_per_s)
+            .cloned()
+            .collect();
+        growing.sort_by(|a, b| b.rss_growth_mib_per_s.total_cmp(&a.rss_growth_mib_per_s));
+        growing.truncate(top);
+        (
+            ProcessReport {
+                count: all.len(),
+                top_cpu: ranked(|p| p.cpu_pct),
+                top_rss: ranked(|p| p.rss_mib),
+                growing,
+                top_fds: vec![],
+            },
+            names,
+        )
+    }
+}

@@ -1,0 +1,451 @@
+//! Layered settings: built-in defaults, then `oncall.toml`, then `ONCALL_*` environment variables.
+//!
+//! The file comes from `--config PATH`, else `ONCALL_CONFIG`, else `./oncall.toml` when it exists.
+//! Environment variables use `__` between levels: `ONCALL_HOST__WINDOW_MS=500` sets
+//! `[host] window_ms`. Every struct denies unknown fields, so a misspelt key is an error that names
+//! it instead of a silently ignored setting. This module only reads settings; it never acts on them.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// What went wrong while loading settings. Each message names the problem and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "cannot read config file {path}: {reason} (fix the path given by --config / ONCALL_CONFIG, or remove it to use the defaults)"
+    )]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// All of oncall's settings. `Config::default()` is the embedded default.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Log filter for stderr (`error`, `warn`, `info`, `debug`, or a tracing directive).
+    pub log: String,
+    /// How the host collectors sample.
+    pub host: HostSettings,
+    /// Where a signal stops being normal, and how sure the board must be.
+    pub thresholds: Thresholds,
+    /// The policy layer's settings.
+    pub policy: PolicySettings,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            log: "warn".into(),
+            host: HostSettings::default(),
+            thresholds: Thresholds::default(),
+            policy: PolicySettings::default(),
+        }
+    }
+}
+
+/// Host collector settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostSettings {
+    /// The one sampling window, in ms, over which every rate and utilization is measured (100-1000).
+    pub window_ms: u64,
+    /// How many processes to list by CPU, by memory and by open files.
+    pub top_processes: usize,
+    /// The /proc root to read (tests and replays may point it elsewhere).
+    pub proc_root: PathBuf,
+}
+
+impl Default for HostSettings {
+    fn default() -> Self {
+        HostSettings {
+            window_ms: 1000,
+            top_processes: 5,
+            proc_root: PathBuf::from("/proc"),
+        }
+    }
+}
+
+/// Thresholds. Defaults follow published USE-method guidance (Brendan Gregg's USE checklist for
+/// Linux: saturation is any run queue beyond the core count, any swapping, device utilization
+/// above 60-70 %, any interface error), tuned so a busy-but-healthy machine is not a finding.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// Hypotheses below this confidence are not findings; when none is above it, oncall abstains.
+    pub confidence: f64,
+    /// A hypothesis is confirmed at or above this confidence (and only with cited evidence).
+    pub confirm: f64,
+    /// A hypothesis is rejected at or below this confidence (and only with evidence against it).
+    pub reject: f64,
+    pub cpu: CpuThresholds,
+    pub memory: MemoryThresholds,
+    pub disk: DiskThresholds,
+    pub filesystem: FilesystemThresholds,
+    pub network: NetworkThresholds,
+    pub fd: FdThresholds,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            confidence: 0.5,
+            confirm: 0.7,
+            reject: 0.15,
+            cpu: CpuThresholds::default(),
+            memory: MemoryThresholds::default(),
+            disk: DiskThresholds::default(),
+            filesystem: FilesystemThresholds::default(),
+            network: NetworkThresholds::default(),
+            fd: FdThresholds::default(),
+        }
+    }
+}
+
+/// A warning and a critical level for one signal. Which side is bad depends on the signal.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Level {
+    pub warn: f64,
+    pub crit: f64,
+}
+
+const fn lvl(warn: f64, crit: f64) -> Level {
+    Level { warn, crit }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CpuThresholds {
+    /// Busy % of all cores over the window.
+    pub utilization_pct: Level,
+    /// Runnable threads per core, averaged over the window (procs_running / cores).
+    pub run_queue_per_core: Level,
+    /// Share of the window in which some task waited for a CPU (PSI cpu some), %.
+    pub psi_some_pct: Level,
+    /// Time stolen by the hypervisor, % of all CPU time.
+    pub steal_pct: Level,
+}
+
+impl Default for CpuThresholds {
+    fn default() -> Self {
+        CpuThresholds {
+            utilization_pct: lvl(90.0, 98.0),
+            run_queue_per_core: lvl(1.5, 2.0),
+            psi_some_pct: lvl(25.0, 50.0),
+            steal_pct: lvl(10.0, 25.0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryThresholds {
+    /// Used share of memory (100 - MemAvailable %).
+    pub used_pct: Level,
+    /// Pages swapped in + out per second.
+    pub swap_pages_per_s: Level,
+    /// Major page faults per second.
+    pub major_faults_per_s: Level,
+    /// Share of the window in which some task stalled on memory (PSI memory some), %.
+    pub psi_some_pct: Level,
+    /// OOM kills during the window.
+    pub oom_kills: Level,
+    /// A process whose RSS grows at least this fast (MiB/s) is a growth suspect.
+    pub process_growth_mib_per_s: f64,
+    /// A growth that would exhaust available memory within this many seconds is critical.
+    pub exhaustion_horizon_s: f64,
+}
+
+impl Default for MemoryThresholds {
+    fn default() -> Self {
+        MemoryThresholds {
+            used_pct: lvl(90.0, 95.0),
+            swap_pages_per_s: lvl(100.0, 1000.0),
+            major_faults_per_s: lvl(100.0, 1000.0),
+            psi_some_pct: lvl(10.0, 30.0),
+            oom_kills: lvl(1.0, 1.0),
+            process_growth_mib_per_s: 20.0,
+            exhaustion_horizon_s: 900.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskThresholds {
+    /// Device busy % (io_ticks over the window).
+    pub utilization_pct: Level,
+    /// Average time per completed I/O, ms.
+    pub await_ms: Level,
+    /// Average number of requests in flight (aqu-sz).
+    pub queue_depth: Level,
+    /// Share of the window in which some task stalled on I/O (PSI io some), %.
+    pub psi_some_pct: Level,
+}
+
+impl Default for DiskThresholds {
+    fn default() -> Self {
+        DiskThresholds {
+            utilization_pct: lvl(70.0, 90.0),
+            await_ms: lvl(50.0, 200.0),
+            queue_depth: lvl(4.0, 16.0),
+            psi_some_pct: lvl(20.0, 50.0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesystemThresholds {
+    /// Used space, % of the space available to unprivileged users.
+    pub used_pct: Level,
+    /// Used inodes, %.
+    pub inodes_pct: Level,
+}
+
+impl Default for FilesystemThresholds {
+    fn default() -> Self {
+        FilesystemThresholds {
+            used_pct: lvl(90.0, 97.0),
+            inodes_pct: lvl(90.0, 97.0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkThresholds {
+    /// Interface receive + transmit errors per second.
+    pub errors_per_s: Level,
+    /// Interface receive + transmit drops per second.
+    pub drops_per_s: Level,
+    /// TCP segments retransmitted, % of segments sent.
+    pub retrans_pct: Level,
+    /// Listen-queue overflows during the window.
+    pub listen_overflows: Level,
+}
+
+impl Default for NetworkThresholds {
+    fn default() -> Self {
+        NetworkThresholds {
+            errors_per_s: lvl(1.0, 100.0),
+            drops_per_s: lvl(10.0, 1000.0),
+            retrans_pct: lvl(2.0, 10.0),
+            listen_overflows: lvl(1.0, 100.0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FdThresholds {
+    /// Open files of one process, % of its soft RLIMIT_NOFILE.
+    pub process_used_pct: Level,
+    /// Open files system-wide, % of fs.file-max.
+    pub system_used_pct: Level,
+}
+
+impl Default for FdThresholds {
+    fn default() -> Self {
+        FdThresholds {
+            process_used_pct: lvl(80.0, 95.0),
+            system_used_pct: lvl(80.0, 95.0),
+        }
+    }
+}
+
+/// Policy settings (the full policy file arrives with the policy layer).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicySettings {
+    /// How long an approval stays valid, in seconds.
+    pub approval_ttl_s: u64,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        PolicySettings {
+            approval_ttl_s: 900,
+        }
+    }
+}
+
+/// Environment variables that configure how settings are found, not settings themselves.
+const ENV_NOT_SETTINGS: [&str; 1] = ["CONFIG"];
+
+impl Config {
+    /// Loads settings: defaults, then the file (explicit path, `ONCALL_CONFIG`, or `./oncall.toml`),
+    /// then `ONCALL_*` variables from the process environment.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let from_env = std::env::var_os("ONCALL_CONFIG").map(PathBuf::from);
+        let path = match (explicit, from_env) {
+            (Some(p), _) => Some(p.to_path_buf()),
+            (None, Some(p)) => Some(p),
+            (None, None) => {
+                let local = PathBuf::from("oncall.toml");
+                local.exists().then_some(local)
+            }
+        };
+        Self::load_from(path.as_deref(), Env::prefixed("ONCALL_"))
+    }
+
+    /// Loads settings from an optional file and a given environment provider (tests pass their own).
+    pub fn load_from(path: Option<&Path>, env: Env) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = path {
+            // Figment skips a missing file silently; a file the user named must exist.
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(env.ignore(&ENV_NOT_SETTINGS).split("__"));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(one_line(&e.to_string())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Range checks that serde cannot express.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let t = &self.thresholds;
+        if !(100..=1000).contains(&self.host.window_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "host.window_ms = {} is out of range: use 100 to 1000 (one sampling window of at most 1 s)",
+                self.host.window_ms
+            )));
+        }
+        if !(1..=50).contains(&self.host.top_processes) {
+            return Err(ConfigError::Invalid(format!(
+                "host.top_processes = {} is out of range: use 1 to 50",
+                self.host.top_processes
+            )));
+        }
+        for (name, v) in [
+            ("thresholds.confidence", t.confidence),
+            ("thresholds.confirm", t.confirm),
+            ("thresholds.reject", t.reject),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} = {v} is out of range: use a number between 0 and 1"
+                )));
+            }
+        }
+        if t.reject >= t.confirm {
+            return Err(ConfigError::Invalid(format!(
+                "thresholds.reject ({}) must be below thresholds.confirm ({})",
+                t.reject, t.confirm
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_in_jail(jail: &Jail, file: Option<&str>) -> Result<Config, ConfigError> {
+        let path = file.map(|contents| {
+            jail.create_file("oncall.toml", contents).unwrap();
+            jail.directory().join("oncall.toml")
+        });
+        Config::load_from(path.as_deref(), Env::prefixed("ONCALL_"))
+    }
+
+    #[test]
+    fn defaults_load_without_file_or_env() {
+        Jail::expect_with(|jail| {
+            assert_eq!(load_in_jail(jail, None).unwrap(), Config::default());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_then_env_override_defaults() {
+        Jail::expect_with(|jail| {
+            jail.set_env("ONCALL_HOST__TOP_PROCESSES", "7");
+            let c = load_in_jail(
+                jail,
+                Some("[host]\nwindow_ms = 500\ntop_processes = 3\n[thresholds.cpu]\nsteal_pct = { warn = 5, crit = 20 }\n"),
+            )
+            .unwrap();
+            assert_eq!(c.host.window_ms, 500);
+            assert_eq!(c.host.top_processes, 7, "env wins over the file");
+            assert_eq!(c.thresholds.cpu.steal_pct.warn, 5.0);
+            assert_eq!(
+                c.thresholds.cpu.utilization_pct,
+                CpuThresholds::default().utilization_pct
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_named() {
+        Jail::expect_with(|jail| {
+            let err = load_in_jail(jail, Some("[host]\nwindow_msec = 500\n")).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("window_msec"), "{msg}");
+            assert!(!msg.contains('\n'));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_env_key_is_named() {
+        Jail::expect_with(|jail| {
+            jail.set_env("ONCALL_HOST__WINDOWMS", "500");
+            let msg = load_in_jail(jail, None).unwrap_err().to_string();
+            assert!(msg.contains("windowms"), "{msg}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_type() {
+        Jail::expect_with(|jail| {
+            let msg = load_in_jail(jail, Some("[host]\nwindow_ms = \"fast\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(msg.contains("window_ms") && msg.contains("fast"), "{msg}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unreadable_file_names_the_path() {
+        let err = Config::load_from(
+            Some(Path::new("/nonexistent/oncall.toml")),
+            Env::prefixed("ONCALL_"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/oncall.toml"));
+    }
+
+    #[test]
+    fn out_of_range_window_is_refused() {
+        Jail::expect_with(|jail| {
+            let msg = load_in_jail(jail, Some("[host]\nwindow_ms = 5000\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains("host.window_ms") && msg.contains("100 to 1000"),
+                "{msg}"
+            );
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,155 @@
+//! The `oncall` command line: thin on purpose. It parses arguments, loads settings, sets up
+//! logging and hands over to the library. Usage and configuration errors print one line that
+//! names the problem and the fix, and exit with code 2.
+
+use clap::{Parser, Subcommand};
+use oncall::agent::{self, render};
+use oncall::config::Config;
+use oncall::tool::Registry;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "oncall",
+    version,
+    about = "A debugging copilot for the people on call: triage, hypotheses with evidence, human-approved actions."
+)]
+struct Cli {
+    /// Settings file (default: $ONCALL_CONFIG, else ./oncall.toml if present).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Investigate THIS host for a reported symptom and answer with ranked, evidence-backed hypotheses.
+    Triage {
+        /// The symptom as a person or an alert would say it, e.g. "p99 latency > 2s on /api/checkout".
+        #[arg(value_name = "REPORT", required = true, num_args = 1..)]
+        report: Vec<String>,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every tool with its risk class and JSON schema.
+    Tools {
+        /// Print JSON for machines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Prints a usage error as one line and returns exit code 2.
+fn usage_error(msg: &str) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                };
+            }
+            // clap explains over several lines; keep what comes before "Usage:" on one line.
+            let rendered = e.render().to_string();
+            let parts: Vec<&str> = rendered
+                .lines()
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .filter(|l| !l.is_empty())
+                .collect();
+            let msg = parts.join(" ");
+            let msg = msg.trim_start_matches("error: ");
+            return usage_error(&format!("{msg} (run `oncall --help` for usage)"));
+        }
+    };
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => Arc::new(c),
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let registry = Registry::builtin(config.clone());
+    match cli.command {
+        Command::Triage { report, json } => {
+            let report = report.join(" ");
+            match runtime.block_on(agent::investigate(&report, &registry, &config)) {
+                Ok(inv) => {
+                    if json {
+                        match serde_json::to_string_pretty(&inv) {
+                            Ok(s) => println!("{s}"),
+                            Err(e) => {
+                                eprintln!("error: cannot encode the answer as JSON: {e}");
+                                return ExitCode::FAILURE;
+                            }
+                        }
+                    } else {
+                        print!("{}", render::text(&inv));
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => usage_error(&e.to_string()),
+            }
+        }
+        Command::Tools { json } => {
+            let specs = registry.specs();
+            if json {
+                match serde_json::to_string_pretty(&specs) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("error: cannot encode the tool list: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                for s in &specs {
+                    println!(
+                        "{}  [{}]",
+                        s.name,
+                        serde_json::to_value(s.risk)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default()
+                    );
+                    println!("  {}", s.description);
+                    println!("  args: {}", s.parameters);
+                    println!();
+                }
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The policy layer: who may approve what, and the approvals that let a risky tool run.
+//!
+//! The model (or the offline reasoner) can only *request* an action. A human with the approver
+//! role who is not the requester turns a request into an [`Approval`]; the approval binds the
+//! tool, a hash of its exact arguments and a hash of the evidence the request was made on, and it
+//! expires. [`Approval`] has private fields and only [`approve`] creates one, so no other code can
+//! forge it; the tool registry checks it and spends it (it runs at most once).
+//!
+//! This module never runs an action; it only decides whether one may run.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// Roles a person can hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Responder,
+    Approver,
+}
+
+/// An authenticated person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Human {
+    pub name: String,
+    pub roles: Vec<Role>,
+}
+
+/// Why an approval was refused.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum PolicyError {
+    #[error("{who} does not hold the approver role; ask an approver to decide this request")]
+    NotApprover { who: String },
+    #[error("{who} requested this action and cannot approve it; another approver must decide")]
+    SelfApproval { who: String },
+}
+
+/// A request to run a risky tool with exact arguments, made on some evidence.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionRequest {
+    pub id: String,
+    pub tool: String,
+    pub args: Value,
+    pub requested_by: String,
+    /// sha256 of the evidence (tool outputs) the request was made on.
+    pub evidence_hash: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl ActionRequest {
+    /// Creates a request. The id is derived from its content, so it is stable across processes.
+    pub fn new(tool: &str, args: Value, requested_by: &str, evidence: &[Value]) -> ActionRequest {
+        let created_at = Utc::now();
+        let evidence_hash = sha256_hex(&Value::Array(evidence.to_vec()).to_string());
+        let id = sha256_hex(&format!(
+            "{tool}\n{}\n{requested_by}\n{evidence_hash}\n{}",
+            canonical_hash(&args),
+            created_at.timestamp_nanos_opt().unwrap_or_default()
+        ))[..16]
+            .to_string();
+        ActionRequest {
+            id,
+            tool: tool.to_string(),
+            args,
+            requested_by: requested_by.to_string(),
+            evidence_hash,
+            created_at,
+        }
+    }
+}
+
+/// A human's yes to one request. Only [`approve`] makes one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Approval {
+    id: String,
+    tool: String,
+    args_hash: String,
+    evidence_hash: String,
+    requested_by: String,
+    approved_by: String,
+    expires_at: DateTime<Utc>,
+}
+
+impl Approval {
+    /// The request id this approval answers (an approval is spent once per id).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn approved_by(&self) -> &str {
+        &self.approved_by
+    }
+
+    /// Checks that this approval covers calling `tool` with `args` at `now`.
+    pub fn covers(&self, tool: &str, args: &Value, now: DateTime<Utc>) -> Result<(), String> {
+        if self.tool != tool {
+            return Err(format!("it approves `{}`, not `{tool}`", self.tool));
+        }
+        if self.args_hash != canonical_hash(args) {
+            return Err("the arguments differ from the ones that were approved".into());
+        }
+        if now >= self.expires_at {
+            return Err(format!("it expired at {}", self.expires_at.to_rfc3339()));
+        }
+        Ok(())
+    }
+}
+
+/// Turns a request into an approval, if `approver` may approve it.
+pub fn approve(
+    request: &ActionRequest,
+    approver: &Human,
+    ttl: Duration,
+    now: DateTime<Utc>,
+) -> Result<Approval, PolicyError> {
+    if !approver.roles.contains(&Role::Approver) {
+        return Err(PolicyError::NotApprover {
+            who: approver.name.clone(),
+        });
+    }
+    if approver.name == request.requested_by {
+        return Err(PolicyError::SelfApproval {
+            who: approver.name.clone(),
+        });
+    }
+    Ok(Approval {
+        id: request.id.clone(),
+        tool: request.tool.clone(),
+        args_hash: canonical_hash(&request.args),
+        evidence_hash: request.evidence_hash.clone(),
+        requested_by: request.requested_by.clone(),
+        approved_by: approver.name.clone(),
+        expires_at: now + ttl,
+    })
+}
+
+/// sha256 of a JSON value in canonical form (serde_json's maps keep keys sorted).
+pub fn canonical_hash(v: &Value) -> String {
+    sha256_hex(&v.to_string())
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn human(name: &str, roles: &[Role]) -> Human {
+        Human {
+            name: name.into(),
+            roles: roles.to_vec(),
+        }
+    }
+
+    #[test]
+    fn approver_binds_tool_and_exact_args() {
+        let req = ActionRequest::new(
+            "host.signal_process",
+            json!({"pid": 42, "signal": "TERM"}),
+            "oncall",
+            &[],
+        );
+        let ok = approve(
+            &req,
+            &human("ana", &[Role::Approver]),
+            Duration::minutes(5),
+            Utc::now(),
+        )
+        .unwrap();
+        let now = Utc::now();
+        assert!(
+            ok.covers(
+                "host.signal_process",
+                &json!({"signal": "TERM", "pid": 42}),
+                now
+            )
+            .is_ok()
+        );
+        assert!(
+            ok.covers(
+                "host.signal_process",
+                &json!({"pid": 43, "signal": "TERM"}),
+                now
+            )
+            .is_err()
+        );
+        assert!(
+            ok.covers(
+                "host.signal_process",
+                &json!({"pid": 42, "signal": "KILL"}),
+                now
+            )
+            .is_err()
+        );
+        assert!(
+            ok.covers(
+                "deploy.rollback",
+                &json!({"pid": 42, "signal": "TERM"}),
+                now
+            )
+            .is_err()
+        );
+        let later = now + Duration::minutes(6);
+        assert!(
+            ok.covers(
+                "host.signal_process",
+                &json!({"pid": 42, "signal": "TERM"}),
+                later
+            )
+            .unwrap_err()
+            .contains("expired")
+        );
+    }
+
+    #[test]
+    fn responders_and_requesters_cannot_approve() {
+        let req = ActionRequest::new("host.signal_process", json!({"pid": 1}), "bo", &[]);
+        assert!(matches!(
+            approve(
+                &req,
+                &human("cy", &[Role::Responder]),
+                Duration::minutes(5),
+                Utc::now()
+            ),
+            Err(PolicyError::NotApprover { .. })
+        ));
+        assert!(matches!(
+            approve(
+                &req,
+                &human("bo", &[Role::Approver]),
+                Duration::minutes(5),
+                Utc::now()
+            ),
+            Err(PolicyError::SelfApproval { .. })
+        ));
+    }
+}

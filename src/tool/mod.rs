@@ -1,0 +1,134 @@
+//! The Tool contract: what the model (or the offline reasoner) can call.
+//!
+//! A tool has a name `area.verb`, a one-line description written for the model, typed arguments
+//! whose JSON schema comes from schemars (their doc comments are what the model reads), a risk
+//! class, and a typed output that serializes to compact evidence. [`registry`] holds the one
+//! ordered list of tools and is the only way to call them; it refuses live actions that lack an
+//! approval bound to their exact arguments. This module never decides *whether* an action is
+//! wise: that is the policy's job.
+
+pub mod registry;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use registry::Registry;
+
+/// How much harm a tool can do, which decides whether it runs freely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RiskClass {
+    /// Only reads; runs freely.
+    Read,
+    /// Changes or executes something that is not a live-incident action (e.g. EXPLAIN ANALYZE);
+    /// needs an approval.
+    Write,
+    /// Acts on production (rollback, flag off, circuit-break, kill); always needs an approval from
+    /// a human approver who is not the requester.
+    LiveAction,
+}
+
+impl RiskClass {
+    /// Whether a call of this class must carry an approval.
+    pub fn needs_approval(self) -> bool {
+        !matches!(self, RiskClass::Read)
+    }
+}
+
+/// Why a tool call did not produce output. Every variant reads as feedback the caller can act on,
+/// because for the model these messages are the tool result.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum ToolError {
+    #[error("unknown tool `{name}`; available tools: {available}")]
+    UnknownTool { name: String, available: String },
+    #[error("bad arguments for `{tool}`: {message}")]
+    BadArguments { tool: String, message: String },
+    #[error(
+        "`{tool}` is a {risk:?} tool and needs an approved request from a human approver; it was not run"
+    )]
+    ApprovalRequired { tool: String, risk: RiskClass },
+    #[error("the approval presented does not cover this call of `{tool}`: {why}; it was not run")]
+    ApprovalMismatch { tool: String, why: String },
+    #[error("`{tool}` failed: {message}")]
+    Failed { tool: String, message: String },
+}
+
+/// The description of a tool that is shown to the model and listed by `oncall tools`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ToolSpec {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub risk: RiskClass,
+    /// JSON schema of the arguments.
+    pub parameters: Value,
+}
+
+/// A typed tool. Implement this; the registry erases the types.
+#[async_trait]
+pub trait Tool: Send + Sync + 'static {
+    /// `area.verb`, e.g. `host.use_snapshot`.
+    const NAME: &'static str;
+    /// One line for the model: what the tool measures and when to use it.
+    const DESCRIPTION: &'static str;
+    const RISK: RiskClass;
+    type Args: DeserializeOwned + JsonSchema + Send;
+    type Output: Serialize + Send;
+
+    async fn call(&self, args: Self::Args) -> Result<Self::Output, ToolError>;
+}
+
+/// The type-erased face of a [`Tool`], as the registry stores it.
+#[async_trait]
+pub trait DynTool: Send + Sync {
+    fn spec(&self) -> ToolSpec;
+    async fn call_json(&self, args: Value) -> Result<Value, ToolError>;
+}
+
+#[async_trait]
+impl<T: Tool> DynTool for T {
+    fn spec(&self) -> ToolSpec {
+        ToolSpec {
+            name: T::NAME,
+            description: T::DESCRIPTION,
+            risk: T::RISK,
+            parameters: schema_for::<T::Args>(),
+        }
+    }
+
+    async fn call_json(&self, args: Value) -> Result<Value, ToolError> {
+        // A missing argument object means "all defaults".
+        let args = if args.is_null() {
+            Value::Object(Default::default())
+        } else {
+            args
+        };
+        let typed: T::Args = serde_json::from_value(args).map_err(|e| ToolError::BadArguments {
+            tool: T::NAME.into(),
+            message: e.to_string(),
+        })?;
+        let out = self.call(typed).await?;
+        serde_json::to_value(out).map_err(|e| ToolError::Failed {
+            tool: T::NAME.into(),
+            message: format!("output could not be serialized: {e}"),
+        })
+    }
+}
+
+/// The JSON schema of a tool's arguments, without the `$schema` and `title` noise.
+pub fn schema_for<A: JsonSchema>() -> Value {
+    let schema = schemars::schema_for!(A);
+    let mut v = serde_json::to_value(schema).unwrap_or(Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("$schema");
+        obj.remove("title");
+    }
+    v
+}
+
+/// A tool that takes no arguments uses this.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}

@@ -1,0 +1,142 @@
+//! The command line's contract: bad input is one line naming the problem and the fix, exit 2.
+
+mod common;
+
+use common::*;
+use std::io::Write;
+
+fn one_line_error(code: i32, stderr: &str) {
+    assert_eq!(code, 2, "exit code 2 for bad input; stderr: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr:?}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+}
+
+#[test]
+fn empty_report() {
+    let (code, _, err) = oncall(&["triage", "  "], &[]);
+    one_line_error(code, &err);
+    assert!(
+        err.contains("report is empty") && err.contains("oncall triage \""),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_report() {
+    let (code, _, err) = oncall(&["triage"], &[]);
+    one_line_error(code, &err);
+    assert!(err.contains("REPORT"), "{err}");
+}
+
+#[test]
+fn unknown_flag() {
+    let (code, _, err) = oncall(&["triage", "--jsn", "slow"], &[]);
+    one_line_error(code, &err);
+    assert!(err.contains("--jsn") && err.contains("--help"), "{err}");
+}
+
+#[test]
+fn unreadable_config_file() {
+    let (code, _, err) = oncall(
+        &["--config", "/nonexistent/oncall.toml", "triage", "slow"],
+        &[],
+    );
+    one_line_error(code, &err);
+    assert!(err.contains("/nonexistent/oncall.toml"), "{err}");
+    let (code, _, err) = oncall(
+        &["triage", "slow"],
+        &[("ONCALL_CONFIG", "/nonexistent/x.toml")],
+    );
+    one_line_error(code, &err);
+    assert!(err.contains("/nonexistent/x.toml"), "{err}");
+}
+
+fn config_file(contents: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    f.write_all(contents.as_bytes()).unwrap();
+    f
+}
+
+#[test]
+fn config_value_of_the_wrong_type() {
+    let f = config_file("[host]\nwindow_ms = \"soon\"\n");
+    let (code, _, err) = oncall(
+        &["--config", f.path().to_str().unwrap(), "triage", "slow"],
+        &[],
+    );
+    one_line_error(code, &err);
+    assert!(err.contains("window_ms") && err.contains("soon"), "{err}");
+}
+
+#[test]
+fn unknown_config_key_is_named() {
+    let f = config_file("[thresholds.cpu]\nutilisation_pct = { warn = 80, crit = 90 }\n");
+    let (code, _, err) = oncall(
+        &["--config", f.path().to_str().unwrap(), "triage", "slow"],
+        &[],
+    );
+    one_line_error(code, &err);
+    assert!(err.contains("utilisation_pct"), "{err}");
+    let (code, _, err) = oncall(&["triage", "slow"], &[("ONCALL_HOST__WINDOW", "5")]);
+    one_line_error(code, &err);
+    assert!(err.contains("window"), "{err}");
+}
+
+#[test]
+fn env_overrides_the_file() {
+    let f = config_file("[host]\nwindow_ms = 5000\n");
+    let (code, _, err) = oncall(&["--config", f.path().to_str().unwrap(), "tools"], &[]);
+    one_line_error(code, &err);
+    let (code, _, err) = oncall(
+        &["--config", f.path().to_str().unwrap(), "tools"],
+        &[("ONCALL_HOST__WINDOW_MS", "300")],
+    );
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn tools_lists_every_tool_with_risk_and_schema() {
+    let (code, out, err) = oncall(&["tools", "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let tools: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let tools = tools.as_array().unwrap();
+    let snap = tools
+        .iter()
+        .find(|t| t["name"] == "host.use_snapshot")
+        .unwrap();
+    assert_eq!(snap["risk"], "read");
+    assert!(
+        snap["parameters"]["properties"]["window_ms"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("100 to 1000")
+    );
+    let sig = tools
+        .iter()
+        .find(|t| t["name"] == "host.signal_process")
+        .unwrap();
+    assert_eq!(sig["risk"], "live_action");
+    let (code, text, _) = oncall(&["tools"], &[]);
+    assert_eq!(code, 0);
+    assert!(
+        text.contains("host.signal_process  [live_action]"),
+        "{text}"
+    );
+}
+
+/// The committed schemas in tools/schemas.json are what the binary generates.
+/// Regenerate with: UPDATE_TOOL_SCHEMAS=1 cargo nextest run --test cli
+#[test]
+fn committed_tool_schemas_are_current() {
+    let (code, out, _) = oncall(&["tools", "--json"], &[]);
+    assert_eq!(code, 0);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/schemas.json");
+    if std::env::var_os("UPDATE_TOOL_SCHEMAS").is_some() {
+        std::fs::write(&path, &out).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        committed, out,
+        "tools/schemas.json is stale: regenerate with UPDATE_TOOL_SCHEMAS=1"
+    );
+}

@@ -1,0 +1,158 @@
+//! Helpers shared by the integration tests: run the real binaries, cause real faults, and clean
+//! every fault up in `Drop`, so a failing assertion never leaves a hog or a mount behind.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const ONCALL: &str = env!("CARGO_BIN_EXE_oncall");
+pub const FAULT: &str = env!("CARGO_BIN_EXE_oncall-fault");
+
+/// A running fault process, killed when dropped.
+pub struct Fault {
+    pub child: Child,
+    pub pid: u32,
+}
+
+impl Fault {
+    /// Starts `oncall-fault <args>` and waits for its `ready pid=` line.
+    pub fn start(args: &[&str]) -> Fault {
+        let mut child = Command::new(FAULT)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn oncall-fault");
+        let pid = child.id();
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("ready") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let fault = Fault { child, pid };
+        rx.recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("oncall-fault {args:?} never became ready"));
+        fault
+    }
+}
+
+impl Drop for Fault {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `oncall triage --json <report>` and parses the answer.
+pub fn triage_json(report: &str, env: &[(&str, &str)]) -> Value {
+    let out = Command::new(ONCALL)
+        .args(["triage", "--json", report])
+        .env_remove("ONCALL_CONFIG")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run oncall");
+    assert!(
+        out.status.success(),
+        "oncall triage failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("triage --json prints JSON")
+}
+
+/// Runs `oncall` with arguments; returns (exit code, stdout, stderr).
+pub fn oncall(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(ONCALL)
+        .args(args)
+        .env_remove("ONCALL_CONFIG")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run oncall");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A small tmpfs mounted in a temporary directory, unmounted when dropped.
+pub struct Tmpfs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::Builder::new()
+            .prefix("oncall-test-fs")
+            .tempdir()
+            .expect("tempdir");
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "mount tmpfs failed");
+        Tmpfs { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes 256 KiB files until the filesystem refuses with ENOSPC.
+    pub fn fill(&self) -> PathBuf {
+        let chunk = vec![0u8; 256 * 1024];
+        for i in 0.. {
+            let p = self.path().join(format!("blob-{i:05}.bin"));
+            if let Err(e) = std::fs::write(&p, &chunk) {
+                assert_eq!(
+                    e.raw_os_error(),
+                    Some(nix::libc::ENOSPC),
+                    "unexpected write error: {e}"
+                );
+                return p;
+            }
+        }
+        unreachable!()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The hypotheses of an answer, ranked.
+pub fn hypotheses(answer: &Value) -> &Vec<Value> {
+    answer["hypotheses"].as_array().expect("hypotheses array")
+}
+
+/// Compact description of the ranking, for assertion messages.
+pub fn ranking(answer: &Value) -> String {
+    hypotheses(answer)
+        .iter()
+        .map(|h| {
+            format!(
+                "{} {} {} {}: {}",
+                h["id"], h["category"], h["status"], h["confidence"], h["statement"]
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -3,6 +3,7 @@
 //! names the problem and the fix, and exit with code 2.
 
 use clap::{Parser, Subcommand};
+use oncall::agent::events::{self, Event, EventSink, Silent};
 use oncall::agent::{self, render};
 use oncall::config::Config;
 use oncall::tool::Registry;
@@ -34,6 +35,9 @@ enum Command {
         /// Print one JSON document instead of text.
         #[arg(long)]
         json: bool,
+        /// Do not print progress events on stderr.
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// List every tool with its risk class and JSON schema.
     Tools {
@@ -41,6 +45,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Prints each investigation event on stderr as it happens.
+struct Stderr;
+
+impl EventSink for Stderr {
+    fn emit(&self, event: &Event) {
+        eprintln!("{}", events::line(event));
+    }
 }
 
 /// Prints a usage error as one line and returns exit code 2.
@@ -104,9 +117,14 @@ fn main() -> ExitCode {
     };
     let registry = Registry::builtin(config.clone());
     match cli.command {
-        Command::Triage { report, json } => {
+        Command::Triage { report, json, quiet } => {
             let report = report.join(" ");
-            match runtime.block_on(agent::investigate(&report, &registry, &config)) {
+            let model = match oncall::llm::build(&config) {
+                Ok(m) => m,
+                Err(e) => return usage_error(&e.to_string()),
+            };
+            let sink: Box<dyn EventSink> = if quiet { Box::new(Silent) } else { Box::new(Stderr) };
+            match runtime.block_on(agent::investigate(&report, &registry, &config, model.as_ref(), sink.as_ref())) {
                 Ok(inv) => {
                     if json {
                         match serde_json::to_string_pretty(&inv) {

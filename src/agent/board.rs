@@ -13,6 +13,31 @@ use serde::{Deserialize, Serialize};
 /// The highest prior a proposal may start with.
 pub const MAX_PRIOR: f64 = 0.3;
 
+/// How decisive a piece of evidence is. The board, not the reasoner, turns it into a weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Strength {
+    /// Settles it: a critical signal, an exact match.
+    Strong,
+    /// Leans: a warning-level signal, a partial match.
+    Moderate,
+    /// Barely: context, a weak correlation.
+    Weak,
+}
+
+impl Strength {
+    pub fn weight(self) -> f64 {
+        match self {
+            Strength::Strong => 0.9,
+            Strength::Moderate => 0.5,
+            Strength::Weak => 0.25,
+        }
+    }
+}
+
+/// The prior of every new hypothesis: low, so confidence above it comes from evidence.
+pub const PRIOR: f64 = 0.2;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HypothesisStatus {
@@ -64,13 +89,18 @@ pub enum BoardError {
     UnknownCall(String),
     #[error("weight {0} is out of range; use a number in (0, 1]")]
     BadWeight(f64),
+    #[error("tool call {0} failed, so it is not evidence; cite a call that returned data")]
+    FailedCall(String),
+    #[error("tool call {0} was a board operation, not a measurement; cite a call of a measuring tool")]
+    NotEvidence(String),
 }
 
 /// The board of one investigation.
 #[derive(Debug, Clone)]
 pub struct Board {
     hypotheses: Vec<Hypothesis>,
-    calls: Vec<(String, String)>,
+    /// (call id, tool, succeeded)
+    calls: Vec<(String, String, bool)>,
     confirm: f64,
     reject: f64,
 }
@@ -85,9 +115,22 @@ impl Board {
         }
     }
 
-    /// Records that a tool call happened, so it can be cited.
-    pub fn record_call(&mut self, id: &str, tool: &str) {
-        self.calls.push((id.to_string(), tool.to_string()));
+    /// Records that a tool call happened, so it can be cited (if it succeeded).
+    pub fn record_call(&mut self, id: &str, tool: &str, ok: bool) {
+        self.calls.push((id.to_string(), tool.to_string(), ok));
+    }
+
+    /// The id of an existing hypothesis of this category and component, if any.
+    pub fn find(&self, category: Category, component: &str) -> Option<String> {
+        self.hypotheses
+            .iter()
+            .find(|h| h.category == category && h.component == component)
+            .map(|h| h.id.clone())
+    }
+
+    /// One hypothesis by id.
+    pub fn get(&self, id: &str) -> Option<&Hypothesis> {
+        self.hypotheses.iter().find(|h| h.id == id)
     }
 
     /// Proposes a hypothesis; returns its id. The prior is capped at [`MAX_PRIOR`].
@@ -147,12 +190,18 @@ impl Board {
         if !(weight > 0.0 && weight <= 1.0) {
             return Err(BoardError::BadWeight(weight));
         }
-        let tool = self
+        let (tool, ok) = self
             .calls
             .iter()
-            .find(|(c, _)| c == call)
-            .map(|(_, t)| t.clone())
+            .find(|(c, _, _)| c == call)
+            .map(|(_, t, ok)| (t.clone(), *ok))
             .ok_or_else(|| BoardError::UnknownCall(call.to_string()))?;
+        if !ok {
+            return Err(BoardError::FailedCall(call.to_string()));
+        }
+        if tool.starts_with("board.") {
+            return Err(BoardError::NotEvidence(call.to_string()));
+        }
         let (confirm, reject) = (self.confirm, self.reject);
         let h = self.get_mut(id)?;
         h.confidence = if supports {
@@ -216,7 +265,9 @@ mod tests {
 
     fn board() -> Board {
         let mut b = Board::new(0.7, 0.15);
-        b.record_call("c1", "host.use_snapshot");
+        b.record_call("c1", "host.use_snapshot", true);
+        b.record_call("c2", "host.use_snapshot", false);
+        b.record_call("c3", "board.propose", true);
         b
     }
 
@@ -242,6 +293,8 @@ mod tests {
         );
         assert_eq!(b.in_order()[0].status, HypothesisStatus::Proposed);
         assert!(b.cite(&h, "c1", true, 1.5, "x").is_err());
+        assert_eq!(b.cite(&h, "c2", true, 0.9, "x"), Err(BoardError::FailedCall("c2".into())));
+        assert_eq!(b.cite(&h, "c3", true, 0.9, "x"), Err(BoardError::NotEvidence("c3".into())));
         assert!(b.cite("H7", "c1", true, 0.5, "x").is_err());
     }
 

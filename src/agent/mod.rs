@@ -1,35 +1,54 @@
-//! The investigation: one report in, one evidence-backed answer out.
+//! The investigation loop: one report in, one evidence-backed answer out.
 //!
-//! Flow: read the report (triage hints) -> call the tools through the registry (each call gets an
-//! id the board can cite) -> the reasoner proposes hypotheses and cites calls -> the board decides
-//! status and ranking -> triage, stabilizing proposals and next steps are derived from the
-//! findings -> [`render`] prints the hypothesis-driven debug log. A failed tool call is recorded
-//! with its error and the investigation carries on with what it has.
+//! Flow: read the report (triage hints) -> offer the registry's tools and the board tools to the
+//! model (or the offline reasoner, through the same interface) -> run the tools it asks for
+//! (in parallel), each answer compacted to evidence, capped and fenced as data -> the board
+//! decides status and ranking from cited evidence -> after `max_steps` the tools are withdrawn
+//! and the model must answer -> triage, stabilizing proposals and next steps come from the
+//! board's findings -> [`render`] prints the hypothesis-driven debug log.
+//!
+//! What keeps it safe and bounded: unknown tools, unparsable or invalid arguments and repeated
+//! identical calls go back to the model as tool errors; live actions are refused by the registry
+//! and filed as requests for a human; the prompt stays within the token budget (old outputs are
+//! elided first); a model endpoint that stays unavailable hands the investigation to the offline
+//! reasoner, and the answer says so.
 
 pub mod board;
+pub mod board_tools;
+pub mod events;
+pub mod evidence;
 pub mod next_steps;
+pub mod prompts;
 pub mod render;
 pub mod triage;
 
 use crate::collectors::host::UseSnapshot;
 use crate::config::Config;
-use crate::llm::offline;
-use crate::tool::Registry;
+use crate::llm::offline::OfflineModel;
+use crate::llm::retry::{RetryPolicy, retry};
+use crate::llm::tokens::{CountedBy, StepTokens, TokenCounter, TokenReport};
+use crate::llm::{ChatModel, ChatRequest, LlmError, Message, ToolCallRequest, ToolDef};
+use crate::tool::{Registry, ToolError};
 use board::{Board, Hypothesis, HypothesisStatus};
+use board_tools::BoardOutcome;
 use chrono::{DateTime, Utc};
+use events::{Event, EventSink};
 use next_steps::{NextStep, ProposedAction};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::time::Instant;
-use triage::Triage;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use triage::{ReportHints, Triage};
 
 /// Why an investigation could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error(
-        "the report is empty: describe the symptom, e.g. oncall triage \"p99 latency > 2s on /api/checkout\""
-    )]
+    #[error("the report is empty: describe the symptom, e.g. oncall triage \"p99 latency > 2s on /api/checkout\"")]
     EmptyReport,
+    #[error("{0}")]
+    Model(#[from] LlmError),
+    #[error("{0}")]
+    Prompt(#[from] prompts::PromptError),
 }
 
 /// One tool call as the answer shows it.
@@ -41,6 +60,8 @@ pub struct ToolCallRecord {
     pub args: Value,
     pub ok: bool,
     pub duration_ms: u64,
+    /// The model step that asked for it.
+    pub step: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,57 +83,302 @@ pub struct Investigation {
     pub report: String,
     pub t0: DateTime<Utc>,
     pub host: String,
-    /// Which reasoner moved the board (`offline` today).
+    /// Which reasoner produced the board (`offline`, `openai:<model>`, `replay:<file>`).
     pub reasoner: String,
     pub triage: Triage,
     /// Stabilizing actions proposed first for user-facing impact; none is executed.
     pub stabilize: Vec<ProposedAction>,
     pub debug_log: Vec<LogLine>,
-    /// Ranked best first.
+    /// Ranked best first, by the board.
     pub hypotheses: Vec<Hypothesis>,
-    /// True when no hypothesis reached the confidence threshold: "no fault found on this host".
+    /// True when no hypothesis reached the confidence threshold: "no fault found".
     pub abstained: bool,
     pub conclusion: String,
+    /// The reasoner's own words (its conclude summary or final answer), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
     pub next_steps: Vec<NextStep>,
     pub tool_calls: Vec<ToolCallRecord>,
     pub confidence_threshold: f64,
+    pub tokens: TokenReport,
+    /// Model steps taken.
+    pub steps: u32,
+    /// Retries, refusals, elisions: what the responder should know about how the answer was made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
+    /// Set when the model endpoint failed and the offline reasoner finished the investigation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
-/// Runs a tool through the registry and records the call.
-async fn call_tool(
-    registry: &Registry,
-    calls: &mut Vec<ToolCallRecord>,
-    board: &mut Board,
-    tool: &str,
-    args: Value,
-) -> Option<Value> {
-    let id = format!("c{}", calls.len() + 1);
-    let started = Instant::now();
-    let result = registry.call(tool, args.clone(), None).await;
-    let duration_ms = started.elapsed().as_millis() as u64;
-    tracing::info!(call = %id, tool, duration_ms, ok = result.is_ok(), "tool call");
-    board.record_call(&id, tool);
-    let (ok, output, error) = match result {
-        Ok(v) => (true, Some(v), None),
-        Err(e) => (false, None, Some(e.to_string())),
-    };
-    calls.push(ToolCallRecord {
-        id,
-        tool: tool.to_string(),
-        args,
-        ok,
-        duration_ms,
-        output: output.clone(),
-        error,
-    });
-    output
+/// Mutable state of one investigation.
+struct Run<'a> {
+    config: &'a Config,
+    registry: &'a Registry,
+    events: &'a dyn EventSink,
+    counter: TokenCounter,
+    prompts: prompts::Prompts,
+    board: Board,
+    calls: Vec<ToolCallRecord>,
+    /// tool + canonical args -> call id, to refuse identical calls.
+    seen: HashMap<String, String>,
+    tokens: TokenReport,
+    notices: Vec<String>,
+    requested: Vec<ProposedAction>,
+    concluded: Option<(String, bool)>,
+    answer: Option<String>,
+    steps: u32,
+    reasoner_name: String,
 }
 
-/// Investigates a report on this host with the offline reasoner.
+impl Run<'_> {
+    fn notice(&mut self, message: String) {
+        tracing::info!("{message}");
+        self.events.emit(&Event::Notice { message: message.clone() });
+        self.notices.push(message);
+    }
+
+    fn hypothesis_event(&self, id: &str) {
+        if let Some(h) = self.board.get(id) {
+            self.events.emit(&Event::HypothesisChanged {
+                id: h.id.clone(),
+                category: h.category.to_string(),
+                component: h.component.clone(),
+                status: format!("{:?}", h.status).to_lowercase(),
+                confidence: h.confidence,
+                statement: h.statement.clone(),
+            });
+        }
+    }
+
+    fn tool_defs(&self) -> Vec<ToolDef> {
+        let mut defs: Vec<ToolDef> = self
+            .registry
+            .specs()
+            .into_iter()
+            .map(|s| ToolDef { name: s.name.to_string(), description: s.description.to_string(), parameters: s.parameters })
+            .collect();
+        defs.extend(board_tools::defs());
+        defs
+    }
+
+    fn record(&mut self, rec: ToolCallRecord) {
+        self.board.record_call(&rec.id, &rec.tool, rec.ok);
+        self.calls.push(rec);
+    }
+
+    /// Runs the tool calls of one model turn; returns the model-facing answer for each, in order.
+    async fn execute(&mut self, calls: &[ToolCallRequest], finish_reason: Option<&str>, step: u32) -> Vec<(String, String)> {
+        enum Plan {
+            Done(String),
+            Registry(Value),
+            Board(Value),
+        }
+        let cap = evidence::cap_for(self.config.llm.context_window);
+        let known: Vec<String> = self.tool_defs().into_iter().map(|d| d.name).collect();
+        let mut plans = vec![];
+        for c in calls {
+            let id = format!("c{}", self.calls.len() + plans.len() + 1);
+            self.events.emit(&Event::ToolCalled { call: id.clone(), tool: c.name.clone(), args: c.arguments.clone() });
+            let plan = match serde_json::from_str::<Value>(if c.arguments.trim().is_empty() { "{}" } else { &c.arguments }) {
+                Err(e) => {
+                    let cut = if finish_reason == Some("length") {
+                        " Your reply was cut off at the token limit: send a shorter call."
+                    } else {
+                        ""
+                    };
+                    Plan::Done(format!("arguments are not valid JSON ({e}).{cut} Send one JSON object that matches the tool's schema."))
+                }
+                Ok(args) if !known.contains(&c.name) => {
+                    let _ = args;
+                    Plan::Done(format!("unknown tool `{}`; available tools: {}", c.name, known.join(", ")))
+                }
+                Ok(args) => {
+                    let key = format!("{} {}", c.name, args);
+                    match self.seen.get(&key) {
+                        Some(prev) => Plan::Done(format!(
+                            "identical call already made as {prev}: not repeated. Reuse that output, or change the arguments."
+                        )),
+                        None => {
+                            self.seen.insert(key, id.clone());
+                            if c.name.starts_with("board.") { Plan::Board(args) } else { Plan::Registry(args) }
+                        }
+                    }
+                }
+            };
+            plans.push((id, c, plan));
+        }
+        // Measuring tools run concurrently.
+        let registry = self.registry;
+        let futures = plans.iter().filter_map(|(_, c, p)| match p {
+            Plan::Registry(args) => Some(async move {
+                let started = Instant::now();
+                let r = registry.call(&c.name, args.clone(), None).await;
+                (r, started.elapsed().as_millis() as u64)
+            }),
+            _ => None,
+        });
+        let mut registry_results = futures::future::join_all(futures).await.into_iter();
+        let mut answers = vec![];
+        for (id, c, plan) in plans {
+            let (status, body) = match plan {
+                Plan::Done(err) => {
+                    let args = serde_json::from_str(&c.arguments).unwrap_or(Value::String(c.arguments.clone()));
+                    self.record(ToolCallRecord { id: id.clone(), tool: c.name.clone(), args, ok: false, duration_ms: 0, step, output: None, error: Some(err.clone()) });
+                    ("error", err)
+                }
+                Plan::Registry(args) => {
+                    let (result, ms) = registry_results.next().unwrap_or((Err(ToolError::Failed { tool: c.name.clone(), message: "lost".into() }), 0));
+                    match result {
+                        Ok(out) => {
+                            let text = evidence::render(&c.name, &out, self.config.llm.evidence, cap, &self.counter);
+                            self.record(ToolCallRecord { id: id.clone(), tool: c.name.clone(), args, ok: true, duration_ms: ms, step, output: Some(out), error: None });
+                            ("ok", text)
+                        }
+                        Err(e) => {
+                            let msg = match &e {
+                                ToolError::ApprovalRequired { tool, .. } => {
+                                    self.requested.push(ProposedAction {
+                                        tool: tool.clone(),
+                                        args: args.clone(),
+                                        why: format!("requested by {} at step {step}", self.reasoner_name),
+                                        needs_approval: true,
+                                    });
+                                    self.notice(format!("{tool} {args} was requested and NOT run: it needs a human approver"));
+                                    format!("not run: `{tool}` is a live action. Your request was filed for a human approver; it has not run and may never run. Continue the diagnosis.")
+                                }
+                                other => other.to_string(),
+                            };
+                            self.record(ToolCallRecord { id: id.clone(), tool: c.name.clone(), args, ok: false, duration_ms: ms, step, output: None, error: Some(msg.clone()) });
+                            ("error", msg)
+                        }
+                    }
+                }
+                Plan::Board(args) => {
+                    let outcome = board_tools::handle(&mut self.board, &c.name, &args);
+                    let touched = args.get("hypothesis").and_then(Value::as_str).map(str::to_string);
+                    match outcome {
+                        Ok(BoardOutcome::Answer(v)) => {
+                            let hid = v.get("hypothesis").and_then(Value::as_str).map(str::to_string).or(touched);
+                            self.record(ToolCallRecord { id: id.clone(), tool: c.name.clone(), args, ok: true, duration_ms: 0, step, output: Some(v.clone()), error: None });
+                            if let Some(h) = hid {
+                                self.hypothesis_event(&h);
+                            }
+                            ("ok", v.to_string())
+                        }
+                        Ok(BoardOutcome::Concluded { summary, abstain, answer }) => {
+                            self.concluded = Some((summary, abstain));
+                            self.record(ToolCallRecord { id: id.clone(), tool: c.name.clone(), args, ok: true, duration_ms: 0, step, output: Some(answer.clone()), error: None });
+                            ("ok", answer.to_string())
+                        }
+                        Err(msg) => {
+                            self.record(ToolCallRecord { id: id.clone(), tool: c.name.clone(), args, ok: false, duration_ms: 0, step, output: None, error: Some(msg.clone()) });
+                            ("error", msg)
+                        }
+                    }
+                }
+            };
+            let summary: String = body.chars().take(160).collect();
+            let ok = status == "ok";
+            let ms = self.calls.last().map(|r| r.duration_ms).unwrap_or(0);
+            self.events.emit(&Event::ToolAnswered { call: id.clone(), tool: c.name.clone(), ok, ms, summary });
+            answers.push((c.id.clone(), evidence::fence(&id, &c.name, status, &body)));
+        }
+        answers
+    }
+
+    /// The model loop. Returns Err when the model endpoint failed for good.
+    async fn run_loop(&mut self, model: &dyn ChatModel, report: &str, hints: &ReportHints) -> Result<(), LlmError> {
+        let l = &self.config.llm;
+        self.reasoner_name = model.name();
+        let ctx = minijinja::context! {
+            report => report,
+            categories => crate::taxonomy::Category::ALL.iter().map(|c| c.label()).collect::<Vec<_>>(),
+            max_steps => l.max_steps,
+            user_facing => hints.user_facing,
+        };
+        let mut messages = vec![
+            Message::system(self.prompts.render("system.md.j2", &ctx).map_err(|e| LlmError::Config(e.to_string()))?),
+            Message::user(self.prompts.render("user.md.j2", &ctx).map_err(|e| LlmError::Config(e.to_string()))?),
+        ];
+        let tools = self.tool_defs();
+        let policy = RetryPolicy {
+            max_attempts: l.max_attempts,
+            deadline: Duration::from_secs(l.deadline_s),
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(8),
+        };
+        let budget = (l.context_window as usize).saturating_sub(l.max_completion_tokens as usize + 256);
+        for step in 1..=l.max_steps + 1 {
+            let final_turn = step > l.max_steps;
+            if final_turn {
+                messages.push(Message::user(self.prompts.render("final.md.j2", &ctx).map_err(|e| LlmError::Config(e.to_string()))?));
+                self.notice(format!("step limit ({}) reached: tools withdrawn, the model must answer", l.max_steps));
+            }
+            let offered = if final_turn { vec![] } else { tools.clone() };
+            let counter = &self.counter;
+            let elided = evidence::compact_history(&mut messages, budget, |m| {
+                counter.count_request(&ChatRequest { messages: m.to_vec(), tools: offered.clone(), max_completion_tokens: 0 })
+            });
+            if elided > 0 {
+                self.notice(format!("elided {elided} old tool output(s) to stay within the {}-token context", l.context_window));
+            }
+            let req = ChatRequest { messages: messages.clone(), tools: offered, max_completion_tokens: l.max_completion_tokens };
+            let estimate = self.counter.count_request(&req) as u64;
+            let started = Instant::now();
+            let r = retry(policy, || model.complete(&req)).await;
+            for f in &r.failures {
+                self.notice(format!("model step {step} failed: {f}"));
+            }
+            let reply = r.result?;
+            self.steps = step;
+            let completion_text = format!(
+                "{}{}",
+                reply.content.clone().unwrap_or_default(),
+                reply.tool_calls.iter().map(|c| format!("{}{}", c.name, c.arguments)).collect::<String>()
+            );
+            let st = match reply.usage {
+                Some(u) => StepTokens { step, prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, counted_by: CountedBy::Server },
+                None => StepTokens { step, prompt_tokens: estimate, completion_tokens: self.counter.count(&completion_text) as u64, counted_by: CountedBy::Tiktoken },
+            };
+            self.tokens.add(st, l);
+            self.events.emit(&Event::ModelStep {
+                step,
+                prompt_tokens: st.prompt_tokens,
+                completion_tokens: st.completion_tokens,
+                tool_calls: reply.tool_calls.len(),
+                ms: started.elapsed().as_millis() as u64,
+            });
+            if final_turn || reply.tool_calls.is_empty() {
+                if final_turn && !reply.tool_calls.is_empty() {
+                    self.notice(format!("the model asked for {} tool(s) after they were withdrawn; ignored", reply.tool_calls.len()));
+                }
+                if reply.content.is_some() {
+                    self.answer = reply.content.clone();
+                }
+                break;
+            }
+            messages.push(Message::assistant(reply.content.clone(), reply.tool_calls.clone()));
+            let answers = self.execute(&reply.tool_calls, reply.finish_reason.as_deref(), step).await;
+            for (call_id, text) in answers {
+                messages.push(Message::tool(&call_id, text));
+            }
+            if let Some((summary, _)) = &self.concluded {
+                self.answer = Some(reply.content.clone().unwrap_or_else(|| summary.clone()));
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Investigates a report with a model (the offline reasoner by default).
 pub async fn investigate(
     report: &str,
     registry: &Registry,
     config: &Config,
+    model: &dyn ChatModel,
+    events: &dyn EventSink,
 ) -> Result<Investigation, AgentError> {
     let report = report.trim();
     if report.is_empty() {
@@ -121,114 +387,106 @@ pub async fn investigate(
     let t0 = Utc::now();
     let th = &config.thresholds;
     let hints = triage::read_report(report);
-    let mut board = Board::new(th.confirm, th.reject);
-    let mut calls = vec![];
-    let mut log = vec![LogLine {
-        at: t0,
-        text: format!("Report: {report}"),
-    }];
-
-    // Measure: the USE sweep of this host.
-    let snap_value = call_tool(
+    let mut run = Run {
+        config,
         registry,
-        &mut calls,
-        &mut board,
-        "host.use_snapshot",
-        Value::Object(Default::default()),
-    )
-    .await;
-    let snapshot: Option<UseSnapshot> = snap_value.and_then(|v| serde_json::from_value(v).ok());
-    let call_id = calls.last().map(|c| c.id.clone()).unwrap_or_default();
-    let call_error = calls.last().and_then(|c| c.error.clone());
-
-    // Hypothesize and decide, one category at a time, in the order the report suggests.
-    for category in offline::host_order(&hints) {
-        let prior = if hints.suspects.contains(&category) {
-            0.3
+        events,
+        counter: TokenCounter::for_settings(&config.llm)?,
+        prompts: prompts::Prompts::load(&config.llm.prompts_dir),
+        board: Board::new(th.confirm, th.reject),
+        calls: vec![],
+        seen: HashMap::new(),
+        tokens: TokenReport::default(),
+        notices: vec![],
+        requested: vec![],
+        concluded: None,
+        answer: None,
+        steps: 0,
+        reasoner_name: String::new(),
+    };
+    run.tokens.encoding = run.counter.encoding.to_string();
+    let mut reasoner = model.name();
+    events.emit(&Event::Started { incident: format!("{}", t0.format("%Y-%m-%d-%H%M")), reasoner: reasoner.clone() });
+    let mut fallback = None;
+    if let Err(e) = run.run_loop(model, report, &hints).await {
+        if model.is_offline() {
+            run.notice(format!("the offline reasoner stopped: {e}"));
         } else {
-            0.2
-        };
-        let title = offline::host::title(category);
-        let id = board.propose(title, category, "host", prior);
-        let verdict = match &snapshot {
-            Some(s) => offline::host::judge(category, s, th),
-            None => Err(call_error.clone().unwrap_or_else(|| "no snapshot".into())),
-        };
-        let line = match verdict {
-            Ok(v) => {
-                let _ = board.restate(&id, &v.statement, &v.component, v.culprit.clone());
-                let _ = board.cite(&id, &call_id, v.supports, v.weight, &v.note);
-                let h = board.in_order().iter().find(|h| h.id == id);
-                let outcome = match h.map(|h| h.status) {
-                    Some(HypothesisStatus::Confirmed) => "CONFIRMED",
-                    Some(HypothesisStatus::Rejected) => "REJECTED",
-                    _ => "INCONCLUSIVE",
-                };
-                let conf = h.map(|h| h.confidence).unwrap_or_default();
-                format!(
-                    "{id}: {title} -> host.use_snapshot [{call_id}] -> {outcome} ({}; confidence {conf:.2})",
-                    v.note
-                )
+            let why = format!("the model endpoint failed ({e}); this answer comes from the offline reasoner");
+            run.notice(why.clone());
+            fallback = Some(why);
+            run.board = Board::new(th.confirm, th.reject);
+            run.seen.clear();
+            run.concluded = None;
+            run.answer = None;
+            let offline = OfflineModel::new(th.clone());
+            reasoner = format!("{} (fell back from {reasoner})", offline.name());
+            if let Err(e) = run.run_loop(&offline, report, &hints).await {
+                run.notice(format!("the offline reasoner stopped too: {e}"));
             }
-            Err(why) => {
-                format!("{id}: {title} -> host.use_snapshot -> UNTESTED (could not measure: {why})")
-            }
-        };
-        log.push(LogLine {
-            at: Utc::now(),
-            text: line,
-        });
+        }
     }
 
-    let findings = board.findings(th.confidence);
+    let snapshot: Option<UseSnapshot> = run
+        .calls
+        .iter()
+        .rev()
+        .filter(|c| c.tool == "host.use_snapshot" && c.ok)
+        .find_map(|c| c.output.clone().and_then(|v| serde_json::from_value(v).ok()));
+    let findings = run.board.findings(th.confidence);
     let abstained = findings.is_empty();
-    let host = snapshot
-        .as_ref()
-        .map(|s| s.host.clone())
-        .unwrap_or_else(|| "this host".into());
+    let host = snapshot.as_ref().map(|s| s.host.clone()).unwrap_or_else(|| "this host".into());
     let conclusion = match findings.first() {
-        Some(top) => format!(
-            "Most likely: {} ({}, confidence {:.2}): {}",
-            top.category, top.component, top.confidence, top.statement
-        ),
+        Some(top) => format!("Most likely: {} ({}, confidence {:.2}): {}", top.category, top.component, top.confidence, top.statement),
         None => match &snapshot {
             Some(s) => format!(
                 "No fault found on this host: nothing above confidence {:.2} (looked at {} resources: {}).",
                 th.confidence,
                 s.resources.len(),
-                s.resources
-                    .iter()
-                    .map(|r| r.resource.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                s.resources.iter().map(|r| r.resource.as_str()).collect::<Vec<_>>().join(", ")
             ),
-            None => format!(
-                "No conclusion: the host could not be measured ({}).",
-                call_error.as_deref().unwrap_or("no snapshot")
-            ),
+            None => "No fault found: no hypothesis reached the confidence threshold, and the host was not measured.".into(),
         },
     };
-    log.push(LogLine {
-        at: Utc::now(),
-        text: format!("Conclusion: {conclusion}"),
-    });
+    let debug_log = render::debug_log(t0, report, &run.board, &run.calls, &run.requested, &conclusion);
     let triage = triage::assess(&hints, snapshot.as_ref(), &findings);
-    let stabilize = next_steps::stabilize(&hints, &findings);
+    let mut stabilize = next_steps::stabilize(&hints, &findings);
+    for r in &run.requested {
+        if !stabilize.iter().any(|s| s.tool == r.tool && s.args == r.args) {
+            stabilize.push(r.clone());
+        }
+    }
     let next = next_steps::next_steps(&hints, &findings);
+    events.emit(&Event::Finished { conclusion: conclusion.clone() });
     Ok(Investigation {
         incident: format!("{}-{}", t0.format("%Y-%m-%d-%H%M"), host),
         report: report.to_string(),
         t0,
         host,
-        reasoner: "offline".into(),
+        reasoner,
         triage,
         stabilize,
-        debug_log: log,
-        hypotheses: board.ranked(),
+        debug_log,
+        hypotheses: run.board.ranked(),
         abstained,
         conclusion,
+        answer: run.answer,
         next_steps: next,
-        tool_calls: calls,
+        tool_calls: run.calls,
         confidence_threshold: th.confidence,
+        tokens: run.tokens,
+        steps: run.steps,
+        notices: run.notices,
+        fallback,
     })
+}
+
+/// The status word of the debug log.
+pub fn outcome_word(h: &Hypothesis) -> &'static str {
+    match h.status {
+        HypothesisStatus::Confirmed => "CONFIRMED",
+        HypothesisStatus::Rejected => "REJECTED",
+        HypothesisStatus::Proposed if h.evidence.is_empty() => "UNTESTED",
+        HypothesisStatus::Proposed => "INCONCLUSIVE",
+    }
 }

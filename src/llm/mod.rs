@@ -1,7 +1,162 @@
-//! Reasoners: what reads the evidence and moves hypotheses on the board.
+//! Reasoners: whatever reads the evidence and moves hypotheses on the board.
 //!
-//! Today there is one, the built-in [`offline`] reasoner: deterministic rules over the same tools
-//! a model would call. It needs no API key and no network, so oncall is useful out of the box.
-//! A reasoner proposes and cites; the board decides status, and the registry decides what runs.
+//! [`ChatModel`] is the one interface the investigation loop talks to, with three
+//! implementations behind the `[llm] provider` switch:
+//! - [`openai`]: any OpenAI-compatible chat-completions endpoint, through async-openai;
+//! - [`offline`]: the built-in reasoner, deterministic USE-method rules that call the same tools
+//!   and board tools a model would (the default: no key, no network);
+//! - [`replay`]: recorded model turns, for tests and the eval harness.
+//!
+//! [`tokens`] counts tokens with tiktoken and prices them; [`retry`] retries transient failures
+//! with backoff and jitter inside a deadline. A model only ever *asks* for tools: the agent runs
+//! them through the registry, which is where live actions are refused.
 
 pub mod offline;
+pub mod openai;
+pub mod replay;
+pub mod retry;
+pub mod tokens;
+
+use crate::config::{Config, Provider};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Who said a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+/// A tool call the model asked for. `arguments` is the raw JSON text, unparsed: a bad model may
+/// send anything, and the loop answers bad arguments with a tool error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCallRequest {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+/// One message of the conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCallRequest>,
+    /// For `Role::Tool`: the model's id of the call this answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    pub fn system(text: impl Into<String>) -> Message {
+        Message { role: Role::System, content: Some(text.into()), tool_calls: vec![], tool_call_id: None }
+    }
+    pub fn user(text: impl Into<String>) -> Message {
+        Message { role: Role::User, content: Some(text.into()), tool_calls: vec![], tool_call_id: None }
+    }
+    pub fn assistant(content: Option<String>, tool_calls: Vec<ToolCallRequest>) -> Message {
+        Message { role: Role::Assistant, content, tool_calls, tool_call_id: None }
+    }
+    pub fn tool(call_id: &str, text: impl Into<String>) -> Message {
+        Message { role: Role::Tool, content: Some(text.into()), tool_calls: vec![], tool_call_id: Some(call_id.to_string()) }
+    }
+}
+
+/// A tool as offered to the model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolDef {
+    pub name: String,
+    pub description: String,
+    pub parameters: Value,
+}
+
+/// One request to a model.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    pub messages: Vec<Message>,
+    /// Empty when the tools have been withdrawn and the model must answer.
+    pub tools: Vec<ToolDef>,
+    pub max_completion_tokens: u32,
+}
+
+/// Token usage as the server reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// One reply from a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ChatReply {
+    #[serde(default)]
+    pub content: Option<String>,
+    #[serde(default)]
+    pub tool_calls: Vec<ToolCallRequest>,
+    /// Server-reported usage, when the server reports it.
+    #[serde(default)]
+    pub usage: Option<Usage>,
+    /// `stop`, `tool_calls`, `length` (cut off at max tokens), ...
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+}
+
+/// Why a model step failed. `transient` ones are retried.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum LlmError {
+    #[error("the model endpoint did not answer within {0} s")]
+    Timeout(u64),
+    #[error("the model endpoint is rate limiting (HTTP 429): {0}")]
+    RateLimited(String),
+    #[error("the model endpoint failed with HTTP {status}: {message}")]
+    Server { status: u16, message: String },
+    #[error("the model endpoint refused the request with HTTP {status}: {message}")]
+    Refused { status: u16, message: String },
+    #[error("cannot reach the model endpoint: {0}")]
+    Unreachable(String),
+    #[error("the model's reply is malformed: {0}")]
+    Malformed(String),
+    #[error("no more recorded turns to replay (after {0})")]
+    ReplayExhausted(usize),
+    #[error("model configuration: {0}")]
+    Config(String),
+}
+
+impl LlmError {
+    /// Whether trying again may help.
+    pub fn transient(&self) -> bool {
+        matches!(
+            self,
+            LlmError::Timeout(_) | LlmError::RateLimited(_) | LlmError::Server { .. } | LlmError::Unreachable(_) | LlmError::Malformed(_)
+        )
+    }
+}
+
+/// A chat model that may ask for tools.
+#[async_trait]
+pub trait ChatModel: Send + Sync {
+    /// A short name for logs and answers (`offline`, `openai:gpt-4o-mini`, `replay:file`).
+    fn name(&self) -> String;
+    /// Whether this is the built-in reasoner (no fallback needed).
+    fn is_offline(&self) -> bool {
+        false
+    }
+    async fn complete(&self, request: &ChatRequest) -> Result<ChatReply, LlmError>;
+}
+
+/// Builds the model the configuration asks for.
+pub fn build(config: &Config) -> Result<Box<dyn ChatModel>, LlmError> {
+    let l = &config.llm;
+    Ok(match l.effective_provider() {
+        Provider::Offline | Provider::Auto => Box::new(offline::OfflineModel::new(config.thresholds.clone())),
+        Provider::Openai => Box::new(openai::OpenAiModel::new(l)?),
+        Provider::Replay => Box::new(replay::ReplayModel::from_file(&l.replay_file)?),
+    })
+}

@@ -33,7 +33,8 @@ pub struct Signal {
     pub value: f64,
     pub unit: String,
     pub status: Status,
-    /// Where it was read, e.g. `/proc/stat`.
+    /// Where it was read, e.g. `/proc/stat` (left out of compact evidence).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub source: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,

@@ -5,7 +5,7 @@
 //! keeps a busy but healthy machine below the finding threshold), and every signal of a category
 //! being normal speaks strongly against it (0.9).
 
-use crate::agent::board::Culprit;
+use crate::agent::board::{Culprit, Strength};
 use crate::collectors::host::signal::{ResourceReport, Signal, Status};
 use crate::collectors::host::{ProcessInfo, UseSnapshot};
 use crate::config::Thresholds;
@@ -41,7 +41,7 @@ pub struct Verdict {
     pub component: String,
     pub culprit: Option<Culprit>,
     pub supports: bool,
-    pub weight: f64,
+    pub strength: Strength,
     /// The numbers that decided it.
     pub note: String,
 }
@@ -74,7 +74,7 @@ fn against(statement: String, component: &str, note: String) -> Verdict {
         component: component.into(),
         culprit: None,
         supports: false,
-        weight: 0.9,
+        strength: Strength::Strong,
         note,
     }
 }
@@ -126,31 +126,26 @@ fn cpu(s: &UseSnapshot) -> Result<Verdict, Untested> {
     let who = top
         .map(|p| format!("; top: {} (pid {}) at {:.0}% CPU", p.name, p.pid, p.cpu_pct))
         .unwrap_or_default();
-    let weight =
-        if sat == Status::Critical || (sat == Status::Warning && st(util) >= Status::Warning) {
-            if sat == Status::Critical { 0.9 } else { 0.6 }
-        } else if st(steal) >= Status::Warning {
-            return Ok(Verdict {
-                statement: format!(
-                    "CPU time is stolen by the hypervisor (noisy neighbour): steal {:.0}%",
-                    val(steal)
-                ),
-                component: "cpu".into(),
-                culprit: Some(Culprit {
-                    pid: None,
-                    name: "hypervisor steal".into(),
-                }),
-                supports: true,
-                weight: 0.6,
-                note: nums,
-            });
-        } else if sat == Status::Warning {
-            0.3
-        } else if st(util) >= Status::Warning {
-            0.25
-        } else {
-            return Ok(against("CPU is not saturated".into(), "cpu", nums));
-        };
+    let saturated = sat == Status::Critical || (sat == Status::Warning && st(util) >= Status::Warning);
+    let strength = if saturated && sat == Status::Critical {
+        Strength::Strong
+    } else if saturated {
+        Strength::Moderate
+    } else if st(steal) >= Status::Warning {
+        return Ok(Verdict {
+            statement: format!("CPU time is stolen by the hypervisor (noisy neighbour): steal {:.0}%", val(steal)),
+            component: "cpu".into(),
+            culprit: Some(Culprit { pid: None, name: "hypervisor steal".into() }),
+            supports: true,
+            strength: Strength::Moderate,
+            note: nums,
+        });
+    } else if sat == Status::Warning || st(util) >= Status::Warning {
+        // Busy but not saturated: barely moves it, so a busy healthy machine is not a finding.
+        Strength::Weak
+    } else {
+        return Ok(against("CPU is not saturated".into(), "cpu", nums));
+    };
     let statement = match top {
         Some(p) => format!(
             "CPU saturated: {:.1} runnable threads per core on {} cores; {} (pid {}) uses {:.0}% CPU",
@@ -171,7 +166,7 @@ fn cpu(s: &UseSnapshot) -> Result<Verdict, Untested> {
         component: "cpu".into(),
         culprit: top.map(culprit),
         supports: true,
-        weight,
+        strength,
         note: format!("{nums}{who}"),
     })
 }
@@ -207,14 +202,14 @@ fn memory(s: &UseSnapshot, th: &Thresholds) -> Result<Verdict, Untested> {
         }
     });
     let soon = tte_s.is_some_and(|t| t <= th.memory.exhaustion_horizon_s);
-    let (weight, blame) = if host == Status::Critical {
-        (0.9, grower.or(s.processes.top_rss.first()))
+    let (strength, blame) = if host == Status::Critical {
+        (Strength::Strong, grower.or(s.processes.top_rss.first()))
     } else if soon {
-        (0.8, grower)
+        (Strength::Strong, grower)
     } else if host == Status::Warning {
-        (0.5, grower.or(s.processes.top_rss.first()))
+        (Strength::Moderate, grower.or(s.processes.top_rss.first()))
     } else if grower.is_some() {
-        (0.45, grower)
+        (Strength::Moderate, grower)
     } else {
         return Ok(against(
             "Memory is not under pressure and no process grows".into(),
@@ -243,7 +238,7 @@ fn memory(s: &UseSnapshot, th: &Thresholds) -> Result<Verdict, Untested> {
         component: "memory".into(),
         culprit: blame.map(culprit),
         supports: true,
-        weight,
+        strength,
         note,
     })
 }
@@ -257,8 +252,8 @@ fn worst<'a>(s: &'a UseSnapshot, prefix: &'a str, key: &str) -> Option<&'a Resou
     })
 }
 
-fn lean(status: Status) -> f64 {
-    if status == Status::Critical { 0.9 } else { 0.5 }
+fn lean(status: Status) -> Strength {
+    if status == Status::Critical { Strength::Strong } else { Strength::Moderate }
 }
 
 fn disk_io(s: &UseSnapshot) -> Result<Verdict, Untested> {
@@ -297,7 +292,7 @@ fn disk_io(s: &UseSnapshot) -> Result<Verdict, Untested> {
         component: r.resource.clone(),
         culprit: None,
         supports: true,
-        weight: if both { lean(r.status) } else { 0.4 },
+        strength: if both { lean(r.status) } else { Strength::Weak },
         note: nums,
     })
 }
@@ -342,7 +337,7 @@ fn disk_full(s: &UseSnapshot) -> Result<Verdict, Untested> {
             name: mount.to_string(),
         }),
         supports: true,
-        weight: lean(r.status),
+        strength: lean(r.status),
         note: nums,
     })
 }
@@ -382,7 +377,7 @@ fn network(s: &UseSnapshot) -> Result<Verdict, Untested> {
         component: r.resource.clone(),
         culprit: None,
         supports: true,
-        weight: lean(r.status),
+        strength: lean(r.status),
         note: nums,
     })
 }
@@ -431,7 +426,7 @@ fn fds(s: &UseSnapshot) -> Result<Verdict, Untested> {
             .unwrap_or_else(|| "fd".into()),
         culprit,
         supports: true,
-        weight: lean(r.status),
+        strength: lean(r.status),
         note: nums,
     })
 }

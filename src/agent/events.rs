@@ -1,0 +1,62 @@
+//! Progress of an investigation as events, emitted the moment each step happens: the CLI prints
+//! them, and the server will stream them. Emitting never blocks the investigation.
+
+use serde::Serialize;
+
+/// One step of an investigation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Started { incident: String, reasoner: String },
+    /// The model (or the offline reasoner) finished thinking for one step.
+    ModelStep { step: u32, prompt_tokens: u64, completion_tokens: u64, tool_calls: usize, ms: u64 },
+    ToolCalled { call: String, tool: String, args: String },
+    ToolAnswered { call: String, tool: String, ok: bool, ms: u64, summary: String },
+    HypothesisChanged { id: String, category: String, component: String, status: String, confidence: f64, statement: String },
+    /// Something the responder should know: a retry, a fallback, a refused action.
+    Notice { message: String },
+    Finished { conclusion: String },
+}
+
+/// Where events go.
+pub trait EventSink: Send + Sync {
+    fn emit(&self, event: &Event);
+}
+
+/// Drops every event.
+pub struct Silent;
+
+impl EventSink for Silent {
+    fn emit(&self, _event: &Event) {}
+}
+
+/// Collects events (tests).
+#[derive(Default)]
+pub struct Collect(pub std::sync::Mutex<Vec<Event>>);
+
+impl EventSink for Collect {
+    fn emit(&self, event: &Event) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(event.clone());
+        }
+    }
+}
+
+/// One line for a person watching the investigation.
+pub fn line(e: &Event) -> String {
+    match e {
+        Event::Started { incident, reasoner } => format!("[start] incident {incident}, reasoner {reasoner}"),
+        Event::ModelStep { step, prompt_tokens, completion_tokens, tool_calls, ms } => format!(
+            "[step {step}] thought for {ms} ms ({prompt_tokens} prompt + {completion_tokens} completion tokens), {tool_calls} tool call(s)"
+        ),
+        Event::ToolCalled { call, tool, args } => format!("[{call}] {tool} {args}"),
+        Event::ToolAnswered { call, tool, ok, ms, summary } => {
+            format!("[{call}] {tool} {} in {ms} ms: {summary}", if *ok { "answered" } else { "failed" })
+        }
+        Event::HypothesisChanged { id, category, status, confidence, statement, .. } => {
+            format!("[{id}] {status} {confidence:.2} {category}: {statement}")
+        }
+        Event::Notice { message } => format!("[note] {message}"),
+        Event::Finished { conclusion } => format!("[done] {conclusion}"),
+    }
+}

@@ -1,0 +1,208 @@
+//! Any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, Ollama, llama.cpp's server),
+//! through async-openai.
+//!
+//! Requests and replies travel as raw JSON (async-openai's bring-your-own-types calls), because
+//! OpenAI-compatible servers differ in small ways that a strict decoder rejects (a missing
+//! `object`, a tool call without `type`, arguments sent as an object). This module reads such
+//! replies tolerantly and calls anything it cannot read malformed. Tool names are sent with `.`
+//! written as `__` (the API allows only `[a-zA-Z0-9_-]`) and mapped back on the way in.
+//!
+//! async-openai retries 429/5xx itself a few times with short backoff; the agent's retry policy
+//! wraps each step in its own deadline, jitter and attempt limit on top of that.
+
+use super::{ChatModel, ChatReply, ChatRequest, LlmError, Message, Role, ToolCallRequest, Usage};
+use crate::config::LlmSettings;
+use async_openai::Client;
+use async_openai::config::OpenAIConfig;
+use async_openai::error::OpenAIError;
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// An OpenAI-compatible model.
+pub struct OpenAiModel {
+    client: Client<OpenAIConfig>,
+    model: String,
+    temperature: f32,
+    timeout_s: u64,
+}
+
+/// `host.use_snapshot` -> `host__use_snapshot`.
+pub fn wire_name(name: &str) -> String {
+    name.replace('.', "__")
+}
+
+/// `host__use_snapshot` (or the dotted form, from models that send it back) -> `host.use_snapshot`.
+pub fn tool_name(wire: &str) -> String {
+    wire.replace("__", ".")
+}
+
+impl OpenAiModel {
+    pub fn new(l: &LlmSettings) -> Result<OpenAiModel, LlmError> {
+        let key = std::env::var(&l.api_key_env).unwrap_or_default();
+        let mut config = OpenAIConfig::new().with_api_base(l.base_url.trim_end_matches('/')).with_api_key(key);
+        for (k, v) in &l.extra_headers {
+            config = config
+                .with_header(reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|e| LlmError::Config(format!("llm.extra_headers.{k}: {e}")))?, v.clone())
+                .map_err(|e| LlmError::Config(format!("llm.extra_headers.{k}: {e}")))?;
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(l.timeout_s))
+            .connect_timeout(Duration::from_secs(l.timeout_s.min(10)))
+            .build()
+            .map_err(|e| LlmError::Config(format!("HTTP client: {e}")))?;
+        Ok(OpenAiModel {
+            client: Client::with_config(config).with_http_client(http),
+            model: l.model.clone(),
+            temperature: l.temperature,
+            timeout_s: l.timeout_s,
+        })
+    }
+
+    fn body(&self, req: &ChatRequest) -> Value {
+        let messages: Vec<Value> = req.messages.iter().map(message_json).collect();
+        let mut body = json!({
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": req.max_completion_tokens,
+            "temperature": self.temperature,
+            "stream": false,
+        });
+        if !req.tools.is_empty() {
+            body["tools"] = req
+                .tools
+                .iter()
+                .map(|t| json!({"type": "function", "function": {"name": wire_name(&t.name), "description": t.description, "parameters": t.parameters}}))
+                .collect();
+            body["tool_choice"] = json!("auto");
+        }
+        body
+    }
+}
+
+fn message_json(m: &Message) -> Value {
+    match m.role {
+        Role::System => json!({"role": "system", "content": m.content}),
+        Role::User => json!({"role": "user", "content": m.content}),
+        Role::Tool => json!({"role": "tool", "tool_call_id": m.tool_call_id, "content": m.content}),
+        Role::Assistant => {
+            let mut v = json!({"role": "assistant", "content": m.content});
+            if !m.tool_calls.is_empty() {
+                v["tool_calls"] = m
+                    .tool_calls
+                    .iter()
+                    .map(|c| json!({"id": c.id, "type": "function", "function": {"name": wire_name(&c.name), "arguments": c.arguments}}))
+                    .collect();
+            }
+            v
+        }
+    }
+}
+
+/// Reads a chat-completion reply tolerantly.
+pub fn parse_reply(v: &Value) -> Result<ChatReply, LlmError> {
+    let choice = v
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .ok_or_else(|| LlmError::Malformed(format!("no choices in the reply: {}", snippet(v))))?;
+    let msg = choice
+        .get("message")
+        .ok_or_else(|| LlmError::Malformed("the first choice has no message".into()))?;
+    let content = msg.get("content").and_then(Value::as_str).map(str::to_string).filter(|s| !s.trim().is_empty());
+    let mut tool_calls = vec![];
+    if let Some(calls) = msg.get("tool_calls").and_then(Value::as_array) {
+        for (i, c) in calls.iter().enumerate() {
+            let f = c.get("function").unwrap_or(c);
+            let Some(name) = f.get("name").and_then(Value::as_str) else {
+                return Err(LlmError::Malformed(format!("tool call {i} has no function name")));
+            };
+            let arguments = match f.get("arguments") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => "{}".into(),
+                Some(other) => other.to_string(),
+            };
+            let id = c.get("id").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("call_{i}"));
+            tool_calls.push(ToolCallRequest { id, name: tool_name(name), arguments });
+        }
+    }
+    let usage = v.get("usage").and_then(|u| {
+        Some(Usage {
+            prompt_tokens: u.get("prompt_tokens")?.as_u64()?,
+            completion_tokens: u.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0),
+        })
+    });
+    Ok(ChatReply {
+        content,
+        tool_calls,
+        usage,
+        finish_reason: choice.get("finish_reason").and_then(Value::as_str).map(str::to_string),
+    })
+}
+
+fn snippet(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 200 { format!("{}...", &s[..s.char_indices().nth(200).map(|(i, _)| i).unwrap_or(s.len())]) } else { s }
+}
+
+fn map_error(e: OpenAIError, timeout_s: u64) -> LlmError {
+    match e {
+        OpenAIError::ApiError(r) => {
+            let status = r.status_code.as_u16();
+            let message = r.api_error.message.clone();
+            match status {
+                429 => LlmError::RateLimited(message),
+                500..=599 => LlmError::Server { status, message },
+                _ => LlmError::Refused { status, message },
+            }
+        }
+        OpenAIError::Reqwest(e) if e.is_timeout() => LlmError::Timeout(timeout_s),
+        OpenAIError::Reqwest(e) => LlmError::Unreachable(e.to_string()),
+        OpenAIError::JSONDeserialize(e, body) => {
+            LlmError::Malformed(format!("{e}; body starts: {}", body.chars().take(120).collect::<String>()))
+        }
+        other => LlmError::Unreachable(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl ChatModel for OpenAiModel {
+    fn name(&self) -> String {
+        format!("openai:{}", self.model)
+    }
+
+    async fn complete(&self, req: &ChatRequest) -> Result<ChatReply, LlmError> {
+        let body = self.body(req);
+        let reply: Value = self
+            .client
+            .chat()
+            .create_byot(body)
+            .await
+            .map_err(|e| map_error(e, self.timeout_s))?;
+        parse_reply(&reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_names_round_trip_through_the_wire_form() {
+        assert_eq!(wire_name("host.use_snapshot"), "host__use_snapshot");
+        assert_eq!(tool_name("host__use_snapshot"), "host.use_snapshot");
+        assert_eq!(tool_name("board.propose"), "board.propose");
+    }
+
+    #[test]
+    fn tolerant_reply_parsing() {
+        // No `object`, no `type`, arguments as an object, no id: still read.
+        let v = json!({"choices": [{"message": {"content": "", "tool_calls": [{"function": {"name": "host__use_snapshot", "arguments": {"top": 3}}}]}, "finish_reason": "tool_calls"}]});
+        let r = parse_reply(&v).unwrap();
+        assert_eq!(r.tool_calls[0].name, "host.use_snapshot");
+        assert_eq!(r.tool_calls[0].arguments, r#"{"top":3}"#);
+        assert_eq!(r.tool_calls[0].id, "call_0");
+        assert_eq!(r.content, None);
+        assert!(matches!(parse_reply(&json!({"error": "x"})), Err(LlmError::Malformed(_))));
+        assert!(matches!(parse_reply(&json!({"choices": [{"message": {"tool_calls": [{"function": {}}]}}]})), Err(LlmError::Malformed(_))));
+    }
+}

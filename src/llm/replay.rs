@@ -1,0 +1,60 @@
+//! Replays recorded model turns, in order, whatever the request: for protocol tests and the eval
+//! harness. When the recording runs out, it says so instead of inventing a turn.
+//!
+//! File format (`oncall-replay/1`):
+//! `{"format": "oncall-replay/1", "turns": [{"content": "...", "tool_calls": [{"id", "name", "arguments"}]}]}`
+
+use super::{ChatModel, ChatReply, ChatRequest, LlmError};
+use async_trait::async_trait;
+use serde::Deserialize;
+use std::path::Path;
+use std::sync::Mutex;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplayFile {
+    format: String,
+    turns: Vec<ChatReply>,
+}
+
+/// Recorded turns, served in order.
+pub struct ReplayModel {
+    name: String,
+    turns: Vec<ChatReply>,
+    next: Mutex<usize>,
+}
+
+impl ReplayModel {
+    pub fn new(name: &str, turns: Vec<ChatReply>) -> ReplayModel {
+        ReplayModel { name: name.to_string(), turns, next: Mutex::new(0) }
+    }
+
+    pub fn from_file(path: &Path) -> Result<ReplayModel, LlmError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| LlmError::Config(format!("cannot read llm.replay_file {}: {e}", path.display())))?;
+        let f: ReplayFile = serde_json::from_str(&text)
+            .map_err(|e| LlmError::Config(format!("llm.replay_file {}: {e}", path.display())))?;
+        if f.format != "oncall-replay/1" {
+            return Err(LlmError::Config(format!(
+                "llm.replay_file {}: format is {:?}, expected \"oncall-replay/1\"",
+                path.display(),
+                f.format
+            )));
+        }
+        Ok(ReplayModel::new(&format!("replay:{}", path.display()), f.turns))
+    }
+}
+
+#[async_trait]
+impl ChatModel for ReplayModel {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    async fn complete(&self, _req: &ChatRequest) -> Result<ChatReply, LlmError> {
+        let mut next = self.next.lock().map_err(|_| LlmError::ReplayExhausted(0))?;
+        let turn = self.turns.get(*next).cloned().ok_or(LlmError::ReplayExhausted(*next))?;
+        *next += 1;
+        Ok(turn)
+    }
+}

@@ -446,7 +446,9 @@ impl Config {
             ));
         }
         if l.effective_provider() == Provider::Replay && l.replay_file.as_os_str().is_empty() {
-            return Err(ConfigError::Invalid("llm.provider = \"replay\" needs llm.replay_file".into()));
+            return Err(ConfigError::Invalid(
+                "llm.provider = \"replay\" needs llm.replay_file".into(),
+            ));
         }
         if l.max_steps == 0 || l.max_attempts == 0 || l.timeout_s == 0 || l.context_window < 2048 {
             return Err(ConfigError::Invalid(

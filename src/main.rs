@@ -117,14 +117,28 @@ fn main() -> ExitCode {
     };
     let registry = Registry::builtin(config.clone());
     match cli.command {
-        Command::Triage { report, json, quiet } => {
+        Command::Triage {
+            report,
+            json,
+            quiet,
+        } => {
             let report = report.join(" ");
             let model = match oncall::llm::build(&config) {
                 Ok(m) => m,
                 Err(e) => return usage_error(&e.to_string()),
             };
-            let sink: Box<dyn EventSink> = if quiet { Box::new(Silent) } else { Box::new(Stderr) };
-            match runtime.block_on(agent::investigate(&report, &registry, &config, model.as_ref(), sink.as_ref())) {
+            let sink: Box<dyn EventSink> = if quiet {
+                Box::new(Silent)
+            } else {
+                Box::new(Stderr)
+            };
+            match runtime.block_on(agent::investigate(
+                &report,
+                &registry,
+                &config,
+                model.as_ref(),
+                sink.as_ref(),
+            )) {
                 Ok(inv) => {
                     if json {
                         match serde_json::to_string_pretty(&inv) {

@@ -91,7 +91,9 @@ pub enum BoardError {
     BadWeight(f64),
     #[error("tool call {0} failed, so it is not evidence; cite a call that returned data")]
     FailedCall(String),
-    #[error("tool call {0} was a board operation, not a measurement; cite a call of a measuring tool")]
+    #[error(
+        "tool call {0} was a board operation, not a measurement; cite a call of a measuring tool"
+    )]
     NotEvidence(String),
 }
 
@@ -293,8 +295,14 @@ mod tests {
         );
         assert_eq!(b.in_order()[0].status, HypothesisStatus::Proposed);
         assert!(b.cite(&h, "c1", true, 1.5, "x").is_err());
-        assert_eq!(b.cite(&h, "c2", true, 0.9, "x"), Err(BoardError::FailedCall("c2".into())));
-        assert_eq!(b.cite(&h, "c3", true, 0.9, "x"), Err(BoardError::NotEvidence("c3".into())));
+        assert_eq!(
+            b.cite(&h, "c2", true, 0.9, "x"),
+            Err(BoardError::FailedCall("c2".into()))
+        );
+        assert_eq!(
+            b.cite(&h, "c3", true, 0.9, "x"),
+            Err(BoardError::NotEvidence("c3".into()))
+        );
         assert!(b.cite("H7", "c1", true, 0.5, "x").is_err());
     }
 

@@ -90,9 +90,16 @@ static PID: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"(?i)\bpid[ =
 pub fn parse_culprit(text: &str) -> Culprit {
     let t = text.trim();
     if let Ok(pid) = t.parse::<u32>() {
-        return Culprit { pid: Some(pid), name: t.to_string() };
+        return Culprit {
+            pid: Some(pid),
+            name: t.to_string(),
+        };
     }
-    let pid = PID.as_ref().and_then(|r| r.captures(t)).and_then(|c| c.get(1)).and_then(|m| m.as_str().parse().ok());
+    let pid = PID
+        .as_ref()
+        .and_then(|r| r.captures(t))
+        .and_then(|c| c.get(1))
+        .and_then(|m| m.as_str().parse().ok());
     let name = t.split(" (").next().unwrap_or(t).trim().to_string();
     Culprit { pid, name }
 }
@@ -102,7 +109,11 @@ pub enum BoardOutcome {
     /// The JSON answer for the model.
     Answer(Value),
     /// The model concluded.
-    Concluded { summary: String, abstain: bool, answer: Value },
+    Concluded {
+        summary: String,
+        abstain: bool,
+        answer: Value,
+    },
 }
 
 /// Runs one board tool call. Errors are messages for the model.
@@ -115,21 +126,45 @@ pub fn handle(board: &mut Board, tool: &str, args: &Value) -> Result<BoardOutcom
                 return Err("statement and component must not be empty".into());
             }
             if let Some(id) = board.find(a.category, a.component.trim()) {
-                return Ok(BoardOutcome::Answer(json!({"hypothesis": id, "note": "already on the board; cite evidence for it"})));
+                return Ok(BoardOutcome::Answer(
+                    json!({"hypothesis": id, "note": "already on the board; cite evidence for it"}),
+                ));
             }
-            let id = board.propose(a.statement.trim(), a.category, a.component.trim(), super::board::PRIOR);
+            let id = board.propose(
+                a.statement.trim(),
+                a.category,
+                a.component.trim(),
+                super::board::PRIOR,
+            );
             if let Some(c) = a.culprit.as_deref().filter(|c| !c.trim().is_empty()) {
-                let _ = board.restate(&id, a.statement.trim(), a.component.trim(), Some(parse_culprit(c)));
+                let _ = board.restate(
+                    &id,
+                    a.statement.trim(),
+                    a.component.trim(),
+                    Some(parse_culprit(c)),
+                );
             }
-            Ok(BoardOutcome::Answer(json!({"hypothesis": id, "confidence": super::board::PRIOR, "status": "proposed"})))
+            Ok(BoardOutcome::Answer(
+                json!({"hypothesis": id, "confidence": super::board::PRIOR, "status": "proposed"}),
+            ))
         }
         EVIDENCE => {
             let a: EvidenceArgs = serde_json::from_value(args.clone()).map_err(parse_err)?;
             board
-                .cite(&a.hypothesis, &a.call, a.supports, a.strength.weight(), a.note.trim())
+                .cite(
+                    &a.hypothesis,
+                    &a.call,
+                    a.supports,
+                    a.strength.weight(),
+                    a.note.trim(),
+                )
                 .map_err(|e| e.to_string())?;
-            let h = board.get(&a.hypothesis).ok_or_else(|| format!("no hypothesis {}", a.hypothesis))?;
-            Ok(BoardOutcome::Answer(json!({"hypothesis": h.id, "status": h.status, "confidence": h.confidence})))
+            let h = board
+                .get(&a.hypothesis)
+                .ok_or_else(|| format!("no hypothesis {}", a.hypothesis))?;
+            Ok(BoardOutcome::Answer(
+                json!({"hypothesis": h.id, "status": h.status, "confidence": h.confidence}),
+            ))
         }
         CONCLUDE => {
             let a: ConcludeArgs = serde_json::from_value(args.clone()).map_err(parse_err)?;
@@ -138,7 +173,11 @@ pub fn handle(board: &mut Board, tool: &str, args: &Value) -> Result<BoardOutcom
                 .iter()
                 .map(|h| json!({"id": h.id, "category": h.category, "status": h.status, "confidence": h.confidence}))
                 .collect();
-            Ok(BoardOutcome::Concluded { summary: a.summary, abstain: a.abstain, answer: json!({"ranking": ranking}) })
+            Ok(BoardOutcome::Concluded {
+                summary: a.summary,
+                abstain: a.abstain,
+                answer: json!({"ranking": ranking}),
+            })
         }
         other => Err(format!("unknown board tool `{other}`")),
     }
@@ -150,16 +189,31 @@ mod tests {
 
     #[test]
     fn culprits_are_read_from_free_text() {
-        assert_eq!(parse_culprit("ledger-sync (pid 4242)"), Culprit { pid: Some(4242), name: "ledger-sync".into() });
+        assert_eq!(
+            parse_culprit("ledger-sync (pid 4242)"),
+            Culprit {
+                pid: Some(4242),
+                name: "ledger-sync".into()
+            }
+        );
         assert_eq!(parse_culprit("4242").pid, Some(4242));
-        assert_eq!(parse_culprit("billing-worker"), Culprit { pid: None, name: "billing-worker".into() });
+        assert_eq!(
+            parse_culprit("billing-worker"),
+            Culprit {
+                pid: None,
+                name: "billing-worker".into()
+            }
+        );
     }
 
     #[test]
     fn schemas_name_the_taxonomy_and_strengths() {
         let d = defs();
         let s = d[0].parameters.to_string();
-        assert!(s.contains("host.cpu_saturation") && s.contains("db.lock_contention"), "{s}");
+        assert!(
+            s.contains("host.cpu_saturation") && s.contains("db.lock_contention"),
+            "{s}"
+        );
         assert!(d[1].parameters.to_string().contains("moderate"));
     }
 
@@ -174,8 +228,17 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.contains("c7 does not exist"), "{err}");
-        assert_eq!(b.get(&id).unwrap().status, super::super::board::HypothesisStatus::Proposed);
-        let err = handle(&mut b, PROPOSE, &json!({"statement": "x", "category": "db.slowness", "component": "pg"})).err().unwrap();
+        assert_eq!(
+            b.get(&id).unwrap().status,
+            super::super::board::HypothesisStatus::Proposed
+        );
+        let err = handle(
+            &mut b,
+            PROPOSE,
+            &json!({"statement": "x", "category": "db.slowness", "component": "pg"}),
+        )
+        .err()
+        .unwrap();
         assert!(err.contains("db.slowness"), "{err}");
     }
 }

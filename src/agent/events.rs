@@ -7,15 +7,45 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    Started { incident: String, reasoner: String },
+    Started {
+        incident: String,
+        reasoner: String,
+    },
     /// The model (or the offline reasoner) finished thinking for one step.
-    ModelStep { step: u32, prompt_tokens: u64, completion_tokens: u64, tool_calls: usize, ms: u64 },
-    ToolCalled { call: String, tool: String, args: String },
-    ToolAnswered { call: String, tool: String, ok: bool, ms: u64, summary: String },
-    HypothesisChanged { id: String, category: String, component: String, status: String, confidence: f64, statement: String },
+    ModelStep {
+        step: u32,
+        prompt_tokens: u64,
+        completion_tokens: u64,
+        tool_calls: usize,
+        ms: u64,
+    },
+    ToolCalled {
+        call: String,
+        tool: String,
+        args: String,
+    },
+    ToolAnswered {
+        call: String,
+        tool: String,
+        ok: bool,
+        ms: u64,
+        summary: String,
+    },
+    HypothesisChanged {
+        id: String,
+        category: String,
+        component: String,
+        status: String,
+        confidence: f64,
+        statement: String,
+    },
     /// Something the responder should know: a retry, a fallback, a refused action.
-    Notice { message: String },
-    Finished { conclusion: String },
+    Notice {
+        message: String,
+    },
+    Finished {
+        conclusion: String,
+    },
 }
 
 /// Where events go.
@@ -45,15 +75,39 @@ impl EventSink for Collect {
 /// One line for a person watching the investigation.
 pub fn line(e: &Event) -> String {
     match e {
-        Event::Started { incident, reasoner } => format!("[start] incident {incident}, reasoner {reasoner}"),
-        Event::ModelStep { step, prompt_tokens, completion_tokens, tool_calls, ms } => format!(
+        Event::Started { incident, reasoner } => {
+            format!("[start] incident {incident}, reasoner {reasoner}")
+        }
+        Event::ModelStep {
+            step,
+            prompt_tokens,
+            completion_tokens,
+            tool_calls,
+            ms,
+        } => format!(
             "[step {step}] thought for {ms} ms ({prompt_tokens} prompt + {completion_tokens} completion tokens), {tool_calls} tool call(s)"
         ),
         Event::ToolCalled { call, tool, args } => format!("[{call}] {tool} {args}"),
-        Event::ToolAnswered { call, tool, ok, ms, summary } => {
-            format!("[{call}] {tool} {} in {ms} ms: {summary}", if *ok { "answered" } else { "failed" })
+        Event::ToolAnswered {
+            call,
+            tool,
+            ok,
+            ms,
+            summary,
+        } => {
+            format!(
+                "[{call}] {tool} {} in {ms} ms: {summary}",
+                if *ok { "answered" } else { "failed" }
+            )
         }
-        Event::HypothesisChanged { id, category, status, confidence, statement, .. } => {
+        Event::HypothesisChanged {
+            id,
+            category,
+            status,
+            confidence,
+            statement,
+            ..
+        } => {
             format!("[{id}] {status} {confidence:.2} {category}: {statement}")
         }
         Event::Notice { message } => format!("[note] {message}"),

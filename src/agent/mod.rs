@@ -43,7 +43,9 @@ use triage::{ReportHints, Triage};
 /// Why an investigation could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("the report is empty: describe the symptom, e.g. oncall triage \"p99 latency > 2s on /api/checkout\"")]
+    #[error(
+        "the report is empty: describe the symptom, e.g. oncall triage \"p99 latency > 2s on /api/checkout\""
+    )]
     EmptyReport,
     #[error("{0}")]
     Model(#[from] LlmError),
@@ -134,7 +136,9 @@ struct Run<'a> {
 impl Run<'_> {
     fn notice(&mut self, message: String) {
         tracing::info!("{message}");
-        self.events.emit(&Event::Notice { message: message.clone() });
+        self.events.emit(&Event::Notice {
+            message: message.clone(),
+        });
         self.notices.push(message);
     }
 
@@ -156,7 +160,11 @@ impl Run<'_> {
             .registry
             .specs()
             .into_iter()
-            .map(|s| ToolDef { name: s.name.to_string(), description: s.description.to_string(), parameters: s.parameters })
+            .map(|s| ToolDef {
+                name: s.name.to_string(),
+                description: s.description.to_string(),
+                parameters: s.parameters,
+            })
             .collect();
         defs.extend(board_tools::defs());
         defs
@@ -168,7 +176,12 @@ impl Run<'_> {
     }
 
     /// Runs the tool calls of one model turn; returns the model-facing answer for each, in order.
-    async fn execute(&mut self, calls: &[ToolCallRequest], finish_reason: Option<&str>, step: u32) -> Vec<(String, String)> {
+    async fn execute(
+        &mut self,
+        calls: &[ToolCallRequest],
+        finish_reason: Option<&str>,
+        step: u32,
+    ) -> Vec<(String, String)> {
         enum Plan {
             Done(String),
             Registry(Value),
@@ -179,19 +192,33 @@ impl Run<'_> {
         let mut plans = vec![];
         for c in calls {
             let id = format!("c{}", self.calls.len() + plans.len() + 1);
-            self.events.emit(&Event::ToolCalled { call: id.clone(), tool: c.name.clone(), args: c.arguments.clone() });
-            let plan = match serde_json::from_str::<Value>(if c.arguments.trim().is_empty() { "{}" } else { &c.arguments }) {
+            self.events.emit(&Event::ToolCalled {
+                call: id.clone(),
+                tool: c.name.clone(),
+                args: c.arguments.clone(),
+            });
+            let plan = match serde_json::from_str::<Value>(if c.arguments.trim().is_empty() {
+                "{}"
+            } else {
+                &c.arguments
+            }) {
                 Err(e) => {
                     let cut = if finish_reason == Some("length") {
                         " Your reply was cut off at the token limit: send a shorter call."
                     } else {
                         ""
                     };
-                    Plan::Done(format!("arguments are not valid JSON ({e}).{cut} Send one JSON object that matches the tool's schema."))
+                    Plan::Done(format!(
+                        "arguments are not valid JSON ({e}).{cut} Send one JSON object that matches the tool's schema."
+                    ))
                 }
                 Ok(args) if !known.contains(&c.name) => {
                     let _ = args;
-                    Plan::Done(format!("unknown tool `{}`; available tools: {}", c.name, known.join(", ")))
+                    Plan::Done(format!(
+                        "unknown tool `{}`; available tools: {}",
+                        c.name,
+                        known.join(", ")
+                    ))
                 }
                 Ok(args) => {
                     let key = format!("{} {}", c.name, args);
@@ -201,7 +228,11 @@ impl Run<'_> {
                         )),
                         None => {
                             self.seen.insert(key, id.clone());
-                            if c.name.starts_with("board.") { Plan::Board(args) } else { Plan::Registry(args) }
+                            if c.name.starts_with("board.") {
+                                Plan::Board(args)
+                            } else {
+                                Plan::Registry(args)
+                            }
                         }
                     }
                 }
@@ -223,16 +254,47 @@ impl Run<'_> {
         for (id, c, plan) in plans {
             let (status, body) = match plan {
                 Plan::Done(err) => {
-                    let args = serde_json::from_str(&c.arguments).unwrap_or(Value::String(c.arguments.clone()));
-                    self.record(ToolCallRecord { id: id.clone(), tool: c.name.clone(), args, ok: false, duration_ms: 0, step, output: None, error: Some(err.clone()) });
+                    let args = serde_json::from_str(&c.arguments)
+                        .unwrap_or(Value::String(c.arguments.clone()));
+                    self.record(ToolCallRecord {
+                        id: id.clone(),
+                        tool: c.name.clone(),
+                        args,
+                        ok: false,
+                        duration_ms: 0,
+                        step,
+                        output: None,
+                        error: Some(err.clone()),
+                    });
                     ("error", err)
                 }
                 Plan::Registry(args) => {
-                    let (result, ms) = registry_results.next().unwrap_or((Err(ToolError::Failed { tool: c.name.clone(), message: "lost".into() }), 0));
+                    let (result, ms) = registry_results.next().unwrap_or((
+                        Err(ToolError::Failed {
+                            tool: c.name.clone(),
+                            message: "lost".into(),
+                        }),
+                        0,
+                    ));
                     match result {
                         Ok(out) => {
-                            let text = evidence::render(&c.name, &out, self.config.llm.evidence, cap, &self.counter);
-                            self.record(ToolCallRecord { id: id.clone(), tool: c.name.clone(), args, ok: true, duration_ms: ms, step, output: Some(out), error: None });
+                            let text = evidence::render(
+                                &c.name,
+                                &out,
+                                self.config.llm.evidence,
+                                cap,
+                                &self.counter,
+                            );
+                            self.record(ToolCallRecord {
+                                id: id.clone(),
+                                tool: c.name.clone(),
+                                args,
+                                ok: true,
+                                duration_ms: ms,
+                                step,
+                                output: Some(out),
+                                error: None,
+                            });
                             ("ok", text)
                         }
                         Err(e) => {
@@ -241,38 +303,90 @@ impl Run<'_> {
                                     self.requested.push(ProposedAction {
                                         tool: tool.clone(),
                                         args: args.clone(),
-                                        why: format!("requested by {} at step {step}", self.reasoner_name),
+                                        why: format!(
+                                            "requested by {} at step {step}",
+                                            self.reasoner_name
+                                        ),
                                         needs_approval: true,
                                     });
                                     self.notice(format!("{tool} {args} was requested and NOT run: it needs a human approver"));
-                                    format!("not run: `{tool}` is a live action. Your request was filed for a human approver; it has not run and may never run. Continue the diagnosis.")
+                                    format!(
+                                        "not run: `{tool}` is a live action. Your request was filed for a human approver; it has not run and may never run. Continue the diagnosis."
+                                    )
                                 }
                                 other => other.to_string(),
                             };
-                            self.record(ToolCallRecord { id: id.clone(), tool: c.name.clone(), args, ok: false, duration_ms: ms, step, output: None, error: Some(msg.clone()) });
+                            self.record(ToolCallRecord {
+                                id: id.clone(),
+                                tool: c.name.clone(),
+                                args,
+                                ok: false,
+                                duration_ms: ms,
+                                step,
+                                output: None,
+                                error: Some(msg.clone()),
+                            });
                             ("error", msg)
                         }
                     }
                 }
                 Plan::Board(args) => {
                     let outcome = board_tools::handle(&mut self.board, &c.name, &args);
-                    let touched = args.get("hypothesis").and_then(Value::as_str).map(str::to_string);
+                    let touched = args
+                        .get("hypothesis")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
                     match outcome {
                         Ok(BoardOutcome::Answer(v)) => {
-                            let hid = v.get("hypothesis").and_then(Value::as_str).map(str::to_string).or(touched);
-                            self.record(ToolCallRecord { id: id.clone(), tool: c.name.clone(), args, ok: true, duration_ms: 0, step, output: Some(v.clone()), error: None });
+                            let hid = v
+                                .get("hypothesis")
+                                .and_then(Value::as_str)
+                                .map(str::to_string)
+                                .or(touched);
+                            self.record(ToolCallRecord {
+                                id: id.clone(),
+                                tool: c.name.clone(),
+                                args,
+                                ok: true,
+                                duration_ms: 0,
+                                step,
+                                output: Some(v.clone()),
+                                error: None,
+                            });
                             if let Some(h) = hid {
                                 self.hypothesis_event(&h);
                             }
                             ("ok", v.to_string())
                         }
-                        Ok(BoardOutcome::Concluded { summary, abstain, answer }) => {
+                        Ok(BoardOutcome::Concluded {
+                            summary,
+                            abstain,
+                            answer,
+                        }) => {
                             self.concluded = Some((summary, abstain));
-                            self.record(ToolCallRecord { id: id.clone(), tool: c.name.clone(), args, ok: true, duration_ms: 0, step, output: Some(answer.clone()), error: None });
+                            self.record(ToolCallRecord {
+                                id: id.clone(),
+                                tool: c.name.clone(),
+                                args,
+                                ok: true,
+                                duration_ms: 0,
+                                step,
+                                output: Some(answer.clone()),
+                                error: None,
+                            });
                             ("ok", answer.to_string())
                         }
                         Err(msg) => {
-                            self.record(ToolCallRecord { id: id.clone(), tool: c.name.clone(), args, ok: false, duration_ms: 0, step, output: None, error: Some(msg.clone()) });
+                            self.record(ToolCallRecord {
+                                id: id.clone(),
+                                tool: c.name.clone(),
+                                args,
+                                ok: false,
+                                duration_ms: 0,
+                                step,
+                                output: None,
+                                error: Some(msg.clone()),
+                            });
                             ("error", msg)
                         }
                     }
@@ -281,14 +395,25 @@ impl Run<'_> {
             let summary: String = body.chars().take(160).collect();
             let ok = status == "ok";
             let ms = self.calls.last().map(|r| r.duration_ms).unwrap_or(0);
-            self.events.emit(&Event::ToolAnswered { call: id.clone(), tool: c.name.clone(), ok, ms, summary });
+            self.events.emit(&Event::ToolAnswered {
+                call: id.clone(),
+                tool: c.name.clone(),
+                ok,
+                ms,
+                summary,
+            });
             answers.push((c.id.clone(), evidence::fence(&id, &c.name, status, &body)));
         }
         answers
     }
 
     /// The model loop. Returns Err when the model endpoint failed for good.
-    async fn run_loop(&mut self, model: &dyn ChatModel, report: &str, hints: &ReportHints) -> Result<(), LlmError> {
+    async fn run_loop(
+        &mut self,
+        model: &dyn ChatModel,
+        report: &str,
+        hints: &ReportHints,
+    ) -> Result<(), LlmError> {
         let l = &self.config.llm;
         self.reasoner_name = model.name();
         let ctx = minijinja::context! {
@@ -298,8 +423,16 @@ impl Run<'_> {
             user_facing => hints.user_facing,
         };
         let mut messages = vec![
-            Message::system(self.prompts.render("system.md.j2", &ctx).map_err(|e| LlmError::Config(e.to_string()))?),
-            Message::user(self.prompts.render("user.md.j2", &ctx).map_err(|e| LlmError::Config(e.to_string()))?),
+            Message::system(
+                self.prompts
+                    .render("system.md.j2", &ctx)
+                    .map_err(|e| LlmError::Config(e.to_string()))?,
+            ),
+            Message::user(
+                self.prompts
+                    .render("user.md.j2", &ctx)
+                    .map_err(|e| LlmError::Config(e.to_string()))?,
+            ),
         ];
         let tools = self.tool_defs();
         let policy = RetryPolicy {
@@ -308,22 +441,41 @@ impl Run<'_> {
             base_delay: Duration::from_millis(250),
             max_delay: Duration::from_secs(8),
         };
-        let budget = (l.context_window as usize).saturating_sub(l.max_completion_tokens as usize + 256);
+        let budget =
+            (l.context_window as usize).saturating_sub(l.max_completion_tokens as usize + 256);
         for step in 1..=l.max_steps + 1 {
             let final_turn = step > l.max_steps;
             if final_turn {
-                messages.push(Message::user(self.prompts.render("final.md.j2", &ctx).map_err(|e| LlmError::Config(e.to_string()))?));
-                self.notice(format!("step limit ({}) reached: tools withdrawn, the model must answer", l.max_steps));
+                messages.push(Message::user(
+                    self.prompts
+                        .render("final.md.j2", &ctx)
+                        .map_err(|e| LlmError::Config(e.to_string()))?,
+                ));
+                self.notice(format!(
+                    "step limit ({}) reached: tools withdrawn, the model must answer",
+                    l.max_steps
+                ));
             }
             let offered = if final_turn { vec![] } else { tools.clone() };
             let counter = &self.counter;
             let elided = evidence::compact_history(&mut messages, budget, |m| {
-                counter.count_request(&ChatRequest { messages: m.to_vec(), tools: offered.clone(), max_completion_tokens: 0 })
+                counter.count_request(&ChatRequest {
+                    messages: m.to_vec(),
+                    tools: offered.clone(),
+                    max_completion_tokens: 0,
+                })
             });
             if elided > 0 {
-                self.notice(format!("elided {elided} old tool output(s) to stay within the {}-token context", l.context_window));
+                self.notice(format!(
+                    "elided {elided} old tool output(s) to stay within the {}-token context",
+                    l.context_window
+                ));
             }
-            let req = ChatRequest { messages: messages.clone(), tools: offered, max_completion_tokens: l.max_completion_tokens };
+            let req = ChatRequest {
+                messages: messages.clone(),
+                tools: offered,
+                max_completion_tokens: l.max_completion_tokens,
+            };
             let estimate = self.counter.count_request(&req) as u64;
             let started = Instant::now();
             let r = retry(policy, || model.complete(&req)).await;
@@ -335,11 +487,25 @@ impl Run<'_> {
             let completion_text = format!(
                 "{}{}",
                 reply.content.clone().unwrap_or_default(),
-                reply.tool_calls.iter().map(|c| format!("{}{}", c.name, c.arguments)).collect::<String>()
+                reply
+                    .tool_calls
+                    .iter()
+                    .map(|c| format!("{}{}", c.name, c.arguments))
+                    .collect::<String>()
             );
             let st = match reply.usage {
-                Some(u) => StepTokens { step, prompt_tokens: u.prompt_tokens, completion_tokens: u.completion_tokens, counted_by: CountedBy::Server },
-                None => StepTokens { step, prompt_tokens: estimate, completion_tokens: self.counter.count(&completion_text) as u64, counted_by: CountedBy::Tiktoken },
+                Some(u) => StepTokens {
+                    step,
+                    prompt_tokens: u.prompt_tokens,
+                    completion_tokens: u.completion_tokens,
+                    counted_by: CountedBy::Server,
+                },
+                None => StepTokens {
+                    step,
+                    prompt_tokens: estimate,
+                    completion_tokens: self.counter.count(&completion_text) as u64,
+                    counted_by: CountedBy::Tiktoken,
+                },
             };
             self.tokens.add(st, l);
             self.events.emit(&Event::ModelStep {
@@ -351,15 +517,23 @@ impl Run<'_> {
             });
             if final_turn || reply.tool_calls.is_empty() {
                 if final_turn && !reply.tool_calls.is_empty() {
-                    self.notice(format!("the model asked for {} tool(s) after they were withdrawn; ignored", reply.tool_calls.len()));
+                    self.notice(format!(
+                        "the model asked for {} tool(s) after they were withdrawn; ignored",
+                        reply.tool_calls.len()
+                    ));
                 }
                 if reply.content.is_some() {
                     self.answer = reply.content.clone();
                 }
                 break;
             }
-            messages.push(Message::assistant(reply.content.clone(), reply.tool_calls.clone()));
-            let answers = self.execute(&reply.tool_calls, reply.finish_reason.as_deref(), step).await;
+            messages.push(Message::assistant(
+                reply.content.clone(),
+                reply.tool_calls.clone(),
+            ));
+            let answers = self
+                .execute(&reply.tool_calls, reply.finish_reason.as_deref(), step)
+                .await;
             for (call_id, text) in answers {
                 messages.push(Message::tool(&call_id, text));
             }
@@ -406,13 +580,18 @@ pub async fn investigate(
     };
     run.tokens.encoding = run.counter.encoding.to_string();
     let mut reasoner = model.name();
-    events.emit(&Event::Started { incident: format!("{}", t0.format("%Y-%m-%d-%H%M")), reasoner: reasoner.clone() });
+    events.emit(&Event::Started {
+        incident: format!("{}", t0.format("%Y-%m-%d-%H%M")),
+        reasoner: reasoner.clone(),
+    });
     let mut fallback = None;
     if let Err(e) = run.run_loop(model, report, &hints).await {
         if model.is_offline() {
             run.notice(format!("the offline reasoner stopped: {e}"));
         } else {
-            let why = format!("the model endpoint failed ({e}); this answer comes from the offline reasoner");
+            let why = format!(
+                "the model endpoint failed ({e}); this answer comes from the offline reasoner"
+            );
             run.notice(why.clone());
             fallback = Some(why);
             run.board = Board::new(th.confirm, th.reject);
@@ -432,10 +611,17 @@ pub async fn investigate(
         .iter()
         .rev()
         .filter(|c| c.tool == "host.use_snapshot" && c.ok)
-        .find_map(|c| c.output.clone().and_then(|v| serde_json::from_value(v).ok()));
+        .find_map(|c| {
+            c.output
+                .clone()
+                .and_then(|v| serde_json::from_value(v).ok())
+        });
     let findings = run.board.findings(th.confidence);
     let abstained = findings.is_empty();
-    let host = snapshot.as_ref().map(|s| s.host.clone()).unwrap_or_else(|| "this host".into());
+    let host = snapshot
+        .as_ref()
+        .map(|s| s.host.clone())
+        .unwrap_or_else(|| "this host".into());
     let conclusion = match findings.first() {
         Some(top) => format!("Most likely: {} ({}, confidence {:.2}): {}", top.category, top.component, top.confidence, top.statement),
         None => match &snapshot {
@@ -448,16 +634,28 @@ pub async fn investigate(
             None => "No fault found: no hypothesis reached the confidence threshold, and the host was not measured.".into(),
         },
     };
-    let debug_log = render::debug_log(t0, report, &run.board, &run.calls, &run.requested, &conclusion);
+    let debug_log = render::debug_log(
+        t0,
+        report,
+        &run.board,
+        &run.calls,
+        &run.requested,
+        &conclusion,
+    );
     let triage = triage::assess(&hints, snapshot.as_ref(), &findings);
     let mut stabilize = next_steps::stabilize(&hints, &findings);
     for r in &run.requested {
-        if !stabilize.iter().any(|s| s.tool == r.tool && s.args == r.args) {
+        if !stabilize
+            .iter()
+            .any(|s| s.tool == r.tool && s.args == r.args)
+        {
             stabilize.push(r.clone());
         }
     }
     let next = next_steps::next_steps(&hints, &findings);
-    events.emit(&Event::Finished { conclusion: conclusion.clone() });
+    events.emit(&Event::Finished {
+        conclusion: conclusion.clone(),
+    });
     Ok(Investigation {
         incident: format!("{}-{}", t0.format("%Y-%m-%d-%H%M"), host),
         report: report.to_string(),

@@ -19,7 +19,10 @@ pub fn debug_log(
     conclusion: &str,
 ) -> Vec<LogLine> {
     let now = Utc::now();
-    let mut log = vec![LogLine { at: t0, text: format!("Report: {report}") }];
+    let mut log = vec![LogLine {
+        at: t0,
+        text: format!("Report: {report}"),
+    }];
     for h in board.in_order() {
         let mut tools: Vec<String> = vec![];
         for e in &h.evidence {
@@ -39,20 +42,50 @@ pub fn debug_log(
             })
             .map(|e| e.note.clone())
             .unwrap_or_else(|| "no evidence cited".into());
-        let via = if tools.is_empty() { "no measurement".to_string() } else { tools.join(", ") };
+        let via = if tools.is_empty() {
+            "no measurement".to_string()
+        } else {
+            tools.join(", ")
+        };
         log.push(LogLine {
             at: now,
-            text: format!("{}: {} -> {via} -> {} ({decisive}; confidence {:.2})", h.id, h.statement, outcome_word(h), h.confidence),
+            text: format!(
+                "{}: {} -> {via} -> {} ({decisive}; confidence {:.2})",
+                h.id,
+                h.statement,
+                outcome_word(h),
+                h.confidence
+            ),
         });
     }
     for a in requested {
-        log.push(LogLine { at: now, text: format!("Action requested, awaiting a human approver (not run): {} {}", a.tool, a.args) });
+        log.push(LogLine {
+            at: now,
+            text: format!(
+                "Action requested, awaiting a human approver (not run): {} {}",
+                a.tool, a.args
+            ),
+        });
     }
-    let failed: Vec<&ToolCallRecord> = calls.iter().filter(|c| !c.ok && !c.tool.starts_with("board.")).collect();
+    let failed: Vec<&ToolCallRecord> = calls
+        .iter()
+        .filter(|c| !c.ok && !c.tool.starts_with("board."))
+        .collect();
     for c in failed.iter().take(5) {
-        log.push(LogLine { at: now, text: format!("Tool {} [{}] failed: {}", c.tool, c.id, c.error.as_deref().unwrap_or("?")) });
+        log.push(LogLine {
+            at: now,
+            text: format!(
+                "Tool {} [{}] failed: {}",
+                c.tool,
+                c.id,
+                c.error.as_deref().unwrap_or("?")
+            ),
+        });
     }
-    log.push(LogLine { at: now, text: format!("Conclusion: {conclusion}") });
+    log.push(LogLine {
+        at: now,
+        text: format!("Conclusion: {conclusion}"),
+    });
     log
 }
 
@@ -67,13 +100,28 @@ pub fn text(inv: &Investigation) -> String {
     let _ = writeln!(o);
     let _ = writeln!(o, "Triage");
     let _ = writeln!(o, "- Severity: {} (suggested): {}", t.severity, t.reason);
-    let _ = writeln!(o, "- User-facing: {}", if t.user_facing { "yes, per the report" } else { "not indicated" });
-    let scope = if t.scope.is_empty() { "no resource or process shows abnormal signals".to_string() } else { t.scope.join(", ") };
+    let _ = writeln!(
+        o,
+        "- User-facing: {}",
+        if t.user_facing {
+            "yes, per the report"
+        } else {
+            "not indicated"
+        }
+    );
+    let scope = if t.scope.is_empty() {
+        "no resource or process shows abnormal signals".to_string()
+    } else {
+        t.scope.join(", ")
+    };
     let _ = writeln!(o, "- Scope: {scope}");
     let _ = writeln!(o, "- Blast radius: {}", t.blast_radius);
     if !inv.stabilize.is_empty() {
         let _ = writeln!(o);
-        let _ = writeln!(o, "Stabilize first (user-facing impact; proposals only, each needs a human approver)");
+        let _ = writeln!(
+            o,
+            "Stabilize first (user-facing impact; proposals only, each needs a human approver)"
+        );
         for a in &inv.stabilize {
             if a.tool == "manual" {
                 let _ = writeln!(o, "- {}", a.why);
@@ -96,7 +144,11 @@ pub fn text(inv: &Investigation) -> String {
         o,
         "Hypotheses, best first (finding threshold {:.2}{})",
         inv.confidence_threshold,
-        if inv.abstained { "; none reached it: no fault found" } else { "" }
+        if inv.abstained {
+            "; none reached it: no fault found"
+        } else {
+            ""
+        }
     );
     for (i, h) in inv.hypotheses.iter().enumerate() {
         let status = match h.status {
@@ -104,9 +156,25 @@ pub fn text(inv: &Investigation) -> String {
             HypothesisStatus::Proposed => "open",
             HypothesisStatus::Rejected => "rejected",
         };
-        let _ = writeln!(o, "{}. {} [{status} {:.2}] {} on {}: {}", i + 1, h.id, h.confidence, h.category, h.component, h.statement);
+        let _ = writeln!(
+            o,
+            "{}. {} [{status} {:.2}] {} on {}: {}",
+            i + 1,
+            h.id,
+            h.confidence,
+            h.category,
+            h.component,
+            h.statement
+        );
         for e in &h.evidence {
-            let _ = writeln!(o, "     {} {} {}: {}", if e.supports { "+" } else { "-" }, e.call, e.tool, e.note);
+            let _ = writeln!(
+                o,
+                "     {} {} {}: {}",
+                if e.supports { "+" } else { "-" },
+                e.call,
+                e.tool,
+                e.note
+            );
         }
     }
     if let Some(a) = &inv.answer {
@@ -126,12 +194,33 @@ pub fn text(inv: &Investigation) -> String {
         .tool_calls
         .iter()
         .filter(|c| !c.tool.starts_with("board."))
-        .map(|c| format!("{} {} ({} ms, {})", c.id, c.tool, c.duration_ms, if c.ok { "ok" } else { "failed" }))
+        .map(|c| {
+            format!(
+                "{} {} ({} ms, {})",
+                c.id,
+                c.tool,
+                c.duration_ms,
+                if c.ok { "ok" } else { "failed" }
+            )
+        })
         .collect();
-    let _ = writeln!(o, "Reasoner: {} in {} step(s). Tool calls: {}", inv.reasoner, inv.steps, measured.join("; "));
+    let _ = writeln!(
+        o,
+        "Reasoner: {} in {} step(s). Tool calls: {}",
+        inv.reasoner,
+        inv.steps,
+        measured.join("; ")
+    );
     let tk = &inv.tokens;
-    let cost = tk.cost_usd.map(|c| format!(", ${c:.4}")).unwrap_or_default();
-    let _ = writeln!(o, "Tokens ({}): {} prompt + {} completion{cost}", tk.encoding, tk.prompt_tokens, tk.completion_tokens);
+    let cost = tk
+        .cost_usd
+        .map(|c| format!(", ${c:.4}"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        o,
+        "Tokens ({}): {} prompt + {} completion{cost}",
+        tk.encoding, tk.prompt_tokens, tk.completion_tokens
+    );
     for n in &inv.notices {
         let _ = writeln!(o, "Note: {n}");
     }

@@ -56,16 +56,36 @@ pub struct Message {
 
 impl Message {
     pub fn system(text: impl Into<String>) -> Message {
-        Message { role: Role::System, content: Some(text.into()), tool_calls: vec![], tool_call_id: None }
+        Message {
+            role: Role::System,
+            content: Some(text.into()),
+            tool_calls: vec![],
+            tool_call_id: None,
+        }
     }
     pub fn user(text: impl Into<String>) -> Message {
-        Message { role: Role::User, content: Some(text.into()), tool_calls: vec![], tool_call_id: None }
+        Message {
+            role: Role::User,
+            content: Some(text.into()),
+            tool_calls: vec![],
+            tool_call_id: None,
+        }
     }
     pub fn assistant(content: Option<String>, tool_calls: Vec<ToolCallRequest>) -> Message {
-        Message { role: Role::Assistant, content, tool_calls, tool_call_id: None }
+        Message {
+            role: Role::Assistant,
+            content,
+            tool_calls,
+            tool_call_id: None,
+        }
     }
     pub fn tool(call_id: &str, text: impl Into<String>) -> Message {
-        Message { role: Role::Tool, content: Some(text.into()), tool_calls: vec![], tool_call_id: Some(call_id.to_string()) }
+        Message {
+            role: Role::Tool,
+            content: Some(text.into()),
+            tool_calls: vec![],
+            tool_call_id: Some(call_id.to_string()),
+        }
     }
 }
 
@@ -134,7 +154,11 @@ impl LlmError {
     pub fn transient(&self) -> bool {
         matches!(
             self,
-            LlmError::Timeout(_) | LlmError::RateLimited(_) | LlmError::Server { .. } | LlmError::Unreachable(_) | LlmError::Malformed(_)
+            LlmError::Timeout(_)
+                | LlmError::RateLimited(_)
+                | LlmError::Server { .. }
+                | LlmError::Unreachable(_)
+                | LlmError::Malformed(_)
         )
     }
 }
@@ -155,7 +179,9 @@ pub trait ChatModel: Send + Sync {
 pub fn build(config: &Config) -> Result<Box<dyn ChatModel>, LlmError> {
     let l = &config.llm;
     Ok(match l.effective_provider() {
-        Provider::Offline | Provider::Auto => Box::new(offline::OfflineModel::new(config.thresholds.clone())),
+        Provider::Offline | Provider::Auto => {
+            Box::new(offline::OfflineModel::new(config.thresholds.clone()))
+        }
         Provider::Openai => Box::new(openai::OpenAiModel::new(l)?),
         Provider::Replay => Box::new(replay::ReplayModel::from_file(&l.replay_file)?),
     })

@@ -40,10 +40,16 @@ pub fn tool_name(wire: &str) -> String {
 impl OpenAiModel {
     pub fn new(l: &LlmSettings) -> Result<OpenAiModel, LlmError> {
         let key = std::env::var(&l.api_key_env).unwrap_or_default();
-        let mut config = OpenAIConfig::new().with_api_base(l.base_url.trim_end_matches('/')).with_api_key(key);
+        let mut config = OpenAIConfig::new()
+            .with_api_base(l.base_url.trim_end_matches('/'))
+            .with_api_key(key);
         for (k, v) in &l.extra_headers {
             config = config
-                .with_header(reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|e| LlmError::Config(format!("llm.extra_headers.{k}: {e}")))?, v.clone())
+                .with_header(
+                    reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                        .map_err(|e| LlmError::Config(format!("llm.extra_headers.{k}: {e}")))?,
+                    v.clone(),
+                )
                 .map_err(|e| LlmError::Config(format!("llm.extra_headers.{k}: {e}")))?;
         }
         let http = reqwest::Client::builder()
@@ -108,40 +114,67 @@ pub fn parse_reply(v: &Value) -> Result<ChatReply, LlmError> {
     let msg = choice
         .get("message")
         .ok_or_else(|| LlmError::Malformed("the first choice has no message".into()))?;
-    let content = msg.get("content").and_then(Value::as_str).map(str::to_string).filter(|s| !s.trim().is_empty());
+    let content = msg
+        .get("content")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .filter(|s| !s.trim().is_empty());
     let mut tool_calls = vec![];
     if let Some(calls) = msg.get("tool_calls").and_then(Value::as_array) {
         for (i, c) in calls.iter().enumerate() {
             let f = c.get("function").unwrap_or(c);
             let Some(name) = f.get("name").and_then(Value::as_str) else {
-                return Err(LlmError::Malformed(format!("tool call {i} has no function name")));
+                return Err(LlmError::Malformed(format!(
+                    "tool call {i} has no function name"
+                )));
             };
             let arguments = match f.get("arguments") {
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Null) | None => "{}".into(),
                 Some(other) => other.to_string(),
             };
-            let id = c.get("id").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("call_{i}"));
-            tool_calls.push(ToolCallRequest { id, name: tool_name(name), arguments });
+            let id = c
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("call_{i}"));
+            tool_calls.push(ToolCallRequest {
+                id,
+                name: tool_name(name),
+                arguments,
+            });
         }
     }
     let usage = v.get("usage").and_then(|u| {
         Some(Usage {
             prompt_tokens: u.get("prompt_tokens")?.as_u64()?,
-            completion_tokens: u.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0),
+            completion_tokens: u
+                .get("completion_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
         })
     });
     Ok(ChatReply {
         content,
         tool_calls,
         usage,
-        finish_reason: choice.get("finish_reason").and_then(Value::as_str).map(str::to_string),
+        finish_reason: choice
+            .get("finish_reason")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }
 
 fn snippet(v: &Value) -> String {
     let s = v.to_string();
-    if s.len() > 200 { format!("{}...", &s[..s.char_indices().nth(200).map(|(i, _)| i).unwrap_or(s.len())]) } else { s }
+    if s.len() > 200 {
+        format!(
+            "{}...",
+            &s[..s.char_indices().nth(200).map(|(i, _)| i).unwrap_or(s.len())]
+        )
+    } else {
+        s
+    }
 }
 
 fn map_error(e: OpenAIError, timeout_s: u64) -> LlmError {
@@ -157,9 +190,10 @@ fn map_error(e: OpenAIError, timeout_s: u64) -> LlmError {
         }
         OpenAIError::Reqwest(e) if e.is_timeout() => LlmError::Timeout(timeout_s),
         OpenAIError::Reqwest(e) => LlmError::Unreachable(e.to_string()),
-        OpenAIError::JSONDeserialize(e, body) => {
-            LlmError::Malformed(format!("{e}; body starts: {}", body.chars().take(120).collect::<String>()))
-        }
+        OpenAIError::JSONDeserialize(e, body) => LlmError::Malformed(format!(
+            "{e}; body starts: {}",
+            body.chars().take(120).collect::<String>()
+        )),
         other => LlmError::Unreachable(other.to_string()),
     }
 }
@@ -202,7 +236,13 @@ mod tests {
         assert_eq!(r.tool_calls[0].arguments, r#"{"top":3}"#);
         assert_eq!(r.tool_calls[0].id, "call_0");
         assert_eq!(r.content, None);
-        assert!(matches!(parse_reply(&json!({"error": "x"})), Err(LlmError::Malformed(_))));
-        assert!(matches!(parse_reply(&json!({"choices": [{"message": {"tool_calls": [{"function": {}}]}}]})), Err(LlmError::Malformed(_))));
+        assert!(matches!(
+            parse_reply(&json!({"error": "x"})),
+            Err(LlmError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_reply(&json!({"choices": [{"message": {"tool_calls": [{"function": {}}]}}]})),
+            Err(LlmError::Malformed(_))
+        ));
     }
 }

@@ -26,12 +26,20 @@ pub struct ReplayModel {
 
 impl ReplayModel {
     pub fn new(name: &str, turns: Vec<ChatReply>) -> ReplayModel {
-        ReplayModel { name: name.to_string(), turns, next: Mutex::new(0) }
+        ReplayModel {
+            name: name.to_string(),
+            turns,
+            next: Mutex::new(0),
+        }
     }
 
     pub fn from_file(path: &Path) -> Result<ReplayModel, LlmError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| LlmError::Config(format!("cannot read llm.replay_file {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            LlmError::Config(format!(
+                "cannot read llm.replay_file {}: {e}",
+                path.display()
+            ))
+        })?;
         let f: ReplayFile = serde_json::from_str(&text)
             .map_err(|e| LlmError::Config(format!("llm.replay_file {}: {e}", path.display())))?;
         if f.format != "oncall-replay/1" {
@@ -41,7 +49,10 @@ impl ReplayModel {
                 f.format
             )));
         }
-        Ok(ReplayModel::new(&format!("replay:{}", path.display()), f.turns))
+        Ok(ReplayModel::new(
+            &format!("replay:{}", path.display()),
+            f.turns,
+        ))
     }
 }
 
@@ -53,7 +64,11 @@ impl ChatModel for ReplayModel {
 
     async fn complete(&self, _req: &ChatRequest) -> Result<ChatReply, LlmError> {
         let mut next = self.next.lock().map_err(|_| LlmError::ReplayExhausted(0))?;
-        let turn = self.turns.get(*next).cloned().ok_or(LlmError::ReplayExhausted(*next))?;
+        let turn = self
+            .turns
+            .get(*next)
+            .cloned()
+            .ok_or(LlmError::ReplayExhausted(*next))?;
         *next += 1;
         Ok(turn)
     }

@@ -41,8 +41,18 @@ where
             Err(_) => Err(LlmError::Timeout(policy.deadline.as_secs())),
         };
         match outcome {
-            Ok(v) => return Retried { result: Ok(v), failures },
-            Err(e) if !e.transient() => return Retried { result: Err(e), failures },
+            Ok(v) => {
+                return Retried {
+                    result: Ok(v),
+                    failures,
+                };
+            }
+            Err(e) if !e.transient() => {
+                return Retried {
+                    result: Err(e),
+                    failures,
+                };
+            }
             Err(e) => {
                 tracing::warn!(attempt = n + 1, error = %e, "model step failed; retrying");
                 failures.push(e);
@@ -51,15 +61,25 @@ where
         if n + 1 == policy.max_attempts {
             break;
         }
-        let cap = policy.base_delay.saturating_mul(2u32.saturating_pow(n)).min(policy.max_delay);
-        let jittered = Duration::from_millis(rand::rng().random_range(0..=cap.as_millis().max(1) as u64));
+        let cap = policy
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(n))
+            .min(policy.max_delay);
+        let jittered =
+            Duration::from_millis(rand::rng().random_range(0..=cap.as_millis().max(1) as u64));
         if start.elapsed() + jittered >= policy.deadline {
             break;
         }
         tokio::time::sleep(jittered).await;
     }
-    let last = failures.last().cloned().unwrap_or(LlmError::Timeout(policy.deadline.as_secs()));
-    Retried { result: Err(last), failures }
+    let last = failures
+        .last()
+        .cloned()
+        .unwrap_or(LlmError::Timeout(policy.deadline.as_secs()));
+    Retried {
+        result: Err(last),
+        failures,
+    }
 }
 
 #[cfg(test)]
@@ -68,14 +88,23 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn policy() -> RetryPolicy {
-        RetryPolicy { max_attempts: 4, deadline: Duration::from_secs(5), base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(5) }
+        RetryPolicy {
+            max_attempts: 4,
+            deadline: Duration::from_secs(5),
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+        }
     }
 
     #[tokio::test]
     async fn transient_then_success() {
         let n = AtomicU32::new(0);
         let r = retry(policy(), || async {
-            if n.fetch_add(1, Ordering::SeqCst) < 2 { Err(LlmError::RateLimited("slow down".into())) } else { Ok(7) }
+            if n.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err(LlmError::RateLimited("slow down".into()))
+            } else {
+                Ok(7)
+            }
         })
         .await;
         assert_eq!(r.result, Ok(7));
@@ -87,7 +116,10 @@ mod tests {
         let n = AtomicU32::new(0);
         let r: Retried<()> = retry(policy(), || async {
             n.fetch_add(1, Ordering::SeqCst);
-            Err(LlmError::Refused { status: 401, message: "bad key".into() })
+            Err(LlmError::Refused {
+                status: 401,
+                message: "bad key".into(),
+            })
         })
         .await;
         assert!(matches!(r.result, Err(LlmError::Refused { .. })));
@@ -99,12 +131,18 @@ mod tests {
         let n = AtomicU32::new(0);
         let r: Retried<()> = retry(policy(), || async {
             n.fetch_add(1, Ordering::SeqCst);
-            Err(LlmError::Server { status: 500, message: "boom".into() })
+            Err(LlmError::Server {
+                status: 500,
+                message: "boom".into(),
+            })
         })
         .await;
         assert_eq!(n.load(Ordering::SeqCst), 4);
         assert!(r.result.is_err());
-        let p = RetryPolicy { deadline: Duration::from_millis(50), ..policy() };
+        let p = RetryPolicy {
+            deadline: Duration::from_millis(50),
+            ..policy()
+        };
         let started = Instant::now();
         let r: Retried<()> = retry(p, || async {
             tokio::time::sleep(Duration::from_secs(10)).await;

@@ -51,8 +51,12 @@ impl TokenCounter {
                 ))
             })?
         };
-        let bpe = tiktoken_rs::bpe_for_tokenizer(tok).map_err(|e| LlmError::Config(format!("tokenizer {name}: {e}")))?;
-        Ok(TokenCounter { bpe, encoding: name })
+        let bpe = tiktoken_rs::bpe_for_tokenizer(tok)
+            .map_err(|e| LlmError::Config(format!("tokenizer {name}: {e}")))?;
+        Ok(TokenCounter {
+            bpe,
+            encoding: name,
+        })
     }
 
     /// Tokens in a text.
@@ -84,7 +88,10 @@ impl TokenCounter {
         if toks.len() <= max {
             return (text.to_string(), false);
         }
-        let cut = self.bpe.decode(&toks[..max]).unwrap_or_else(|_| text.chars().take(max * 3).collect());
+        let cut = self
+            .bpe
+            .decode(&toks[..max])
+            .unwrap_or_else(|_| text.chars().take(max * 3).collect());
         (cut, true)
     }
 }
@@ -137,7 +144,10 @@ mod tests {
     use crate::llm::{Message, ToolDef};
 
     fn counter(encoding: &str) -> TokenCounter {
-        let l = LlmSettings { encoding: encoding.into(), ..LlmSettings::default() };
+        let l = LlmSettings {
+            encoding: encoding.into(),
+            ..LlmSettings::default()
+        };
         TokenCounter::for_settings(&l).unwrap()
     }
 
@@ -154,21 +164,44 @@ mod tests {
 
     #[test]
     fn encoding_follows_the_model_unless_configured() {
-        let l = LlmSettings { model: "gpt-4".into(), ..LlmSettings::default() };
-        assert_eq!(TokenCounter::for_settings(&l).unwrap().encoding, "cl100k_base");
-        let l = LlmSettings { model: "some-local-gguf".into(), ..LlmSettings::default() };
-        assert_eq!(TokenCounter::for_settings(&l).unwrap().encoding, "o200k_base");
-        let l = LlmSettings { encoding: "bogus".into(), ..LlmSettings::default() };
+        let l = LlmSettings {
+            model: "gpt-4".into(),
+            ..LlmSettings::default()
+        };
+        assert_eq!(
+            TokenCounter::for_settings(&l).unwrap().encoding,
+            "cl100k_base"
+        );
+        let l = LlmSettings {
+            model: "some-local-gguf".into(),
+            ..LlmSettings::default()
+        };
+        assert_eq!(
+            TokenCounter::for_settings(&l).unwrap().encoding,
+            "o200k_base"
+        );
+        let l = LlmSettings {
+            encoding: "bogus".into(),
+            ..LlmSettings::default()
+        };
         assert!(TokenCounter::for_settings(&l).is_err());
     }
 
     #[test]
     fn request_count_covers_messages_and_tools() {
         let c = counter("cl100k_base");
-        let bare = ChatRequest { messages: vec![Message::user("hello world")], tools: vec![], max_completion_tokens: 10 };
+        let bare = ChatRequest {
+            messages: vec![Message::user("hello world")],
+            tools: vec![],
+            max_completion_tokens: 10,
+        };
         assert_eq!(c.count_request(&bare), 3 + 4 + 2);
         let with_tools = ChatRequest {
-            tools: vec![ToolDef { name: "host.use_snapshot".into(), description: "x".into(), parameters: serde_json::json!({}) }],
+            tools: vec![ToolDef {
+                name: "host.use_snapshot".into(),
+                description: "x".into(),
+                parameters: serde_json::json!({}),
+            }],
             ..bare.clone()
         };
         assert!(c.count_request(&with_tools) > c.count_request(&bare));
@@ -179,9 +212,21 @@ mod tests {
         let c = counter("o200k_base");
         let (t, cut) = c.truncate("one two three four five six", 3);
         assert!(cut && c.count(&t) <= 3);
-        let l = LlmSettings { price_prompt_per_mtok: 2.0, price_completion_per_mtok: 8.0, ..LlmSettings::default() };
+        let l = LlmSettings {
+            price_prompt_per_mtok: 2.0,
+            price_completion_per_mtok: 8.0,
+            ..LlmSettings::default()
+        };
         let mut r = TokenReport::default();
-        r.add(StepTokens { step: 1, prompt_tokens: 1_000_000, completion_tokens: 500_000, counted_by: CountedBy::Server }, &l);
+        r.add(
+            StepTokens {
+                step: 1,
+                prompt_tokens: 1_000_000,
+                completion_tokens: 500_000,
+                counted_by: CountedBy::Server,
+            },
+            &l,
+        );
         assert_eq!(r.cost_usd, Some(6.0));
     }
 }

@@ -126,16 +126,23 @@ fn cpu(s: &UseSnapshot) -> Result<Verdict, Untested> {
     let who = top
         .map(|p| format!("; top: {} (pid {}) at {:.0}% CPU", p.name, p.pid, p.cpu_pct))
         .unwrap_or_default();
-    let saturated = sat == Status::Critical || (sat == Status::Warning && st(util) >= Status::Warning);
+    let saturated =
+        sat == Status::Critical || (sat == Status::Warning && st(util) >= Status::Warning);
     let strength = if saturated && sat == Status::Critical {
         Strength::Strong
     } else if saturated {
         Strength::Moderate
     } else if st(steal) >= Status::Warning {
         return Ok(Verdict {
-            statement: format!("CPU time is stolen by the hypervisor (noisy neighbour): steal {:.0}%", val(steal)),
+            statement: format!(
+                "CPU time is stolen by the hypervisor (noisy neighbour): steal {:.0}%",
+                val(steal)
+            ),
             component: "cpu".into(),
-            culprit: Some(Culprit { pid: None, name: "hypervisor steal".into() }),
+            culprit: Some(Culprit {
+                pid: None,
+                name: "hypervisor steal".into(),
+            }),
             supports: true,
             strength: Strength::Moderate,
             note: nums,
@@ -253,7 +260,11 @@ fn worst<'a>(s: &'a UseSnapshot, prefix: &'a str, key: &str) -> Option<&'a Resou
 }
 
 fn lean(status: Status) -> Strength {
-    if status == Status::Critical { Strength::Strong } else { Strength::Moderate }
+    if status == Status::Critical {
+        Strength::Strong
+    } else {
+        Strength::Moderate
+    }
 }
 
 fn disk_io(s: &UseSnapshot) -> Result<Verdict, Untested> {

@@ -21,7 +21,12 @@ use serde_json::{Value, json};
 
 /// The host categories in the order the USE sweep checks them, with the report's suspects first.
 pub fn host_order(hints: &ReportHints) -> Vec<Category> {
-    let mut order: Vec<Category> = hints.suspects.iter().copied().filter(|c| host::COVERS.contains(c)).collect();
+    let mut order: Vec<Category> = hints
+        .suspects
+        .iter()
+        .copied()
+        .filter(|c| host::COVERS.contains(c))
+        .collect();
     for c in host::COVERS {
         if !order.contains(&c) {
             order.push(c);
@@ -64,7 +69,11 @@ fn reply(content: Option<String>, calls: Vec<(&str, Value)>, seen: usize) -> Cha
         tool_calls: calls
             .into_iter()
             .enumerate()
-            .map(|(i, (name, args))| ToolCallRequest { id: format!("offline-{}", seen + i + 1), name: name.to_string(), arguments: args.to_string() })
+            .map(|(i, (name, args))| ToolCallRequest {
+                id: format!("offline-{}", seen + i + 1),
+                name: name.to_string(),
+                arguments: args.to_string(),
+            })
             .collect(),
         usage: None,
         finish_reason: Some("tool_calls".into()),
@@ -73,12 +82,20 @@ fn reply(content: Option<String>, calls: Vec<(&str, Value)>, seen: usize) -> Cha
 
 /// The snapshot (and the id of the call that took it), or why there is none.
 fn snapshot_of(seen: &[SeenCall]) -> Result<(String, UseSnapshot), String> {
-    let call = seen.iter().rev().find(|c| c.name == "host.use_snapshot").ok_or("host.use_snapshot was not called")?;
-    let f = call.result.as_ref().ok_or("host.use_snapshot has not answered")?;
+    let call = seen
+        .iter()
+        .rev()
+        .find(|c| c.name == "host.use_snapshot")
+        .ok_or("host.use_snapshot was not called")?;
+    let f = call
+        .result
+        .as_ref()
+        .ok_or("host.use_snapshot has not answered")?;
     if f.status != "ok" {
         return Err(format!("host.use_snapshot failed: {}", f.body));
     }
-    let snap = serde_json::from_str(&f.body).map_err(|e| format!("the snapshot could not be read ({e})"))?;
+    let snap = crate::agent::evidence::read_snapshot(&f.body)
+        .map_err(|e| format!("the snapshot could not be read: {e}"))?;
     Ok((f.call.clone(), snap))
 }
 
@@ -100,7 +117,10 @@ impl ChatModel for OfflineModel {
         let proposals = calls_named(&seen, PROPOSE);
         let summary = || conclusion(&seen, th.confidence);
         if req.tools.is_empty() {
-            return Ok(ChatReply { content: Some(summary().0), ..Default::default() });
+            return Ok(ChatReply {
+                content: Some(summary().0),
+                ..Default::default()
+            });
         }
         // 1. Measure: the USE sweep of this host.
         if calls_named(&seen, "host.use_snapshot").is_empty() {
@@ -156,9 +176,16 @@ impl ChatModel for OfflineModel {
         // 4. Conclude.
         if calls_named(&seen, CONCLUDE).is_empty() {
             let (text, abstain) = summary();
-            return Ok(reply(Some(text.clone()), vec![(CONCLUDE, json!({"summary": text, "abstain": abstain}))], n));
+            return Ok(reply(
+                Some(text.clone()),
+                vec![(CONCLUDE, json!({"summary": text, "abstain": abstain}))],
+                n,
+            ));
         }
-        Ok(ChatReply { content: Some(summary().0), ..Default::default() })
+        Ok(ChatReply {
+            content: Some(summary().0),
+            ..Default::default()
+        })
     }
 }
 
@@ -169,13 +196,28 @@ fn conclusion(seen: &[SeenCall], threshold: f64) -> (String, bool) {
         .filter_map(|p| {
             let args: Value = serde_json::from_str(&p.arguments).ok()?;
             let hyp: Value = serde_json::from_str(&p.result.as_ref()?.body).ok()?;
-            Some((hyp.get("hypothesis")?.as_str()?.to_string(), args.get("statement")?.as_str()?.to_string()))
+            Some((
+                hyp.get("hypothesis")?.as_str()?.to_string(),
+                args.get("statement")?.as_str()?.to_string(),
+            ))
         })
         .collect();
     let mut best: Option<(f64, String, String)> = None;
     for e in calls_named(seen, EVIDENCE) {
-        let Some(r) = e.result.as_ref().and_then(|f| serde_json::from_str::<Value>(&f.body).ok()) else { continue };
-        let (Some(id), Some(conf), Some(status)) = (r["hypothesis"].as_str(), r["confidence"].as_f64(), r["status"].as_str()) else { continue };
+        let Some(r) = e
+            .result
+            .as_ref()
+            .and_then(|f| serde_json::from_str::<Value>(&f.body).ok())
+        else {
+            continue;
+        };
+        let (Some(id), Some(conf), Some(status)) = (
+            r["hypothesis"].as_str(),
+            r["confidence"].as_f64(),
+            r["status"].as_str(),
+        ) else {
+            continue;
+        };
         if conf >= threshold && best.as_ref().is_none_or(|b| conf > b.0) {
             best = Some((conf, id.to_string(), status.to_string()));
         }

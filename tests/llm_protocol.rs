@@ -1,0 +1,473 @@
+//! The agent loop against an OpenAI-compatible endpoint.
+//!
+//! TEST DOUBLE: `ScriptedLlm` below is a scripted OpenAI-compatible HTTP server inside the test
+//! (a paid model cannot run here). It answers `POST /v1/chat/completions` with the next scripted
+//! reply (or status, or delay) and records every request, so the tests can check what the loop
+//! sent: tool errors, withdrawn tools, fenced outputs. The tools the loop calls are real
+//! (host.use_snapshot samples this machine; host.signal_process targets a real child process).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use oncall::agent::events::Collect;
+use oncall::agent::{Investigation, investigate};
+use oncall::config::{Config, Provider};
+use oncall::llm::openai::OpenAiModel;
+use oncall::tool::Registry;
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One scripted answer of the test double.
+#[derive(Clone)]
+enum Scripted {
+    Reply(Value),
+    Status(u16, Value),
+    Delay(Duration, Value),
+}
+
+#[derive(Default)]
+struct Script {
+    queue: Mutex<VecDeque<Scripted>>,
+    /// When the queue is empty: answer this status forever (a storm), or a plain final answer.
+    forever: Mutex<Option<u16>>,
+    seen: Mutex<Vec<Value>>,
+}
+
+async fn chat(State(s): State<Arc<Script>>, Json(body): Json<Value>) -> Response {
+    s.seen.lock().unwrap().push(body);
+    let next = s.queue.lock().unwrap().pop_front();
+    match next {
+        Some(Scripted::Reply(v)) => Json(v).into_response(),
+        Some(Scripted::Status(code, v)) => {
+            let mut r = (StatusCode::from_u16(code).unwrap(), Json(v)).into_response();
+            r.headers_mut().insert("retry-after", "0".parse().unwrap());
+            r
+        }
+        Some(Scripted::Delay(d, v)) => {
+            tokio::time::sleep(d).await;
+            Json(v).into_response()
+        }
+        None => match *s.forever.lock().unwrap() {
+            Some(code) => (
+                StatusCode::from_u16(code).unwrap(),
+                Json(json!({"error": {"message": "storm", "type": "server_error"}})),
+            )
+                .into_response(),
+            None => Json(text_turn("Done.")).into_response(),
+        },
+    }
+}
+
+struct ScriptedLlm {
+    script: Arc<Script>,
+    base_url: String,
+}
+
+impl ScriptedLlm {
+    async fn start(turns: Vec<Scripted>) -> ScriptedLlm {
+        let script = Arc::new(Script {
+            queue: Mutex::new(turns.into()),
+            ..Default::default()
+        });
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .with_state(script.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        ScriptedLlm {
+            script,
+            base_url: format!("http://{addr}/v1"),
+        }
+    }
+
+    fn requests(&self) -> Vec<Value> {
+        self.script.seen.lock().unwrap().clone()
+    }
+
+    /// The tool messages of the n-th request.
+    fn tool_messages(&self, n: usize) -> Vec<String> {
+        self.requests()[n]["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] == "tool")
+            .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
+
+/// A model turn that calls tools (names in dotted form; sent in the wire form).
+fn tool_turn(calls: &[(&str, &str)]) -> Value {
+    let calls: Vec<Value> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, (name, args))| json!({"id": format!("call_{i}_{name}"), "type": "function", "function": {"name": name.replace('.', "__"), "arguments": args}}))
+        .collect();
+    json!({
+        "id": "x", "object": "chat.completion", "created": 1, "model": "scripted",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 1000, "completion_tokens": 20, "total_tokens": 1020}
+    })
+}
+
+fn text_turn(text: &str) -> Value {
+    json!({
+        "id": "x", "object": "chat.completion", "created": 1, "model": "scripted",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1200, "completion_tokens": 30, "total_tokens": 1230}
+    })
+}
+
+fn config(base_url: &str) -> Config {
+    let mut c = Config::default();
+    c.host.window_ms = 100;
+    c.llm.provider = Provider::Openai;
+    c.llm.base_url = base_url.to_string();
+    c.llm.model = "scripted".into();
+    c.llm.api_key_env = "ONCALL_TEST_NO_KEY".into();
+    c.llm.timeout_s = 2;
+    c.llm.deadline_s = 20;
+    c.llm.max_attempts = 3;
+    c
+}
+
+async fn run(llm: &ScriptedLlm, c: Config, report: &str) -> (Investigation, Vec<String>) {
+    let model = OpenAiModel::new(&c.llm).unwrap();
+    let registry = Registry::builtin(Arc::new(c.clone()));
+    let events = Collect::default();
+    let inv = investigate(report, &registry, &c, &model, &events)
+        .await
+        .unwrap();
+    let lines = events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(oncall::agent::events::line)
+        .collect();
+    let _ = llm;
+    (inv, lines)
+}
+
+#[tokio::test]
+async fn tool_calls_over_several_steps_end_in_a_board_ranking() {
+    let llm = ScriptedLlm::start(vec![
+        Scripted::Reply(tool_turn(&[("host.use_snapshot", "{}")])),
+        Scripted::Reply(tool_turn(&[("board.propose", r#"{"statement": "CPU saturated", "category": "host.cpu_saturation", "component": "cpu"}"#)])),
+        Scripted::Reply(tool_turn(&[("board.evidence", r#"{"hypothesis": "H1", "call": "c1", "supports": false, "strength": "strong", "note": "run queue 0.4/core"}"#)])),
+        Scripted::Reply(tool_turn(&[("board.conclude", r#"{"summary": "nothing wrong", "abstain": true}"#)])),
+    ])
+    .await;
+    let (inv, events) = run(&llm, config(&llm.base_url), "api is slow").await;
+    assert_eq!(inv.reasoner, "openai:scripted");
+    assert!(inv.fallback.is_none(), "{:?}", inv.notices);
+    assert_eq!(
+        inv.hypotheses[0].status,
+        oncall::agent::board::HypothesisStatus::Rejected
+    );
+    assert_eq!(inv.hypotheses[0].evidence[0].call, "c1");
+    assert!(inv.abstained);
+    assert_eq!(inv.steps, 4);
+    assert_eq!(
+        inv.tokens.prompt_tokens, 4000,
+        "server-reported usage is believed"
+    );
+    assert_eq!(inv.tokens.steps.len(), 4);
+    // The snapshot reached the model fenced as data, and the tools were offered with schemas.
+    let first_tool_msg = &llm.tool_messages(1)[0];
+    assert!(
+        first_tool_msg
+            .starts_with("<tool_output call=\"c1\" tool=\"host.use_snapshot\" status=\"ok\">"),
+        "{first_tool_msg}"
+    );
+    let offered = llm.requests()[0]["tools"].as_array().unwrap().clone();
+    assert!(
+        offered
+            .iter()
+            .any(|t| t["function"]["name"] == "host__use_snapshot"
+                && t["function"]["parameters"]["properties"]["window_ms"].is_object())
+    );
+    assert!(
+        offered
+            .iter()
+            .any(|t| t["function"]["name"] == "board__evidence")
+    );
+    assert!(
+        events.iter().any(|l| l.starts_with("[H1] rejected")),
+        "{events:?}"
+    );
+    assert!(events.iter().any(|l| l.starts_with("[step 1]")));
+}
+
+#[tokio::test]
+async fn parallel_calls_run_in_one_step() {
+    let llm = ScriptedLlm::start(vec![
+        Scripted::Reply(tool_turn(&[
+            ("host.use_snapshot", "{}"),
+            ("host.use_snapshot", r#"{"top": 2}"#),
+        ])),
+        Scripted::Reply(text_turn("both measured")),
+    ])
+    .await;
+    let (inv, _) = run(&llm, config(&llm.base_url), "is this host ok").await;
+    let calls: Vec<_> = inv
+        .tool_calls
+        .iter()
+        .filter(|c| c.tool == "host.use_snapshot")
+        .collect();
+    assert_eq!(calls.len(), 2);
+    assert!(calls.iter().all(|c| c.ok && c.step == 1));
+    assert_eq!(llm.tool_messages(1).len(), 2);
+    assert_eq!(inv.answer.as_deref(), Some("both measured"));
+}
+
+#[tokio::test]
+async fn bad_json_unknown_tool_bad_args_and_repeats_go_back_as_tool_errors() {
+    let llm = ScriptedLlm::start(vec![
+        Scripted::Reply(tool_turn(&[
+            ("host.use_snapshot", "{\"window_ms\": "),
+            ("host.reboot", "{}"),
+            ("host.use_snapshot", r#"{"window_ms": 99999}"#),
+            (
+                "board.propose",
+                r#"{"statement": "x", "category": "db.slowness", "component": "pg"}"#,
+            ),
+        ])),
+        Scripted::Reply(tool_turn(&[("host.use_snapshot", "{}")])),
+        Scripted::Reply(tool_turn(&[("host.use_snapshot", "{}")])),
+        Scripted::Reply(text_turn("done")),
+    ])
+    .await;
+    let (inv, _) = run(&llm, config(&llm.base_url), "slow").await;
+    let errors = llm.tool_messages(1);
+    assert!(
+        errors[0].contains("status=\"error\"") && errors[0].contains("not valid JSON"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].contains("unknown tool `host.reboot`") && errors[1].contains("host.use_snapshot"),
+        "{}",
+        errors[1]
+    );
+    assert!(
+        errors[2].contains("window_ms must be between 100 and 1000"),
+        "{}",
+        errors[2]
+    );
+    assert!(errors[3].contains("db.slowness"), "{}", errors[3]);
+    let repeat = llm.tool_messages(3).last().unwrap().clone();
+    assert!(
+        repeat.contains("identical call already made as c5"),
+        "{repeat}"
+    );
+    assert_eq!(
+        inv.answer.as_deref(),
+        Some("done"),
+        "the run carried on after every error"
+    );
+}
+
+#[tokio::test]
+async fn truncated_call_is_explained() {
+    let mut cut = tool_turn(&[("host.use_snapshot", "{\"wind")]);
+    cut["choices"][0]["finish_reason"] = json!("length");
+    let llm =
+        ScriptedLlm::start(vec![Scripted::Reply(cut), Scripted::Reply(text_turn("ok"))]).await;
+    let _ = run(&llm, config(&llm.base_url), "slow").await;
+    assert!(llm.tool_messages(1)[0].contains("cut off at the token limit"));
+}
+
+#[tokio::test]
+async fn rate_limit_then_success() {
+    let llm = ScriptedLlm::start(vec![
+        Scripted::Status(
+            429,
+            json!({"error": {"message": "slow down", "type": "rate_limit_error"}}),
+        ),
+        Scripted::Reply(text_turn("fine")),
+    ])
+    .await;
+    let (inv, _) = run(&llm, config(&llm.base_url), "slow").await;
+    assert!(inv.fallback.is_none(), "{:?}", inv.notices);
+    assert_eq!(inv.answer.as_deref(), Some("fine"));
+    assert_eq!(llm.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn a_timeout_is_retried() {
+    let llm = ScriptedLlm::start(vec![
+        Scripted::Delay(Duration::from_secs(4), text_turn("too late")),
+        Scripted::Reply(text_turn("in time")),
+    ])
+    .await;
+    let (inv, _) = run(&llm, config(&llm.base_url), "slow").await;
+    assert_eq!(inv.answer.as_deref(), Some("in time"));
+    assert!(
+        inv.notices
+            .iter()
+            .any(|n| n.contains("did not answer within 2 s")),
+        "{:?}",
+        inv.notices
+    );
+    assert!(inv.fallback.is_none());
+}
+
+#[tokio::test]
+async fn malformed_reply_is_retried() {
+    let llm = ScriptedLlm::start(vec![
+        Scripted::Reply(json!({"unexpected": true})),
+        Scripted::Reply(text_turn("ok")),
+    ])
+    .await;
+    let (inv, _) = run(&llm, config(&llm.base_url), "slow").await;
+    assert_eq!(inv.answer.as_deref(), Some("ok"));
+    assert!(
+        inv.notices.iter().any(|n| n.contains("malformed")),
+        "{:?}",
+        inv.notices
+    );
+}
+
+#[tokio::test]
+async fn a_500_storm_falls_back_to_the_offline_reasoner_and_says_so() {
+    let llm = ScriptedLlm::start(vec![]).await;
+    *llm.script.forever.lock().unwrap() = Some(500);
+    let (inv, events) = run(&llm, config(&llm.base_url), "api is slow").await;
+    let fb = inv.fallback.clone().expect("fallback");
+    assert!(
+        fb.contains("HTTP 500") && fb.contains("offline reasoner"),
+        "{fb}"
+    );
+    assert!(inv.reasoner.starts_with("offline"), "{}", inv.reasoner);
+    assert_eq!(
+        inv.hypotheses.len(),
+        6,
+        "the offline reasoner finished the job"
+    );
+    assert!(inv.hypotheses.iter().all(|h| !h.evidence.is_empty()));
+    assert!(oncall::agent::render::text(&inv).contains("NOTE: the model endpoint failed"));
+    assert!(
+        events
+            .iter()
+            .any(|l| l.contains("[note] the model endpoint failed"))
+    );
+}
+
+#[tokio::test]
+async fn confirming_without_citing_evidence_is_refused() {
+    let llm = ScriptedLlm::start(vec![
+        Scripted::Reply(tool_turn(&[("board.propose", r#"{"statement": "Postgres is slow", "category": "db.slow_query", "component": "postgres"}"#)])),
+        Scripted::Reply(tool_turn(&[("board.evidence", r#"{"hypothesis": "H1", "call": "c9", "supports": true, "strength": "strong", "note": "I am sure"}"#)])),
+        Scripted::Reply(tool_turn(&[("board.evidence", r#"{"hypothesis": "H1", "call": "c1", "supports": true, "strength": "strong", "note": "citing the proposal itself"}"#)])),
+        Scripted::Reply(tool_turn(&[("board.conclude", r#"{"summary": "Postgres is definitely the cause"}"#)])),
+    ])
+    .await;
+    let (inv, _) = run(&llm, config(&llm.base_url), "checkout slow").await;
+    let h = &inv.hypotheses[0];
+    assert_eq!(h.status, oncall::agent::board::HypothesisStatus::Proposed);
+    assert_eq!(
+        h.confidence, 0.2,
+        "confidence did not move without evidence"
+    );
+    assert!(inv.abstained, "free text does not make a finding");
+    assert!(
+        llm.tool_messages(2)
+            .last()
+            .unwrap()
+            .contains("c9 does not exist")
+    );
+    assert!(
+        llm.tool_messages(3)
+            .last()
+            .unwrap()
+            .contains("board operation, not a measurement")
+    );
+}
+
+#[tokio::test]
+async fn step_limit_withdraws_the_tools() {
+    let llm = ScriptedLlm::start(vec![
+        Scripted::Reply(tool_turn(&[("host.use_snapshot", "{}")])),
+        Scripted::Reply(tool_turn(&[("host.use_snapshot", r#"{"top": 3}"#)])),
+        Scripted::Reply(tool_turn(&[("host.use_snapshot", r#"{"top": 4}"#)])),
+    ])
+    .await;
+    let mut c = config(&llm.base_url);
+    c.llm.max_steps = 2;
+    let (inv, _) = run(&llm, c, "slow").await;
+    let reqs = llm.requests();
+    assert_eq!(reqs.len(), 3);
+    assert!(reqs[1]["tools"].is_array());
+    assert!(
+        reqs[2].get("tools").is_none(),
+        "tools withdrawn on the last turn"
+    );
+    let last_user = reqs[2]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .unwrap();
+    assert!(
+        last_user["content"]
+            .as_str()
+            .unwrap()
+            .contains("step limit")
+    );
+    assert!(
+        inv.notices
+            .iter()
+            .any(|n| n.contains("after they were withdrawn")),
+        "{:?}",
+        inv.notices
+    );
+    assert_eq!(
+        inv.tool_calls
+            .iter()
+            .filter(|c| c.tool == "host.use_snapshot")
+            .count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_live_action_from_the_model_is_filed_not_run() {
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let args = format!(r#"{{"pid": {}, "signal": "KILL"}}"#, child.id());
+    let llm = ScriptedLlm::start(vec![
+        Scripted::Reply(tool_turn(&[("host.signal_process", &args)])),
+        Scripted::Reply(text_turn("requested")),
+    ])
+    .await;
+    let (inv, _) = run(&llm, config(&llm.base_url), "checkout is down for everyone").await;
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the process must still be alive"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(llm.tool_messages(1)[0].contains("not run"));
+    assert!(
+        inv.stabilize
+            .iter()
+            .any(|a| a.tool == "host.signal_process" && a.needs_approval)
+    );
+    assert!(
+        inv.debug_log
+            .iter()
+            .any(|l| l.text.contains("awaiting a human approver (not run)"))
+    );
+}

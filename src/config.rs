@@ -158,7 +158,8 @@ pub struct MemoryThresholds {
     pub oom_kills: Level,
     /// A process whose RSS grows at least this fast (MiB/s) is a growth suspect.
     pub process_growth_mib_per_s: f64,
-    /// A growth that would exhaust available memory within this many seconds is critical.
+    /// Growth that would exhaust available memory within this many seconds is a finding (it
+    /// leans towards memory pressure); slower growth is shown but stays below the threshold.
     pub exhaustion_horizon_s: f64,
 }
 

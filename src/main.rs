@@ -157,9 +157,18 @@ fn main() -> ExitCode {
             }
         }
         Command::Tools { json } => {
-            let specs = registry.specs();
+            // Registry tools measure or act on systems; board tools only touch the
+            // investigation's own hypothesis board. The model is offered both.
+            let mut listed: Vec<serde_json::Value> = registry
+                .specs()
+                .into_iter()
+                .map(|s| serde_json::json!({"name": s.name, "kind": "system", "risk": s.risk, "description": s.description, "parameters": s.parameters}))
+                .collect();
+            listed.extend(oncall::agent::board_tools::defs().into_iter().map(|d| {
+                serde_json::json!({"name": d.name, "kind": "board", "risk": "read", "description": d.description, "parameters": d.parameters})
+            }));
             if json {
-                match serde_json::to_string_pretty(&specs) {
+                match serde_json::to_string_pretty(&listed) {
                     Ok(s) => println!("{s}"),
                     Err(e) => {
                         eprintln!("error: cannot encode the tool list: {e}");
@@ -167,17 +176,12 @@ fn main() -> ExitCode {
                     }
                 }
             } else {
-                for s in &specs {
-                    println!(
-                        "{}  [{}]",
-                        s.name,
-                        serde_json::to_value(s.risk)
-                            .ok()
-                            .and_then(|v| v.as_str().map(String::from))
-                            .unwrap_or_default()
-                    );
-                    println!("  {}", s.description);
-                    println!("  args: {}", s.parameters);
+                for t in &listed {
+                    let risk = t["risk"].as_str().unwrap_or_default();
+                    let kind = if t["kind"] == "board" { ", board" } else { "" };
+                    println!("{}  [{risk}{kind}]", t["name"].as_str().unwrap_or_default());
+                    println!("  {}", t["description"].as_str().unwrap_or_default());
+                    println!("  args: {}", t["parameters"]);
                     println!();
                 }
             }

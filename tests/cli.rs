@@ -122,6 +122,9 @@ fn tools_lists_every_tool_with_risk_and_schema() {
         text.contains("host.signal_process  [live_action]"),
         "{text}"
     );
+    assert!(text.contains("board.evidence  [read, board]"), "{text}");
+    let board = tools.iter().find(|t| t["name"] == "board.propose").unwrap();
+    assert_eq!(board["kind"], "board");
 }
 
 /// The committed schemas in tools/schemas.json are what the binary generates.

@@ -212,11 +212,15 @@ fn memory(s: &UseSnapshot, th: &Thresholds) -> Result<Verdict, Untested> {
     let (strength, blame) = if host == Status::Critical {
         (Strength::Strong, grower.or(s.processes.top_rss.first()))
     } else if soon {
-        (Strength::Strong, grower)
+        // Growth alone is a suspicion: one window cannot tell a leak from a burst (a compiler
+        // grows like this too), so it leans, and memory pressure is what would confirm it.
+        (Strength::Moderate, grower)
     } else if host == Status::Warning {
         (Strength::Moderate, grower.or(s.processes.top_rss.first()))
     } else if grower.is_some() {
-        (Strength::Moderate, grower)
+        // Growing, but memory lasts beyond the horizon: worth showing, not yet a finding
+        // (a compiler or a cache warming up looks like this too).
+        (Strength::Weak, grower)
     } else {
         return Ok(against(
             "Memory is not under pressure and no process grows".into(),

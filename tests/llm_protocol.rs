@@ -471,3 +471,41 @@ async fn a_live_action_from_the_model_is_filed_not_run() {
             .any(|l| l.text.contains("awaiting a human approver (not run)"))
     );
 }
+
+#[tokio::test]
+async fn secrets_in_the_report_and_in_tool_output_never_reach_the_model() {
+    // A real process whose name is an e-mail address shows up in the snapshot's top CPU list.
+    let mut hog = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-fault"))
+        .args([
+            "--name",
+            "ops@corp.io",
+            "--seconds",
+            "20",
+            "cpu",
+            "--threads",
+            "4",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let llm = ScriptedLlm::start(vec![
+        Scripted::Reply(tool_turn(&[("host.use_snapshot", "{}")])),
+        Scripted::Reply(text_turn("ok")),
+    ])
+    .await;
+    let report = "checkout slow; db is postgres://app:hunter22secret@db.internal/shop, token=tok_abcdef123456";
+    let (inv, _) = run(&llm, config(&llm.base_url), report).await;
+    let _ = hog.kill();
+    let _ = hog.wait();
+    let snapshot = inv.tool_calls[0].output.as_ref().unwrap().to_string();
+    assert!(
+        snapshot.contains("ops@corp.io"),
+        "the raw output (kept for the responder) names the process"
+    );
+    let sent = serde_json::to_string(&llm.requests()).unwrap();
+    for secret in ["hunter22secret", "tok_abcdef123456", "ops@corp.io"] {
+        assert!(!sent.contains(secret), "{secret} reached the model");
+    }
+    assert!(sent.contains("[REDACTED:password]") && sent.contains("[REDACTED:email]"));
+}

@@ -402,6 +402,8 @@ impl Run<'_> {
                 ms,
                 summary,
             });
+            // Secrets never reach the model: every answer passes the redactor first.
+            let body = crate::policy::redact::redact(&body);
             answers.push((c.id.clone(), evidence::fence(&id, &c.name, status, &body)));
         }
         answers
@@ -417,7 +419,7 @@ impl Run<'_> {
         let l = &self.config.llm;
         self.reasoner_name = model.name();
         let ctx = minijinja::context! {
-            report => report,
+            report => crate::policy::redact::redact(report),
             categories => crate::taxonomy::Category::ALL.iter().map(|c| c.label()).collect::<Vec<_>>(),
             max_steps => l.max_steps,
             user_facing => hints.user_facing,

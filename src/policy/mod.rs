@@ -6,7 +6,10 @@
 //! expires. [`Approval`] has private fields and only [`approve`] creates one, so no other code can
 //! forge it; the tool registry checks it and spends it (it runs at most once).
 //!
-//! This module never runs an action; it only decides whether one may run.
+//! This module never runs an action; it only decides whether one may run. [`redact`] keeps
+//! secrets out of everything that reaches a model.
+
+pub mod redact;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;

@@ -1,0 +1,154 @@
+//! The redactor: secrets out of every text that is about to reach a model.
+//!
+//! Applied by the agent to the report and to every tool output before a prompt is built. Each
+//! secret is replaced by a typed placeholder (`[REDACTED:password]`), so the model still sees
+//! that something was there and what kind. Patterns cover credentials in URLs and connection
+//! strings, `password=`/`token=`-style pairs, bearer tokens, JWTs, AWS access keys, private key
+//! blocks and e-mail addresses.
+
+use regex::Regex;
+use std::sync::LazyLock;
+
+struct Rule {
+    kind: &'static str,
+    re: Regex,
+    /// Which capture group holds the secret (0: the whole match).
+    group: usize,
+}
+
+static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
+    let specs: [(&str, &str, usize); 8] = [
+        (
+            "private_key",
+            r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
+            0,
+        ),
+        // scheme://user:password@host  (postgres://, mysql://, redis://, amqp://, https://, ...)
+        (
+            "password",
+            r"(?i)\b[a-z][a-z0-9+.-]*://[^\s:/@]+:([^\s@/]+)@",
+            1,
+        ),
+        (
+            "jwt",
+            r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b",
+            0,
+        ),
+        (
+            "bearer_token",
+            r"(?i)\bbearer\s+([A-Za-z0-9._~+/=-]{8,})",
+            1,
+        ),
+        ("aws_access_key", r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b", 0),
+        (
+            "password",
+            r#"(?i)\b(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key)\s*[=:]\s*["']?([^\s"'&;,]+)"#,
+            1,
+        ),
+        (
+            "email",
+            r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b",
+            0,
+        ),
+        ("api_key", r"\bsk-[A-Za-z0-9_-]{16,}\b", 0),
+    ];
+    specs
+        .iter()
+        .filter_map(|(kind, pat, group)| {
+            Regex::new(pat).ok().map(|re| Rule {
+                kind,
+                re,
+                group: *group,
+            })
+        })
+        .collect()
+});
+
+/// Replaces every secret in `text` with `[REDACTED:<kind>]`.
+pub fn redact(text: &str) -> String {
+    let mut out = text.to_string();
+    for rule in RULES.iter() {
+        let mut result = String::with_capacity(out.len());
+        let mut last = 0;
+        for caps in rule.re.captures_iter(&out) {
+            let Some(m) = caps.get(rule.group) else {
+                continue;
+            };
+            if m.as_str().starts_with("[REDACTED:") {
+                continue;
+            }
+            result.push_str(&out[last..m.start()]);
+            result.push_str(&format!("[REDACTED:{}]", rule.kind));
+            last = m.end();
+        }
+        result.push_str(&out[last..]);
+        out = result;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_replaced_by_typed_placeholders() {
+        let cases = [
+            (
+                "db at postgres://app:s3cr3t-Pa55@db.internal:5432/shop",
+                "s3cr3t-Pa55",
+                "postgres://app:[REDACTED:password]@db.internal",
+            ),
+            (
+                "Authorization: Bearer abcdef0123456789xyz",
+                "abcdef0123456789xyz",
+                "Bearer [REDACTED:bearer_token]",
+            ),
+            (
+                "key AKIAIOSFODNN7EXAMPLE in env",
+                "AKIAIOSFODNN7EXAMPLE",
+                "[REDACTED:aws_access_key]",
+            ),
+            (
+                "PGPASSWORD=hunter22 psql",
+                "hunter22",
+                "PGPASSWORD=[REDACTED:password]",
+            ),
+            (
+                "mail ops-lead@example.com now",
+                "ops-lead@example.com",
+                "[REDACTED:email]",
+            ),
+            (
+                "tok eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+                "dozjgNryP4J3",
+                "[REDACTED:jwt]",
+            ),
+            (
+                "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
+                "MIIEow",
+                "[REDACTED:private_key]",
+            ),
+            (
+                "OPENAI key sk-proj-abcdefghijklmnop1234",
+                "sk-proj-abcdefghijklmnop1234",
+                "[REDACTED:api_key]",
+            ),
+        ];
+        for (input, secret, expect) in cases {
+            let r = redact(input);
+            assert!(!r.contains(secret), "{input} -> {r}");
+            assert!(r.contains(expect), "{input} -> {r}");
+        }
+    }
+
+    #[test]
+    fn ordinary_evidence_is_untouched() {
+        let t = r#"{"resource":"fs:/","u":["space_used=19 % -- 73.5 GiB free of 252.0 GiB"],"name":"ledger-sync","pid":4242}"#;
+        assert_eq!(redact(t), t);
+        assert_eq!(
+            redact("p99 latency > 2s on /api/checkout"),
+            "p99 latency > 2s on /api/checkout"
+        );
+    }
+}

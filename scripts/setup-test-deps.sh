@@ -2,16 +2,27 @@
 # Installs what the test suite needs on a fresh machine, and nothing that is already there.
 # - cargo-nextest: the test runner (the machine image ships it; installed from crates.io if not).
 # - mount/umount (util-linux): the disk-full test mounts a small tmpfs (needs root).
+# - PostgreSQL 15 with contrib (pg_stat_statements): the database tests start throwaway
+#   clusters with initdb themselves; no server is left running.
 set -euo pipefail
 
+need_apt=()
+command -v mount >/dev/null 2>&1 || need_apt+=(mount)
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql-15 postgresql-contrib-15)
+command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing: ${need_apt[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    # The packaged cluster is not needed: the tests start their own.
+    if command -v pg_ctlcluster >/dev/null 2>&1; then pg_ctlcluster 15 main stop 2>/dev/null || true; fi
+  else
+    echo "warning: missing ${need_apt[*]}; run this script as root to install them" >&2
+  fi
+fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest" >&2
   cargo install --locked cargo-nextest
-fi
-if ! command -v mount >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && apt-get install -y -qq mount
-  else
-    echo "warning: mount is missing; the disk-full test will be skipped" >&2
-  fi
 fi

@@ -35,6 +35,8 @@ pub struct Config {
     pub policy: PolicySettings,
     /// Which reasoner drives the investigation, and how oncall talks to a model.
     pub llm: LlmSettings,
+    /// PostgreSQL databases to investigate, by name: `[postgres.<name>] url = "postgres://..."`.
+    pub postgres: std::collections::BTreeMap<String, PgSettings>,
 }
 
 impl Default for Config {
@@ -45,6 +47,7 @@ impl Default for Config {
             thresholds: Thresholds::default(),
             policy: PolicySettings::default(),
             llm: LlmSettings::default(),
+            postgres: Default::default(),
         }
     }
 }
@@ -89,6 +92,7 @@ pub struct Thresholds {
     pub filesystem: FilesystemThresholds,
     pub network: NetworkThresholds,
     pub fd: FdThresholds,
+    pub postgres: PgThresholds,
 }
 
 impl Default for Thresholds {
@@ -103,6 +107,7 @@ impl Default for Thresholds {
             filesystem: FilesystemThresholds::default(),
             network: NetworkThresholds::default(),
             fd: FdThresholds::default(),
+            postgres: PgThresholds::default(),
         }
     }
 }
@@ -257,6 +262,66 @@ impl Default for FdThresholds {
         FdThresholds {
             process_used_pct: lvl(80.0, 95.0),
             system_used_pct: lvl(80.0, 95.0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PgThresholds {
+    /// Mean execution time of a statement in the incident window, ms.
+    pub query_mean_ms: Level,
+    /// Share of all statement time in the window taken by one statement, %.
+    pub query_share_pct: f64,
+    /// How long the longest waiter has waited on a lock, s.
+    pub lock_wait_s: Level,
+    /// Age of a transaction left idle in transaction, s.
+    pub idle_in_transaction_s: Level,
+    /// Client connections, % of max_connections minus the reserved ones.
+    pub connections_used_pct: Level,
+}
+
+impl Default for PgThresholds {
+    fn default() -> Self {
+        PgThresholds {
+            query_mean_ms: lvl(50.0, 250.0),
+            query_share_pct: 50.0,
+            lock_wait_s: lvl(5.0, 30.0),
+            idle_in_transaction_s: lvl(60.0, 300.0),
+            connections_used_pct: lvl(80.0, 95.0),
+        }
+    }
+}
+
+/// One PostgreSQL database. Use a read-only role (pg_monitor); see the README.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PgSettings {
+    /// Connection URL of the read-only role, e.g. `postgres://oncall@db:5432/app`. Put the
+    /// password in `password_env`, not here.
+    pub url: String,
+    /// Name of an environment variable holding the password (optional).
+    pub password_env: String,
+    /// URL of a role with pg_signal_backend, used only by the approved cancel/terminate actions.
+    /// Empty: the actions use `url`.
+    pub action_url: String,
+    /// statement_timeout set on every oncall session, ms.
+    pub statement_timeout_ms: u64,
+    /// Seconds to wait for a connection.
+    pub connect_timeout_s: u64,
+    /// The incident window that postgres.top_queries measures deltas over, ms.
+    pub window_ms: u64,
+}
+
+impl Default for PgSettings {
+    fn default() -> Self {
+        PgSettings {
+            url: String::new(),
+            password_env: String::new(),
+            action_url: String::new(),
+            statement_timeout_ms: 5000,
+            connect_timeout_s: 5,
+            window_ms: 2000,
         }
     }
 }
@@ -455,6 +520,19 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "llm.max_steps, llm.max_attempts and llm.timeout_s must be at least 1, and llm.context_window at least 2048".into(),
             ));
+        }
+        for (name, pg) in &self.postgres {
+            if pg.url.trim().is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "postgres.{name}.url is empty: set it to the read-only role's URL, e.g. postgres://oncall@db:5432/app"
+                )));
+            }
+            if !(100..=30_000).contains(&pg.window_ms) {
+                return Err(ConfigError::Invalid(format!(
+                    "postgres.{name}.window_ms = {} is out of range: use 100 to 30000",
+                    pg.window_ms
+                )));
+            }
         }
         if t.reject >= t.confirm {
             return Err(ConfigError::Invalid(format!(

@@ -474,16 +474,19 @@ async fn a_live_action_from_the_model_is_filed_not_run() {
 
 #[tokio::test]
 async fn secrets_in_the_report_and_in_tool_output_never_reach_the_model() {
-    // A real process whose name is an e-mail address shows up in the snapshot's top CPU list.
+    // A real process whose name is an e-mail address shows up in the snapshot's list of growing
+    // processes (kept in compact evidence).
     let mut hog = std::process::Command::new(env!("CARGO_BIN_EXE_oncall-fault"))
         .args([
             "--name",
             "ops@corp.io",
             "--seconds",
             "20",
-            "cpu",
-            "--threads",
-            "4",
+            "memory",
+            "--rate-mib-per-s",
+            "300",
+            "--max-mib",
+            "3000",
         ])
         .stdout(std::process::Stdio::null())
         .spawn()

@@ -2,6 +2,8 @@
 //! registry runs them only with an approval bound to their exact arguments. Each action validates
 //! its own arguments strictly and refuses targets that would harm the host itself.
 
+pub mod postgres;
 mod process;
 
+pub use postgres::{CancelBackend, TerminateBackend};
 pub use process::{SignalArgs, SignalProcess};

@@ -160,6 +160,7 @@ impl Run<'_> {
             .registry
             .specs()
             .into_iter()
+            .filter(|s| !s.unavailable)
             .map(|s| ToolDef {
                 name: s.name.to_string(),
                 description: s.description.to_string(),

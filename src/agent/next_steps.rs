@@ -127,6 +127,35 @@ pub fn next_steps(hints: &ReportHints, findings: &[Hypothesis]) -> Vec<NextStep>
                     format!("lsof -nP -p {pid} | awk '{{print $5}}' | sort | uniq -c | sort -n | tail"),
                 ],
             )),
+            (Category::DbSlowQuery, _) => {
+                let table = top.culprit.as_ref().map(|c| c.name.clone()).unwrap_or_else(|| "<table>".into());
+                steps.push(step(
+                    format!("Slow query on {table}: confirm the plan with real values, then index the filtered column (one change, then re-measure)"),
+                    &[
+                        "EXPLAIN (ANALYZE, BUFFERS) <the statement with real values>;  -- or request postgres.explain_analyze (needs approval)".into(),
+                        format!("CREATE INDEX CONCURRENTLY ON {table} (<the column in the filter>);"),
+                        "-- then run oncall triage again: the statement's mean time in the window should drop".into(),
+                    ],
+                ));
+            }
+            (Category::DbLockContention, Some(pid)) => steps.push(step(
+                format!("Lock contention: see what the root holder pid {pid} is doing, then end its transaction (terminate only with approval)"),
+                &[
+                    format!("SELECT pid, state, xact_start, left(query, 200) FROM pg_stat_activity WHERE pid = {pid};"),
+                    format!("SELECT pg_terminate_backend({pid});  -- request postgres.terminate_backend (needs approval)"),
+                    "-- then fix the code path that leaves transactions open (idle_in_transaction_session_timeout guards it)".into(),
+                ],
+            )),
+            (Category::DbConnectionExhaustion, _) => {
+                let app = top.culprit.as_ref().map(|c| c.name.clone()).unwrap_or_else(|| "<application>".into());
+                steps.push(step(
+                    format!("Connections exhausted: see why {app} holds so many, and cap its pool"),
+                    &[
+                        format!("SELECT state, count(*) FROM pg_stat_activity WHERE application_name = '{app}' GROUP BY 1;"),
+                        "-- idle connections: lower the pool's max size or add a pooler (PgBouncer); idle in transaction: a leak in the code".into(),
+                    ],
+                ));
+            }
             _ => {}
         }
     }
@@ -223,6 +252,17 @@ pub fn stabilize(hints: &ReportHints, findings: &[Hypothesis]) -> Vec<ProposedAc
                     _ => "is out of file descriptors",
                 }
             ),
+            needs_approval: true,
+        });
+    }
+    if let Some(top) = findings.iter().find(|h| {
+        h.category == Category::DbLockContention && h.status == HypothesisStatus::Confirmed
+    }) && let Some(pid) = pid_of(top)
+    {
+        out.push(ProposedAction {
+            tool: "postgres.terminate_backend".into(),
+            args: serde_json::json!({"database": top.component.trim_start_matches("postgres:"), "pid": pid}),
+            why: format!("end the transaction of pid {pid}, the root of the lock chain; every session behind it resumes"),
             needs_approval: true,
         });
     }

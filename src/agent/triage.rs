@@ -307,17 +307,23 @@ pub fn assess(
         ),
     }];
     if let Some(top) = findings.first() {
-        let host_level = if worst == Status::Critical { 2 } else { 3 };
-        if host_level < level {
-            level = host_level;
-        }
-        why.push(
-            format!("the host shows {} ({:?})", top.category, worst)
-                .replace("(Critical)", "(critical)")
-                .replace("(Warning)", "(warning)"),
-        );
+        // A confirmed finding on a host resource or a database is worth at least a P2.
+        let confirmed = top.status == super::board::HypothesisStatus::Confirmed;
+        let finding_level = if confirmed || worst == Status::Critical {
+            2
+        } else {
+            3
+        };
+        level = level.min(finding_level);
+        why.push(format!(
+            "the top finding is {} on {} ({}, confidence {:.2})",
+            top.category,
+            top.component,
+            if confirmed { "confirmed" } else { "open" },
+            top.confidence
+        ));
     } else {
-        why.push("no resource on this host is abnormal".into());
+        why.push("no measured resource or database is abnormal".into());
     }
     if hints.internal_env && level < 3 {
         level += 1;
@@ -369,11 +375,31 @@ pub fn assess(
                 Category::HostFdExhaustion => {
                     "the process at its limit cannot accept connections or open files".into()
                 }
-                _ => "unknown".into(),
+                Category::DbSlowQuery => format!(
+                    "every request that runs this statement, and the other sessions of {} that share its CPU and I/O",
+                    top.component
+                ),
+                Category::DbLockContention => {
+                    "the sessions waiting behind the root holder, and every request they serve"
+                        .into()
+                }
+                Category::DbConnectionExhaustion => format!(
+                    "every application that needs a new connection to {}",
+                    top.component
+                ),
+                _ => format!("everything that depends on {}", top.component),
             };
-            format!(
-                "host {host}: {shared}. Other hosts and downstream services were not examined (one host's view)."
-            )
+            if top.component.starts_with("postgres:") || top.category == Category::DependencyErrors
+            {
+                format!(
+                    "{}: {shared}. Seen from the database's own views; the services calling it were not examined.",
+                    top.component
+                )
+            } else {
+                format!(
+                    "host {host}: {shared}. Other hosts and downstream services were not examined (one host's view)."
+                )
+            }
         }
         _ => format!(
             "nothing abnormal on host {host}; if the reported impact is real, it lies beyond this host (downstream services, database, network), which this view cannot see."

@@ -5,3 +5,4 @@
 //! change the system they look at.
 
 pub mod host;
+pub mod postgres;

@@ -42,7 +42,7 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         ("aws_access_key", r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b", 0),
         (
             "password",
-            r#"(?i)\b(?:password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key)\s*[=:]\s*["']?([^\s"'&;,]+)"#,
+            r#"(?i)(?:password|passwd|secret|token|api[_-]?key|access[_-]?key)\s*[=:]\s*["']?([^\s"'&;,]+)"#,
             1,
         ),
         (

@@ -64,6 +64,10 @@ pub struct ToolSpec {
     pub risk: RiskClass,
     /// JSON schema of the arguments.
     pub parameters: Value,
+    /// Whether the tool can work with the current configuration (e.g. a database is configured).
+    /// Unavailable tools are listed but not offered to the model.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unavailable: bool,
 }
 
 /// A typed tool. Implement this; the registry erases the types.
@@ -78,6 +82,14 @@ pub trait Tool: Send + Sync + 'static {
     type Output: Serialize + Send;
 
     async fn call(&self, args: Self::Args) -> Result<Self::Output, ToolError>;
+
+    /// Whether the tool can work with the current configuration.
+    fn available(&self) -> bool {
+        true
+    }
+
+    /// Adjusts the generated schema to the configuration (e.g. the names of configured databases).
+    fn patch_schema(&self, _schema: &mut Value) {}
 }
 
 /// The type-erased face of a [`Tool`], as the registry stores it.
@@ -90,11 +102,14 @@ pub trait DynTool: Send + Sync {
 #[async_trait]
 impl<T: Tool> DynTool for T {
     fn spec(&self) -> ToolSpec {
+        let mut parameters = schema_for::<T::Args>();
+        self.patch_schema(&mut parameters);
         ToolSpec {
             name: T::NAME,
             description: T::DESCRIPTION,
             risk: T::RISK,
-            parameters: schema_for::<T::Args>(),
+            parameters,
+            unavailable: !self.available(),
         }
     }
 

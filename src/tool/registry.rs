@@ -7,8 +7,9 @@
 //! server) can reach a live action around it.
 
 use super::{DynTool, ToolError, ToolSpec};
-use crate::actions::SignalProcess;
+use crate::actions::{CancelBackend, SignalProcess, TerminateBackend};
 use crate::collectors::host::HostUseSnapshot;
+use crate::collectors::postgres::{self as pg, Databases};
 use crate::config::Config;
 use crate::policy::Approval;
 use serde_json::Value;
@@ -24,9 +25,19 @@ pub struct Registry {
 impl Registry {
     /// Every built-in tool, in the order the model sees them.
     pub fn builtin(config: Arc<Config>) -> Registry {
+        let dbs = Databases::from_config(&config);
         Registry::from_tools(vec![
             Box::new(HostUseSnapshot::new(config.clone())),
+            Box::new(pg::statements::TopQueriesTool { dbs: dbs.clone() }),
+            Box::new(pg::activity::ActivityTool { dbs: dbs.clone() }),
+            Box::new(pg::blocking::BlockingTool { dbs: dbs.clone() }),
+            Box::new(pg::connections::ConnectionsTool { dbs: dbs.clone() }),
+            Box::new(pg::tables::TableStatsTool { dbs: dbs.clone() }),
+            Box::new(pg::explain::ExplainTool { dbs: dbs.clone() }),
+            Box::new(pg::explain::ExplainAnalyzeTool { dbs: dbs.clone() }),
             Box::new(SignalProcess),
+            Box::new(CancelBackend { dbs: dbs.clone() }),
+            Box::new(TerminateBackend { dbs }),
         ])
     }
 

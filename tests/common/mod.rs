@@ -2,6 +2,8 @@
 //! every fault up in `Drop`, so a failing assertion never leaves a hog or a mount behind.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

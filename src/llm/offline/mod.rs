@@ -8,6 +8,7 @@
 //! (measure, propose, cite, conclude). Rules live per area ([`host`] today).
 
 pub mod host;
+pub mod postgres;
 
 use super::{ChatModel, ChatReply, ChatRequest, LlmError, Role, ToolCallRequest};
 use crate::agent::board_tools::{CONCLUDE, EVIDENCE, PROPOSE};
@@ -99,6 +100,184 @@ fn snapshot_of(seen: &[SeenCall]) -> Result<(String, UseSnapshot), String> {
     Ok((f.call.clone(), snap))
 }
 
+/// Databases offered through the postgres tools' `database` enum.
+fn offered_databases(req: &ChatRequest) -> Vec<String> {
+    req.tools
+        .iter()
+        .find(|t| t.name == "postgres.top_queries")
+        .and_then(|t| t.parameters.pointer("/properties/database/enum"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const DB_TOOLS: [&str; 4] = [
+    "postgres.top_queries",
+    "postgres.activity",
+    "postgres.blocking",
+    "postgres.connections",
+];
+
+/// What the postgres tools said about one database, read from the conversation.
+fn db_evidence(seen: &[SeenCall], db: &str) -> postgres::DbEvidence {
+    let mut e = postgres::DbEvidence {
+        database: db.to_string(),
+        ..Default::default()
+    };
+    for c in seen {
+        let Some(f) = c.result.as_ref().filter(|f| f.status == "ok") else {
+            continue;
+        };
+        let args: Value = serde_json::from_str(&c.arguments).unwrap_or(Value::Null);
+        if args
+            .get("database")
+            .and_then(Value::as_str)
+            .is_some_and(|d| d != db)
+        {
+            continue;
+        }
+        match c.name.as_str() {
+            "postgres.top_queries" => e.top_queries = postgres::parse(&f.call, &f.body),
+            "postgres.activity" => e.activity = postgres::parse(&f.call, &f.body),
+            "postgres.blocking" => e.blocking = postgres::parse(&f.call, &f.body),
+            "postgres.connections" => e.connections = postgres::parse(&f.call, &f.body),
+            "postgres.explain" => e.explain = postgres::parse(&f.call, &f.body),
+            "postgres.table_stats" => e.tables = postgres::parse(&f.call, &f.body),
+            _ => {}
+        }
+    }
+    e
+}
+
+/// One (category, database) pair to judge: `None` is this host.
+type Subject = (Category, Option<String>);
+
+/// The subjects in the order the report suggests.
+fn subjects(hints: &ReportHints, report: &str, dbs: &[postgres::DbEvidence]) -> Vec<Subject> {
+    let host: Vec<Subject> = host_order(hints).into_iter().map(|c| (c, None)).collect();
+    let mut db: Vec<Subject> = vec![];
+    for e in dbs {
+        if postgres::unreachable(e).is_some() {
+            db.push((Category::DependencyErrors, Some(e.database.clone())));
+        }
+        for c in postgres::COVERS {
+            db.push((c, Some(e.database.clone())));
+        }
+    }
+    let low = report.to_lowercase();
+    let db_first = [
+        "db",
+        "database",
+        "postgres",
+        "sql",
+        "query",
+        "queries",
+        "lock",
+        "deadlock",
+        "connection",
+        "transaction",
+    ]
+    .iter()
+    .any(|w| {
+        low.split(|c: char| !c.is_alphanumeric())
+            .any(|x| x == *w || x == format!("{w}s"))
+    });
+    if db_first {
+        db.into_iter().chain(host).collect()
+    } else {
+        host.into_iter().chain(db).collect()
+    }
+}
+
+/// What the rules conclude for one subject: the proposal's fields and the citations.
+struct Judged {
+    statement: String,
+    component: String,
+    culprit: Option<String>,
+    citations: Vec<(String, bool, crate::agent::board::Strength, String)>,
+}
+
+fn culprit_text(c: Option<crate::agent::board::Culprit>) -> Option<String> {
+    c.map(|c| match c.pid {
+        Some(p) => format!("{} (pid {p})", c.name),
+        None => c.name,
+    })
+}
+
+fn judge(
+    subject: &Subject,
+    snapshot: &Result<(String, UseSnapshot), String>,
+    dbs: &[postgres::DbEvidence],
+    th: &Thresholds,
+) -> Judged {
+    let untested = |title: &str, component: String, why: String| Judged {
+        statement: format!("{title} (untested: {why})"),
+        component,
+        culprit: None,
+        citations: vec![],
+    };
+    match subject {
+        (category, None) => {
+            let title = host::title(*category);
+            match snapshot {
+                Ok((call, s)) => match host::judge(*category, s, th) {
+                    // A rejected hypothesis is still stated as the hypothesis, not its negation.
+                    Ok(v) => Judged {
+                        statement: if v.supports {
+                            v.statement
+                        } else {
+                            title.to_string()
+                        },
+                        component: v.component,
+                        culprit: culprit_text(v.culprit),
+                        citations: vec![(call.clone(), v.supports, v.strength, v.note)],
+                    },
+                    Err(why) => untested(title, "host".into(), why),
+                },
+                Err(why) => untested(title, "host".into(), why.clone()),
+            }
+        }
+        (category, Some(db)) => {
+            let e = dbs.iter().find(|e| &e.database == db);
+            let component = format!("postgres:{db}");
+            match (category, e) {
+                (Category::DependencyErrors, Some(e)) => match postgres::unreachable(e) {
+                    Some((call, why)) => Judged {
+                        statement: format!("Database {db} cannot be reached: {why}"),
+                        component,
+                        culprit: Some(db.clone()),
+                        citations: vec![(call, true, crate::agent::board::Strength::Strong, why)],
+                    },
+                    None => untested("Database unreachable", component, "it answered".into()),
+                },
+                (c, Some(e)) => match postgres::judge(*c, e, th) {
+                    Ok(v) => Judged {
+                        statement: v.statement,
+                        component: v.component,
+                        culprit: culprit_text(v.culprit),
+                        citations: v
+                            .citations
+                            .into_iter()
+                            .map(|c| (c.call, c.supports, c.strength, c.note))
+                            .collect(),
+                    },
+                    Err(why) => untested(
+                        &c.label().replace("db.", "database ").replace('_', " "),
+                        component,
+                        why,
+                    ),
+                },
+                (c, None) => untested(c.label(), component, "no answers from this database".into()),
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl ChatModel for OfflineModel {
     fn name(&self) -> String {
@@ -112,7 +291,8 @@ impl ChatModel for OfflineModel {
     async fn complete(&self, req: &ChatRequest) -> Result<ChatReply, LlmError> {
         let seen = transcript(&req.messages);
         let n = seen.len();
-        let hints = read_report(&report_of(req));
+        let report = report_of(req);
+        let hints = read_report(&report);
         let th = &self.thresholds;
         let proposals = calls_named(&seen, PROPOSE);
         let summary = || conclusion(&seen, th.confidence);
@@ -122,58 +302,88 @@ impl ChatModel for OfflineModel {
                 ..Default::default()
             });
         }
-        // 1. Measure: the USE sweep of this host.
+        let databases = offered_databases(req);
+        // 1. Measure: the USE sweep of this host, and each database's own views, in parallel.
         if calls_named(&seen, "host.use_snapshot").is_empty() {
-            return Ok(reply(None, vec![("host.use_snapshot", json!({}))], n));
-        }
-        let snapshot = snapshot_of(&seen);
-        // 2. Hypothesize: one hypothesis per host category, in the order the report suggests.
-        if proposals.is_empty() {
-            let calls = host_order(&hints)
-                .into_iter()
-                .map(|category| {
-                    let title = host::title(category);
-                    let v = match &snapshot {
-                        Ok((_, s)) => host::judge(category, s, th),
-                        Err(why) => Err(why.clone()),
-                    };
-                    let args = match v {
-                        // A rejected hypothesis is still stated as the hypothesis, not its negation.
-                        Ok(v) => json!({
-                            "statement": if v.supports { v.statement } else { title.to_string() },
-                            "category": category,
-                            "component": v.component,
-                            "culprit": v.culprit.map(|c| match c.pid { Some(p) => format!("{} (pid {p})", c.name), None => c.name }),
-                        }),
-                        Err(why) => json!({"statement": format!("{title} (untested: {why})"), "category": category, "component": "host"}),
-                    };
-                    (PROPOSE, args)
-                })
-                .collect();
+            let mut calls = vec![("host.use_snapshot", json!({}))];
+            for db in &databases {
+                calls.extend(DB_TOOLS.iter().map(|t| (*t, json!({"database": db}))));
+            }
             return Ok(reply(None, calls, n));
         }
-        // 3. Cite: the snapshot call for or against each hypothesis.
-        if calls_named(&seen, EVIDENCE).is_empty()
-            && let Ok((call_id, s)) = &snapshot
-        {
-            let calls: Vec<(&str, Value)> = proposals
-                .iter()
-                .filter_map(|p| {
-                    let args: Value = serde_json::from_str(&p.arguments).ok()?;
-                    let category: Category = serde_json::from_value(args.get("category")?.clone()).ok()?;
-                    let hyp: Value = serde_json::from_str(&p.result.as_ref()?.body).ok()?;
-                    let v = host::judge(category, s, th).ok()?;
-                    Some((
-                        EVIDENCE,
-                        json!({"hypothesis": hyp.get("hypothesis")?, "call": call_id, "supports": v.supports, "strength": v.strength, "note": v.note}),
-                    ))
-                })
-                .collect();
+        let snapshot = snapshot_of(&seen);
+        let dbs: Vec<postgres::DbEvidence> =
+            databases.iter().map(|d| db_evidence(&seen, d)).collect();
+        // 2. Drill down once: the plan and the tables of a statement that dominates.
+        if proposals.is_empty() && calls_named(&seen, "postgres.explain").is_empty() {
+            let mut calls = vec![];
+            for e in &dbs {
+                if let Some(q) = e
+                    .top_queries
+                    .as_ref()
+                    .and_then(|(_, a)| a.data.as_ref())
+                    .and_then(|t| postgres::suspect(t, th))
+                {
+                    calls.push((
+                        "postgres.explain",
+                        json!({"database": e.database, "queryid": q.queryid}),
+                    ));
+                    calls.push(("postgres.table_stats", json!({"database": e.database, "tables": crate::collectors::postgres::tables_in(&q.query)})));
+                }
+            }
             if !calls.is_empty() {
                 return Ok(reply(None, calls, n));
             }
         }
-        // 4. Conclude.
+        let subjects = subjects(&hints, &report, &dbs);
+        // 3. Hypothesize: one hypothesis per subject.
+        if proposals.is_empty() {
+            let calls = subjects
+                .iter()
+                .map(|subject| {
+                    let j = judge(subject, &snapshot, &dbs, th);
+                    (PROPOSE, json!({"statement": j.statement, "category": subject.0, "component": j.component, "culprit": j.culprit}))
+                })
+                .collect();
+            return Ok(reply(None, calls, n));
+        }
+        // 4. Cite: the calls that decide each hypothesis, for or against.
+        if calls_named(&seen, EVIDENCE).is_empty() {
+            let mut calls: Vec<(&str, Value)> = vec![];
+            for p in &proposals {
+                let (Some(args), Some(hyp)) = (
+                    serde_json::from_str::<Value>(&p.arguments).ok(),
+                    p.result
+                        .as_ref()
+                        .and_then(|r| serde_json::from_str::<Value>(&r.body).ok()),
+                ) else {
+                    continue;
+                };
+                let Some(category) = args
+                    .get("category")
+                    .and_then(|c| serde_json::from_value::<Category>(c.clone()).ok())
+                else {
+                    continue;
+                };
+                let db = args
+                    .get("component")
+                    .and_then(Value::as_str)
+                    .and_then(|c| c.strip_prefix("postgres:"))
+                    .map(str::to_string);
+                let Some(id) = hyp.get("hypothesis").cloned() else {
+                    continue;
+                };
+                for (call, supports, strength, note) in
+                    judge(&(category, db), &snapshot, &dbs, th).citations
+                {
+                    calls.push((EVIDENCE, json!({"hypothesis": id, "call": call, "supports": supports, "strength": strength, "note": note})));
+                }
+            }
+            if !calls.is_empty() {
+                return Ok(reply(None, calls, n));
+            }
+        }
+        // 5. Conclude.
         if calls_named(&seen, CONCLUDE).is_empty() {
             let (text, abstain) = summary();
             return Ok(reply(

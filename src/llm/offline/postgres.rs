@@ -1,0 +1,424 @@
+//! Rules over the PostgreSQL tools: `db.slow_query`, `db.lock_contention`,
+//! `db.connection_exhaustion`, and an unreachable database as `dependency.errors`.
+//!
+//! Each verdict cites the calls that decide it (top_queries and the plan for a slow query, the
+//! blocking tree for locks, connections for exhaustion). A database that could not answer makes
+//! its categories untested, with the reason, rather than rejected.
+
+use crate::agent::board::{Culprit, Strength};
+use crate::collectors::host::signal::Status;
+use crate::collectors::postgres::activity::Activity;
+use crate::collectors::postgres::blocking::Blocking;
+use crate::collectors::postgres::connections::Connections;
+use crate::collectors::postgres::explain::PlanSummary;
+use crate::collectors::postgres::statements::{QueryDelta, TopQueries};
+use crate::collectors::postgres::tables::TableStat;
+use crate::collectors::postgres::{PgAnswer, ProblemKind, tables_in};
+use crate::config::Thresholds;
+use crate::taxonomy::Category;
+use serde::de::DeserializeOwned;
+
+/// The categories these rules decide, per database.
+pub const COVERS: [Category; 3] = [
+    Category::DbSlowQuery,
+    Category::DbLockContention,
+    Category::DbConnectionExhaustion,
+];
+
+/// One tool answer: the call id and what it said.
+pub type Answer<T> = Option<(String, PgAnswer<T>)>;
+
+/// What the postgres tools said about one database.
+#[derive(Default)]
+pub struct DbEvidence {
+    pub database: String,
+    pub top_queries: Answer<TopQueries>,
+    pub activity: Answer<Activity>,
+    pub blocking: Answer<Blocking>,
+    pub connections: Answer<Connections>,
+    pub explain: Answer<PlanSummary>,
+    pub tables: Answer<Vec<TableStat>>,
+}
+
+/// Parses a tool's answer body.
+pub fn parse<T: DeserializeOwned>(call: &str, body: &str) -> Answer<T> {
+    serde_json::from_str::<PgAnswer<T>>(body)
+        .ok()
+        .map(|a| (call.to_string(), a))
+}
+
+/// A citation of one call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Citation {
+    pub call: String,
+    pub supports: bool,
+    pub strength: Strength,
+    pub note: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DbVerdict {
+    pub category: Category,
+    pub statement: String,
+    pub component: String,
+    pub culprit: Option<Culprit>,
+    pub citations: Vec<Citation>,
+}
+
+fn cite(call: &str, supports: bool, strength: Strength, note: impl Into<String>) -> Citation {
+    Citation {
+        call: call.to_string(),
+        supports,
+        strength,
+        note: note.into(),
+    }
+}
+
+fn level(v: f64, l: crate::config::Level) -> Status {
+    Status::of(v, l)
+}
+
+/// Why a database could not be asked, if it could not.
+pub fn unreachable(e: &DbEvidence) -> Option<(String, String)> {
+    let answers: [Option<(&String, &Option<crate::collectors::postgres::PgProblem>)>; 2] = [
+        e.connections.as_ref().map(|(c, a)| (c, &a.problem)),
+        e.activity.as_ref().map(|(c, a)| (c, &a.problem)),
+    ];
+    answers.into_iter().flatten().find_map(|(call, p)| {
+        let p = p.as_ref()?;
+        // Only a database that does not answer is evidence about the database; a refused login
+        // or a missing database is oncall's own configuration, reported as untested.
+        (p.kind == ProblemKind::Unreachable)
+            .then(|| (call.clone(), format!("{} ({})", p.message, p.hint)))
+    })
+}
+
+/// Judges one database category.
+pub fn judge(category: Category, e: &DbEvidence, th: &Thresholds) -> Result<DbVerdict, String> {
+    if let Some((_, why)) = unreachable(e) {
+        return Err(format!("database {} could not be asked: {why}", e.database));
+    }
+    if let Some(p) = e.connections.as_ref().and_then(|(_, a)| a.problem.as_ref())
+        && matches!(
+            p.kind,
+            ProblemKind::AuthFailed | ProblemKind::NoSuchDatabase | ProblemKind::NotConfigured
+        )
+    {
+        return Err(format!("{} ({})", p.message, p.hint));
+    }
+    let component = format!("postgres:{}", e.database);
+    match category {
+        Category::DbSlowQuery => slow_query(e, th, component),
+        Category::DbLockContention => locks(e, th, component),
+        Category::DbConnectionExhaustion => connections(e, th, component),
+        other => Err(format!("{other} is not a database category")),
+    }
+}
+
+/// The statement the slow-query rule looks at, if any qualifies.
+pub fn suspect(t: &TopQueries, th: &Thresholds) -> Option<QueryDelta> {
+    t.queries
+        .iter()
+        .find(|q| {
+            q.share_pct >= th.postgres.query_share_pct
+                && level(q.mean_ms, th.postgres.query_mean_ms) != Status::Normal
+        })
+        .cloned()
+}
+
+fn slow_query(e: &DbEvidence, th: &Thresholds, component: String) -> Result<DbVerdict, String> {
+    let (call, ans) = e
+        .top_queries
+        .as_ref()
+        .ok_or("postgres.top_queries was not called")?;
+    if let Some(p) = &ans.problem {
+        return Err(format!("{} ({})", p.message, p.hint));
+    }
+    let t = ans
+        .data
+        .as_ref()
+        .ok_or("postgres.top_queries returned no data")?;
+    let Some(q) = suspect(t, th) else {
+        let busiest = t
+            .queries
+            .first()
+            .map(|q| {
+                format!(
+                    "busiest statement: mean {} ms, {}% of statement time, {} calls",
+                    q.mean_ms, q.share_pct, q.calls
+                )
+            })
+            .unwrap_or_else(|| "no statement ran".into());
+        return Ok(DbVerdict {
+            category: Category::DbSlowQuery,
+            statement: "A slow query dominating the database".into(),
+            component,
+            culprit: None,
+            citations: vec![cite(
+                call,
+                false,
+                Strength::Strong,
+                format!(
+                    "in the {} ms window {} statements took {} ms; {busiest}",
+                    t.window_ms, t.active_statements, t.window_total_ms
+                ),
+            )],
+        });
+    };
+    let before = q
+        .before_mean_ms
+        .map(|b| format!(" (before the window: {b} ms)"))
+        .unwrap_or_default();
+    let qnote = format!(
+        "queryid {}: mean {} ms over {} calls, {}% of statement time in the window{before}; `{}`",
+        q.queryid, q.mean_ms, q.calls, q.share_pct, q.query
+    );
+    let mut citations = vec![cite(
+        call,
+        true,
+        if level(q.mean_ms, th.postgres.query_mean_ms) == Status::Critical {
+            Strength::Strong
+        } else {
+            Strength::Moderate
+        },
+        qnote,
+    )];
+    let plan = e.explain.as_ref().and_then(|(c, a)| {
+        a.data
+            .as_ref()
+            .filter(|p| p.queryid == Some(q.queryid))
+            .map(|p| (c, p))
+    });
+    let seq = plan.and_then(|(c, p)| {
+        p.findings
+            .iter()
+            .find(|f| f.starts_with("Seq Scan"))
+            .map(|f| (c, f.clone()))
+    });
+    let mut table = tables_in(&q.query).into_iter().next();
+    if let Some((c, finding)) = &seq {
+        citations.push(cite(c, true, Strength::Strong, finding.clone()));
+        table = plan
+            .and_then(|(_, p)| {
+                p.costly_nodes
+                    .iter()
+                    .find(|n| n.node == "Seq Scan")
+                    .and_then(|n| n.relation.clone())
+            })
+            .or(table);
+    }
+    if let Some((c, ts)) = &e.tables
+        && let Some(t) = ts
+            .data
+            .as_ref()
+            .and_then(|v| v.iter().find(|t| Some(&t.table) == table.as_ref()))
+    {
+        let idx = t
+            .idx_scan
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "no".into());
+        citations.push(cite(
+            c,
+            true,
+            Strength::Weak,
+            format!(
+                "{}: {} seq scans read {} rows, {idx} index scans, {} indexes, {} live rows",
+                t.table, t.seq_scan, t.seq_tup_read, t.indexes, t.live_tuples
+            ),
+        ));
+    }
+    let plan_part = seq
+        .as_ref()
+        .map(|(_, f)| format!("; plan: {f}"))
+        .unwrap_or_default();
+    Ok(DbVerdict {
+        category: Category::DbSlowQuery,
+        statement: format!(
+            "Slow query on {}: `{}` takes {} ms per call and {}% of statement time{plan_part}",
+            table.clone().unwrap_or_else(|| "the database".into()),
+            q.query,
+            q.mean_ms,
+            q.share_pct
+        ),
+        component,
+        culprit: table.map(|t| Culprit { pid: None, name: t }),
+        citations,
+    })
+}
+
+fn locks(e: &DbEvidence, th: &Thresholds, component: String) -> Result<DbVerdict, String> {
+    let (call, ans) = e
+        .blocking
+        .as_ref()
+        .ok_or("postgres.blocking was not called")?;
+    if let Some(p) = &ans.problem {
+        return Err(format!("{} ({})", p.message, p.hint));
+    }
+    let b = ans
+        .data
+        .as_ref()
+        .ok_or("postgres.blocking returned no data")?;
+    let Some(root) = b.roots.first() else {
+        let idle = e
+            .activity
+            .as_ref()
+            .and_then(|(_, a)| a.data.as_ref())
+            .map(|a| {
+                format!(
+                    "; {} sessions idle in transaction",
+                    a.idle_in_transaction.len()
+                )
+            })
+            .unwrap_or_default();
+        return Ok(DbVerdict {
+            category: Category::DbLockContention,
+            statement: "Sessions blocked behind a lock holder".into(),
+            component,
+            culprit: None,
+            citations: vec![cite(
+                call,
+                false,
+                Strength::Strong,
+                format!("no session waits on a lock{idle}"),
+            )],
+        });
+    };
+    let s = &root.session;
+    let idle = s.state.starts_with("idle in transaction");
+    let xact = s.xact_age_s.unwrap_or(0.0);
+    let strength = if idle || level(b.longest_wait_s, th.postgres.lock_wait_s) == Status::Critical {
+        Strength::Strong
+    } else if level(b.longest_wait_s, th.postgres.lock_wait_s) == Status::Warning {
+        Strength::Moderate
+    } else {
+        Strength::Weak
+    };
+    let chained: Vec<String> = root
+        .victims
+        .iter()
+        .filter(|v| v.blocks > 0)
+        .map(|v| {
+            format!(
+                "victim pid {} ({}) waits and itself blocks {}",
+                v.pid, v.application, v.blocks
+            )
+        })
+        .collect();
+    let holds = if root.holds.is_empty() {
+        String::new()
+    } else {
+        format!(", holds {}", root.holds.join(", "))
+    };
+    let note = format!(
+        "root holder pid {} ({}, user {}) is {} with a transaction {:.0} s old{holds}; {} session(s) wait behind it, the longest for {:.0} s{}",
+        s.pid,
+        s.application,
+        s.user,
+        if s.state.is_empty() {
+            "in an unknown state"
+        } else {
+            &s.state
+        },
+        xact,
+        root.victims.len(),
+        b.longest_wait_s,
+        if chained.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", chained.join("; "))
+        }
+    );
+    Ok(DbVerdict {
+        category: Category::DbLockContention,
+        statement: format!(
+            "Lock contention: pid {} ({}) {} for {:.0} s blocks {} session(s){holds}",
+            s.pid,
+            s.application,
+            if idle {
+                "sits idle in transaction"
+            } else {
+                "holds a transaction open"
+            },
+            xact,
+            root.victims.len()
+        ),
+        component,
+        culprit: Some(Culprit {
+            pid: Some(s.pid.max(0) as u32),
+            name: s.application.clone(),
+        }),
+        citations: vec![cite(call, true, strength, note)],
+    })
+}
+
+fn connections(e: &DbEvidence, th: &Thresholds, component: String) -> Result<DbVerdict, String> {
+    let (call, ans) = e
+        .connections
+        .as_ref()
+        .ok_or("postgres.connections was not called")?;
+    if let Some(p) = &ans.problem {
+        if p.kind == ProblemKind::TooManyConnections {
+            return Ok(DbVerdict {
+                category: Category::DbConnectionExhaustion,
+                statement: format!(
+                    "Connections exhausted: database {} refuses new connections",
+                    e.database
+                ),
+                component,
+                culprit: None,
+                citations: vec![cite(call, true, Strength::Strong, p.message.clone())],
+            });
+        }
+        return Err(format!("{} ({})", p.message, p.hint));
+    }
+    let c = ans
+        .data
+        .as_ref()
+        .ok_or("postgres.connections returned no data")?;
+    let top = c
+        .by_application
+        .iter()
+        .find(|(a, _)| a != "oncall")
+        .cloned();
+    let who = top
+        .as_ref()
+        .map(|(a, n)| format!("; {a} holds {n}"))
+        .unwrap_or_default();
+    let note = format!(
+        "{} of {} usable connections in use ({}%; max_connections {}, {} reserved){who}",
+        c.used, c.available, c.used_pct, c.max_connections, c.reserved
+    );
+    let st = level(c.used_pct, th.postgres.connections_used_pct);
+    if st == Status::Normal {
+        return Ok(DbVerdict {
+            category: Category::DbConnectionExhaustion,
+            statement: "Connections at or near the limit".into(),
+            component,
+            culprit: None,
+            citations: vec![cite(call, false, Strength::Strong, note)],
+        });
+    }
+    Ok(DbVerdict {
+        category: Category::DbConnectionExhaustion,
+        statement: format!(
+            "Connections near the limit: {} of {} in use{}",
+            c.used,
+            c.available,
+            top.as_ref()
+                .map(|(a, n)| format!(", {n} of them by {a}"))
+                .unwrap_or_default()
+        ),
+        component,
+        culprit: top.map(|(a, _)| Culprit { pid: None, name: a }),
+        citations: vec![cite(
+            call,
+            true,
+            if st == Status::Critical {
+                Strength::Strong
+            } else {
+                Strength::Moderate
+            },
+            note,
+        )],
+    })
+}

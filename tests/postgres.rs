@@ -1,0 +1,469 @@
+//! Real faults against a throwaway PostgreSQL 15 cluster, diagnosed by the real `oncall` binary:
+//! an unindexed query under load (then fixed by an index), a lock chain behind a session idle in
+//! transaction, connections opened up to the limit, a healthy database; and the bad inputs
+//! (wrong password, missing extension, statement timeout, a database that goes away) that must
+//! become clear evidence while the investigation carries on.
+
+mod common;
+
+use common::pg::Pg;
+use common::*;
+use oncall::collectors::postgres::{PgAnswer, ProblemKind};
+use oncall::config::{Config, PgSettings};
+use oncall::tool::{Registry, ToolError};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Skips (with a message) where PostgreSQL 15 is not installed; in CI (`CI` set) its absence
+/// is a failure instead, since scripts/setup-test-deps.sh installs it.
+fn skip() -> bool {
+    if Pg::available() {
+        return false;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "PostgreSQL 15 is missing at /usr/lib/postgresql/15/bin: run scripts/setup-test-deps.sh"
+    );
+    eprintln!(
+        "SKIPPED: PostgreSQL 15 is not installed at /usr/lib/postgresql/15/bin (scripts/setup-test-deps.sh installs it)"
+    );
+    true
+}
+
+/// Runs the real binary against the cluster (in a blocking thread, so the load keeps running).
+async fn triage(pg: &Pg, report: &str) -> Value {
+    let env = pg.oncall_env();
+    let report = report.to_string();
+    tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        triage_json(&report, &env)
+    })
+    .await
+    .expect("triage thread")
+}
+
+fn top(answer: &Value) -> &Value {
+    &hypotheses(answer)[0]
+}
+
+/// Clients that run a statement in a loop until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<u64>>,
+}
+
+impl Load {
+    async fn start(pg: &Pg, workers: usize, app: &str, sql: &'static str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = vec![];
+        for w in 0..workers {
+            let client = pg.connect("app", "app", app).await;
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("cust-{}", (n * 7919 + w as u64 * 104729) % 50_000);
+                    if client.query(sql, &[&key]).await.is_err() {
+                        break;
+                    }
+                    n += 1;
+                }
+                n
+            }));
+        }
+        Load { stop, tasks }
+    }
+
+    async fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = 0;
+        for t in self.tasks {
+            total += t.await.unwrap_or(0);
+        }
+        total
+    }
+}
+
+const LOOKUP: &str = "SELECT id, amount FROM orders WHERE customer_ref = $1";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unindexed_query_under_load_is_top1_slow_query_and_an_index_fixes_it() {
+    if skip() {
+        return;
+    }
+    let pg = Pg::start(50);
+    pg.sql(
+        "app",
+        "CREATE TABLE orders (id bigserial PRIMARY KEY, customer_ref text NOT NULL, amount int NOT NULL, created_at timestamptz NOT NULL DEFAULT now()); \
+         INSERT INTO orders (customer_ref, amount) SELECT 'cust-' || (g % 50000), g % 1000 FROM generate_series(1, 1000000) g; \
+         ANALYZE orders; GRANT SELECT ON orders TO app",
+    );
+    // A distractor: a cheap query that runs often.
+    let chatter = Load::start(
+        &pg,
+        1,
+        "session-cache",
+        "SELECT 1 WHERE $1::text IS NOT NULL",
+    )
+    .await;
+    let load = Load::start(&pg, 2, "checkout-api", LOOKUP).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let answer = triage(&pg, "checkout is slow").await;
+    let h = top(&answer);
+    let tq_out = answer["tool_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["tool"] == "postgres.explain" || c["tool"] == "postgres.table_stats")
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(
+        h["category"],
+        "db.slow_query",
+        "ranking:\n{}\ntop_queries: {tq_out}",
+        ranking(&answer)
+    );
+    assert_eq!(h["status"], "confirmed");
+    assert_eq!(h["culprit"]["name"], "orders");
+    let statement = h["statement"].as_str().unwrap();
+    assert!(
+        statement.contains("orders") && statement.contains("Seq Scan"),
+        "{statement}"
+    );
+    let tools: Vec<&str> = answer["tool_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["tool"].as_str())
+        .collect();
+    assert!(
+        tools.contains(&"postgres.explain") && tools.contains(&"postgres.table_stats"),
+        "{tools:?}"
+    );
+    // oncall's own statements never show up as findings.
+    let tq = answer["tool_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["tool"] == "postgres.top_queries")
+        .unwrap();
+    assert!(
+        !tq["output"].to_string().contains("oncall */"),
+        "oncall's own queries leaked into top_queries"
+    );
+
+    pg.sql(
+        "app",
+        "CREATE INDEX orders_customer_ref ON orders (customer_ref)",
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = triage(&pg, "checkout is slow").await;
+    let threshold = after["confidence_threshold"].as_f64().unwrap();
+    let slow = hypotheses(&after)
+        .iter()
+        .find(|h| h["category"] == "db.slow_query")
+        .expect("slow-query hypothesis");
+    assert!(
+        slow["confidence"].as_f64().unwrap() < threshold,
+        "after the index the query is no longer reported:\n{}",
+        ranking(&after)
+    );
+    assert_eq!(slow["status"], "rejected");
+    assert!(load.stop().await > 0);
+    chatter.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lock_chain_names_the_root_holder_not_the_middle_victim() {
+    if skip() {
+        return;
+    }
+    let pg = Pg::start(50);
+    pg.sql("app", "CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL); INSERT INTO accounts VALUES (1, 100), (2, 100); GRANT ALL ON accounts TO app");
+    let holder = pg.connect("app", "app", "billing-worker").await;
+    holder
+        .batch_execute("BEGIN; UPDATE accounts SET balance = balance + 1 WHERE id = 1")
+        .await
+        .unwrap();
+    let holder_pid: i32 = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let mut victims = vec![];
+    let mut victim_pids = vec![];
+    for _ in 0..2 {
+        let c = pg.connect("app", "app", "checkout-api").await;
+        victim_pids.push(
+            c.query_one("SELECT pg_backend_pid()", &[])
+                .await
+                .unwrap()
+                .get::<_, i32>(0),
+        );
+        victims.push(tokio::spawn(async move {
+            c.execute(
+                "UPDATE accounts SET balance = balance - 1 WHERE id = 1",
+                &[],
+            )
+            .await
+        }));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let answer = triage(&pg, "checkout requests hang").await;
+    let h = top(&answer);
+    assert_eq!(
+        h["category"],
+        "db.lock_contention",
+        "ranking:\n{}",
+        ranking(&answer)
+    );
+    assert_eq!(h["status"], "confirmed");
+    assert_eq!(
+        h["culprit"]["pid"], holder_pid,
+        "names the root holder: {h}"
+    );
+    assert_eq!(h["culprit"]["name"], "billing-worker");
+    let blocking = answer["tool_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["tool"] == "postgres.blocking")
+        .unwrap();
+    let roots = blocking["output"]["data"]["roots"].as_array().unwrap();
+    assert_eq!(roots.len(), 1, "the middle victim is not a root: {roots:?}");
+    let middle = roots[0]["victims"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["pid"] == victim_pids[0])
+        .unwrap();
+    assert!(
+        middle["blocks"].as_u64().unwrap() >= 1,
+        "the first victim blocks the second: {middle}"
+    );
+    // The stabilizer is a request, not an action: terminate is refused without an approval.
+    let mut c = Config::default();
+    c.postgres.insert(
+        "app".into(),
+        PgSettings {
+            url: pg.url("oncall", "app"),
+            action_url: pg.url("postgres", "app"),
+            ..Default::default()
+        },
+    );
+    let reg = Registry::builtin(Arc::new(c));
+    let err = reg
+        .call(
+            "postgres.terminate_backend",
+            json!({"pid": holder_pid}),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ToolError::ApprovalRequired { .. }), "{err}");
+    let alive: i64 = pg
+        .sql(
+            "app",
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {holder_pid}"),
+        )
+        .parse()
+        .unwrap();
+    assert_eq!(alive, 1, "the holder survives the refused call");
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    for v in victims {
+        assert!(v.await.unwrap().is_ok());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_at_the_limit_name_the_application_holding_them() {
+    if skip() {
+        return;
+    }
+    // 20 slots, 3 reserved for superusers: 17 usable; the batch takes 16, oncall the last one.
+    let pg = Pg::start(20);
+    let mut held = vec![];
+    for _ in 0..16 {
+        held.push(pg.connect("app", "app", "report-batch").await);
+    }
+    let answer = triage(&pg, "new requests fail to get a database connection").await;
+    let h = top(&answer);
+    assert_eq!(
+        h["category"],
+        "db.connection_exhaustion",
+        "ranking:\n{}",
+        ranking(&answer)
+    );
+    assert_eq!(h["status"], "confirmed");
+    assert_eq!(h["culprit"]["name"], "report-batch");
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_healthy_database_abstains() {
+    if skip() {
+        return;
+    }
+    let pg = Pg::start(50);
+    let answer = triage(&pg, "routine check of the database").await;
+    let threshold = answer["confidence_threshold"].as_f64().unwrap();
+    let above: Vec<&Value> = hypotheses(&answer)
+        .iter()
+        .filter(|h| h["confidence"].as_f64().unwrap() >= threshold)
+        .collect();
+    assert!(above.is_empty(), "nothing is wrong:\n{}", ranking(&answer));
+    assert_eq!(answer["abstained"], true);
+    let cats: Vec<&str> = hypotheses(&answer)
+        .iter()
+        .filter_map(|h| h["category"].as_str())
+        .collect();
+    for c in [
+        "db.slow_query",
+        "db.lock_contention",
+        "db.connection_exhaustion",
+    ] {
+        assert!(cats.contains(&c), "{c} was examined: {cats:?}");
+    }
+}
+
+fn registry_for(settings: PgSettings) -> Registry {
+    let mut c = Config::default();
+    c.postgres.insert("app".into(), settings);
+    Registry::builtin(Arc::new(c))
+}
+
+fn problem(v: &Value) -> (ProblemKind, String) {
+    let a: PgAnswer<Value> = serde_json::from_value(v.clone()).unwrap();
+    let p = a.problem.expect("a problem");
+    (p.kind, format!("{} | {}", p.message, p.hint))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_inputs_become_clear_evidence() {
+    if skip() {
+        return;
+    }
+    let mut pg = Pg::start(50);
+    // Wrong password.
+    let wrong = pg
+        .url("oncall", "app")
+        .replace(common::pg::PASSWORD, "not-the-password");
+    let reg = registry_for(PgSettings {
+        url: wrong,
+        ..Default::default()
+    });
+    let (kind, msg) = problem(
+        &reg.call("postgres.connections", json!({}), None)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(kind, ProblemKind::AuthFailed, "{msg}");
+    assert!(
+        msg.contains("password") && !msg.contains("not-the-password"),
+        "{msg}"
+    );
+    // A database without pg_stat_statements.
+    let reg = registry_for(PgSettings {
+        url: pg.url("oncall", "noext"),
+        window_ms: 100,
+        ..Default::default()
+    });
+    let (kind, msg) = problem(
+        &reg.call("postgres.top_queries", json!({}), None)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(kind, ProblemKind::MissingExtension, "{msg}");
+    assert!(
+        msg.contains("CREATE EXTENSION pg_stat_statements")
+            && msg.contains("shared_preload_libraries"),
+        "{msg}"
+    );
+    // A statement timeout.
+    let reg = registry_for(PgSettings {
+        url: pg.url("oncall", "app"),
+        statement_timeout_ms: 1,
+        ..Default::default()
+    });
+    let (client, conn) = tokio_postgres::connect(
+        &format!(
+            "{}?options=-c%20statement_timeout%3D50",
+            pg.url("oncall", "app")
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let err = client.query("SELECT pg_sleep(1)", &[]).await.unwrap_err();
+    let p = oncall::collectors::postgres::classify(
+        "app",
+        &PgSettings {
+            statement_timeout_ms: 50,
+            ..Default::default()
+        },
+        &err,
+    );
+    assert_eq!(p.kind, ProblemKind::Timeout, "{p:?}");
+    assert!(p.hint.contains("statement_timeout"), "{p:?}");
+    drop(reg);
+    // A wrong URL (nothing listens there), then a database that goes away mid-investigation.
+    let reg = registry_for(PgSettings {
+        url: "postgres://oncall:x@127.0.0.1:1/app".into(),
+        connect_timeout_s: 2,
+        ..Default::default()
+    });
+    let (kind, msg) = problem(
+        &reg.call("postgres.activity", json!({}), None)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(kind, ProblemKind::Unreachable, "{msg}");
+    let reg = Arc::new(registry_for(PgSettings {
+        url: pg.url("oncall", "app"),
+        window_ms: 3000,
+        ..Default::default()
+    }));
+    let r2 = reg.clone();
+    let call = tokio::spawn(async move { r2.call("postgres.top_queries", json!({}), None).await });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    pg.stop();
+    let (kind, msg) = problem(&call.await.unwrap().unwrap());
+    assert_eq!(kind, ProblemKind::Unreachable, "{msg}");
+    // The whole investigation carries on with the other tools and says what happened.
+    let env = [
+        (
+            "ONCALL_POSTGRES__APP__URL",
+            "postgres://oncall:x@127.0.0.1:1/app",
+        ),
+        ("ONCALL_POSTGRES__APP__CONNECT_TIMEOUT_S", "2"),
+        ("ONCALL_HOST__WINDOW_MS", "200"),
+    ];
+    let answer = tokio::task::spawn_blocking(move || triage_json("checkout is slow", &env))
+        .await
+        .unwrap();
+    let cats: Vec<&str> = hypotheses(&answer)
+        .iter()
+        .filter_map(|h| h["category"].as_str())
+        .collect();
+    assert!(
+        cats.contains(&"host.cpu_saturation"),
+        "host tools still ran: {cats:?}"
+    );
+    let down = hypotheses(&answer)
+        .iter()
+        .find(|h| h["category"] == "dependency.errors")
+        .expect("the unreachable database is evidence");
+    assert!(
+        down["statement"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be reached"),
+        "{down}"
+    );
+    assert_eq!(down["status"], "confirmed");
+}

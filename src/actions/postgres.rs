@@ -8,7 +8,6 @@ use crate::tool::{RiskClass, Tool, ToolError};
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// Arguments of the backend actions.
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
@@ -75,13 +74,7 @@ impl Tool for CancelBackend {
     type Args = BackendArgs;
     type Output = BackendOutcome;
 
-    fn available(&self) -> bool {
-        !self.dbs.is_empty()
-    }
-
-    fn patch_schema(&self, schema: &mut Value) {
-        self.dbs.patch_schema(schema);
-    }
+    crate::collectors::postgres::database_tool!();
 
     async fn call(&self, a: BackendArgs) -> Result<BackendOutcome, ToolError> {
         signal(&self.dbs, Self::NAME, "pg_cancel_backend", a).await
@@ -100,13 +93,7 @@ impl Tool for TerminateBackend {
     type Args = BackendArgs;
     type Output = BackendOutcome;
 
-    fn available(&self) -> bool {
-        !self.dbs.is_empty()
-    }
-
-    fn patch_schema(&self, schema: &mut Value) {
-        self.dbs.patch_schema(schema);
-    }
+    crate::collectors::postgres::database_tool!();
 
     async fn call(&self, a: BackendArgs) -> Result<BackendOutcome, ToolError> {
         signal(&self.dbs, Self::NAME, "pg_terminate_backend", a).await

@@ -171,9 +171,31 @@ impl Run<'_> {
         defs
     }
 
-    fn record(&mut self, rec: ToolCallRecord) {
-        self.board.record_call(&rec.id, &rec.tool, rec.ok);
-        self.calls.push(rec);
+    /// Records a tool call (and tells the board, so it can be cited when it succeeded).
+    fn record_call(
+        &mut self,
+        id: &str,
+        tool: &str,
+        args: Value,
+        step: u32,
+        duration_ms: u64,
+        result: Result<Value, String>,
+    ) {
+        self.board.record_call(id, tool, result.is_ok());
+        let (output, error) = match result {
+            Ok(v) => (Some(v), None),
+            Err(e) => (None, Some(e)),
+        };
+        self.calls.push(ToolCallRecord {
+            id: id.to_string(),
+            tool: tool.to_string(),
+            args,
+            ok: error.is_none(),
+            duration_ms,
+            step,
+            output,
+            error,
+        });
     }
 
     /// Runs the tool calls of one model turn; returns the model-facing answer for each, in order.
@@ -257,16 +279,7 @@ impl Run<'_> {
                 Plan::Done(err) => {
                     let args = serde_json::from_str(&c.arguments)
                         .unwrap_or(Value::String(c.arguments.clone()));
-                    self.record(ToolCallRecord {
-                        id: id.clone(),
-                        tool: c.name.clone(),
-                        args,
-                        ok: false,
-                        duration_ms: 0,
-                        step,
-                        output: None,
-                        error: Some(err.clone()),
-                    });
+                    self.record_call(&id, &c.name, args, step, 0, Err(err.clone()));
                     ("error", err)
                 }
                 Plan::Registry(args) => {
@@ -286,16 +299,7 @@ impl Run<'_> {
                                 cap,
                                 &self.counter,
                             );
-                            self.record(ToolCallRecord {
-                                id: id.clone(),
-                                tool: c.name.clone(),
-                                args,
-                                ok: true,
-                                duration_ms: ms,
-                                step,
-                                output: Some(out),
-                                error: None,
-                            });
+                            self.record_call(&id, &c.name, args, step, ms, Ok(out));
                             ("ok", text)
                         }
                         Err(e) => {
@@ -317,16 +321,7 @@ impl Run<'_> {
                                 }
                                 other => other.to_string(),
                             };
-                            self.record(ToolCallRecord {
-                                id: id.clone(),
-                                tool: c.name.clone(),
-                                args,
-                                ok: false,
-                                duration_ms: ms,
-                                step,
-                                output: None,
-                                error: Some(msg.clone()),
-                            });
+                            self.record_call(&id, &c.name, args, step, ms, Err(msg.clone()));
                             ("error", msg)
                         }
                     }
@@ -344,16 +339,7 @@ impl Run<'_> {
                                 .and_then(Value::as_str)
                                 .map(str::to_string)
                                 .or(touched);
-                            self.record(ToolCallRecord {
-                                id: id.clone(),
-                                tool: c.name.clone(),
-                                args,
-                                ok: true,
-                                duration_ms: 0,
-                                step,
-                                output: Some(v.clone()),
-                                error: None,
-                            });
+                            self.record_call(&id, &c.name, args, step, 0, Ok(v.clone()));
                             if let Some(h) = hid {
                                 self.hypothesis_event(&h);
                             }
@@ -365,29 +351,11 @@ impl Run<'_> {
                             answer,
                         }) => {
                             self.concluded = Some((summary, abstain));
-                            self.record(ToolCallRecord {
-                                id: id.clone(),
-                                tool: c.name.clone(),
-                                args,
-                                ok: true,
-                                duration_ms: 0,
-                                step,
-                                output: Some(answer.clone()),
-                                error: None,
-                            });
+                            self.record_call(&id, &c.name, args, step, 0, Ok(answer.clone()));
                             ("ok", answer.to_string())
                         }
                         Err(msg) => {
-                            self.record(ToolCallRecord {
-                                id: id.clone(),
-                                tool: c.name.clone(),
-                                args,
-                                ok: false,
-                                duration_ms: 0,
-                                step,
-                                output: None,
-                                error: Some(msg.clone()),
-                            });
+                            self.record_call(&id, &c.name, args, step, 0, Err(msg.clone()));
                             ("error", msg)
                         }
                     }

@@ -6,7 +6,6 @@ use crate::tool::{RiskClass, Tool, ToolError};
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Arguments of `postgres.activity`.
@@ -148,13 +147,7 @@ impl Tool for ActivityTool {
     type Args = ActivityArgs;
     type Output = PgAnswer<Activity>;
 
-    fn available(&self) -> bool {
-        !self.dbs.is_empty()
-    }
-
-    fn patch_schema(&self, schema: &mut Value) {
-        self.dbs.patch_schema(schema);
-    }
+    crate::collectors::postgres::database_tool!();
 
     async fn call(&self, a: ActivityArgs) -> Result<Self::Output, ToolError> {
         let limit = check_limit(Self::NAME, a.limit, 5, 20)?;

@@ -10,7 +10,6 @@ use crate::tool::{RiskClass, Tool, ToolError};
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 /// Arguments of `postgres.blocking`.
@@ -175,13 +174,7 @@ impl Tool for BlockingTool {
     type Args = BlockingArgs;
     type Output = PgAnswer<Blocking>;
 
-    fn available(&self) -> bool {
-        !self.dbs.is_empty()
-    }
-
-    fn patch_schema(&self, schema: &mut Value) {
-        self.dbs.patch_schema(schema);
-    }
+    crate::collectors::postgres::database_tool!();
 
     async fn call(&self, a: BlockingArgs) -> Result<Self::Output, ToolError> {
         Ok(

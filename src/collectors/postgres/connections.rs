@@ -6,7 +6,6 @@ use crate::tool::{RiskClass, Tool, ToolError};
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Arguments of `postgres.connections`.
@@ -56,13 +55,7 @@ impl Tool for ConnectionsTool {
     type Args = ConnectionsArgs;
     type Output = PgAnswer<Connections>;
 
-    fn available(&self) -> bool {
-        !self.dbs.is_empty()
-    }
-
-    fn patch_schema(&self, schema: &mut Value) {
-        self.dbs.patch_schema(schema);
-    }
+    crate::collectors::postgres::database_tool!();
 
     async fn call(&self, a: ConnectionsArgs) -> Result<Self::Output, ToolError> {
         Ok(ask(&self.dbs, a.database.as_deref(), |client, _| async move {

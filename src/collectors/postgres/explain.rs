@@ -229,13 +229,7 @@ impl Tool for ExplainTool {
     type Args = ExplainArgs;
     type Output = PgAnswer<PlanSummary>;
 
-    fn available(&self) -> bool {
-        !self.dbs.is_empty()
-    }
-
-    fn patch_schema(&self, schema: &mut Value) {
-        self.dbs.patch_schema(schema);
-    }
+    crate::collectors::postgres::database_tool!();
 
     async fn call(&self, a: ExplainArgs) -> Result<Self::Output, ToolError> {
         let (name, _) = match self.dbs.resolve(a.database.as_deref()) {
@@ -359,13 +353,7 @@ impl Tool for ExplainAnalyzeTool {
     type Args = ExplainAnalyzeArgs;
     type Output = PgAnswer<PlanSummary>;
 
-    fn available(&self) -> bool {
-        !self.dbs.is_empty()
-    }
-
-    fn patch_schema(&self, schema: &mut Value) {
-        self.dbs.patch_schema(schema);
-    }
+    crate::collectors::postgres::database_tool!();
 
     async fn call(&self, a: ExplainAnalyzeArgs) -> Result<Self::Output, ToolError> {
         let sql = a.sql.trim().trim_end_matches(';').to_string();

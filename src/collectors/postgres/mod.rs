@@ -12,6 +12,22 @@
 //! (pg_stat_activity), [`blocking`] (pg_blocking_pids and pg_locks), [`connections`],
 //! [`tables`] (pg_stat_user_tables) and [`explain`] (plans).
 
+/// What every database tool shares: it is offered only when a database is configured, and its
+/// `database` argument lists the configured names. Expands inside an `impl Tool for ...` block
+/// of a struct with a `dbs: Databases` field.
+macro_rules! database_tool {
+    () => {
+        fn available(&self) -> bool {
+            !self.dbs.is_empty()
+        }
+
+        fn patch_schema(&self, schema: &mut serde_json::Value) {
+            self.dbs.patch_schema(schema);
+        }
+    };
+}
+pub(crate) use database_tool;
+
 pub mod activity;
 pub mod blocking;
 pub mod connections;

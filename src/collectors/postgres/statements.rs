@@ -9,7 +9,6 @@ use crate::tool::{RiskClass, Tool, ToolError};
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -133,13 +132,7 @@ impl Tool for TopQueriesTool {
     type Args = TopQueriesArgs;
     type Output = PgAnswer<TopQueries>;
 
-    fn available(&self) -> bool {
-        !self.dbs.is_empty()
-    }
-
-    fn patch_schema(&self, schema: &mut Value) {
-        self.dbs.patch_schema(schema);
-    }
+    crate::collectors::postgres::database_tool!();
 
     async fn call(&self, a: TopQueriesArgs) -> Result<Self::Output, ToolError> {
         let limit = super::check_limit(Self::NAME, a.limit, 5, 20)?;

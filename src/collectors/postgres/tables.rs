@@ -7,7 +7,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// Arguments of `postgres.table_stats`.
 #[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
@@ -61,13 +60,7 @@ impl Tool for TableStatsTool {
     type Args = TableStatsArgs;
     type Output = PgAnswer<Vec<TableStat>>;
 
-    fn available(&self) -> bool {
-        !self.dbs.is_empty()
-    }
-
-    fn patch_schema(&self, schema: &mut Value) {
-        self.dbs.patch_schema(schema);
-    }
+    crate::collectors::postgres::database_tool!();
 
     async fn call(&self, a: TableStatsArgs) -> Result<Self::Output, ToolError> {
         let limit = check_limit(Self::NAME, a.limit, 5, 20)? as i64;

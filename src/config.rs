@@ -161,8 +161,10 @@ pub struct MemoryThresholds {
     pub psi_some_pct: Level,
     /// OOM kills during the window.
     pub oom_kills: Level,
-    /// A process whose RSS grows at least this fast (MiB/s) is a growth suspect.
+    /// A process whose RSS grows at least this fast (MiB/s) is a growth suspect...
     pub process_growth_mib_per_s: f64,
+    /// ...if it also grew at least this much (MiB) in the window: a process starting up is not a leak.
+    pub process_growth_min_mib: f64,
     /// Growth that would exhaust available memory within this many seconds is a finding (it
     /// leans towards memory pressure); slower growth is shown but stays below the threshold.
     pub exhaustion_horizon_s: f64,
@@ -177,7 +179,8 @@ impl Default for MemoryThresholds {
             psi_some_pct: lvl(10.0, 30.0),
             oom_kills: lvl(1.0, 1.0),
             process_growth_mib_per_s: 20.0,
-            exhaustion_horizon_s: 900.0,
+            process_growth_min_mib: 32.0,
+            exhaustion_horizon_s: 300.0,
         }
     }
 }

@@ -484,7 +484,7 @@ async fn secrets_in_the_report_and_in_tool_output_never_reach_the_model() {
             "20",
             "memory",
             "--rate-mib-per-s",
-            "300",
+            "800",
             "--max-mib",
             "3000",
         ])

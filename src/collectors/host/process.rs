@@ -59,6 +59,7 @@ impl ProcessSampler {
         window_s: f64,
         top: usize,
         growth_mib_per_s: f64,
+        growth_min_mib: f64,
     ) -> (ProcessReport, Vec<(u32, String)>) {
         self.sys
             .refresh_processes_specifics(ProcessesToUpdate::All, true, kind());
@@ -95,7 +96,10 @@ impl ProcessSampler {
         };
         let mut growing: Vec<ProcessInfo> = all
             .iter()
-            .filter(|p| p.rss_growth_mib_per_s >= growth_mib_per_s)
+            .filter(|p| {
+                p.rss_growth_mib_per_s >= growth_mib_per_s
+                    && p.rss_growth_mib_per_s * window_s >= growth_min_mib
+            })
             .cloned()
             .collect();
         growing.sort_by(|a, b| b.rss_growth_mib_per_s.total_cmp(&a.rss_growth_mib_per_s));

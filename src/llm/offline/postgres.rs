@@ -18,6 +18,9 @@ use crate::config::Thresholds;
 use crate::taxonomy::Category;
 use serde::de::DeserializeOwned;
 
+/// Below this planner cost a plan is cheap: a statement that still takes long is waiting.
+const CHEAP_PLAN_COST: f64 = 1000.0;
+
 /// The categories these rules decide, per database.
 pub const COVERS: [Category; 3] = [
     Category::DbSlowQuery,
@@ -196,6 +199,33 @@ fn slow_query(e: &DbEvidence, th: &Thresholds, component: String) -> Result<DbVe
             .map(|f| (c, f.clone()))
     });
     let mut table = tables_in(&q.query).into_iter().next();
+    if seq.is_none()
+        && let Some((c, p)) = plan
+        && p.total_cost < CHEAP_PLAN_COST
+    {
+        // A cheap plan that takes long is waiting (on a lock, on I/O), not executing: the
+        // statement is a victim, so this speaks against a slow-query root cause.
+        let node = p
+            .costly_nodes
+            .first()
+            .map(|n| {
+                format!(
+                    "{}{}",
+                    n.node,
+                    n.index
+                        .as_ref()
+                        .map(|i| format!(" using {i}"))
+                        .unwrap_or_default()
+                )
+            })
+            .unwrap_or_default();
+        citations.push(cite(
+            c,
+            false,
+            Strength::Moderate,
+            format!("the plan is cheap ({node}, total cost {}): the time goes to waiting (locks, I/O), not to executing", p.total_cost),
+        ));
+    }
     if let Some((c, finding)) = &seq {
         citations.push(cite(c, true, Strength::Strong, finding.clone()));
         table = plan
@@ -331,16 +361,21 @@ fn locks(e: &DbEvidence, th: &Thresholds, component: String) -> Result<DbVerdict
     Ok(DbVerdict {
         category: Category::DbLockContention,
         statement: format!(
-            "Lock contention: pid {} ({}) {} for {:.0} s blocks {} session(s){holds}",
+            "Lock contention: pid {} ({}) has {} for {:.0} s and blocks {} session(s){}",
             s.pid,
             s.application,
             if idle {
-                "sits idle in transaction"
+                "sat idle in transaction"
             } else {
-                "holds a transaction open"
+                "held a transaction open"
             },
             xact,
-            root.victims.len()
+            root.victims.len(),
+            if root.holds.is_empty() {
+                String::new()
+            } else {
+                format!("; it holds {}", root.holds.join(", "))
+            }
         ),
         component,
         culprit: Some(Culprit {
@@ -421,4 +456,90 @@ fn connections(e: &DbEvidence, th: &Thresholds, component: String) -> Result<DbV
             note,
         )],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collectors::postgres::explain::PlanNode;
+
+    fn evidence(plan_cost: f64, seq: bool) -> DbEvidence {
+        let q = QueryDelta {
+            queryid: 9,
+            role: "app".into(),
+            query: "UPDATE ledger SET v = v + $1 WHERE id = $2".into(),
+            calls: 3,
+            total_ms: 60_000.0,
+            mean_ms: 20_000.0,
+            rows: 3,
+            shared_blks_read: 0,
+            shared_blks_hit: 9,
+            temp_blks_written: 0,
+            share_pct: 99.0,
+            before_mean_ms: Some(0.1),
+            slowdown: Some(200_000.0),
+        };
+        let top = TopQueries {
+            window_ms: 2000,
+            active_statements: 1,
+            window_total_ms: 60_000.0,
+            queries: vec![q],
+        };
+        let node = PlanNode {
+            node: if seq {
+                "Seq Scan".into()
+            } else {
+                "Index Scan".into()
+            },
+            relation: Some("ledger".into()),
+            index: (!seq).then(|| "ledger_pkey".into()),
+            self_cost: plan_cost,
+            plan_rows: 1.0,
+            filter: seq.then(|| "(id = $2)".into()),
+            actual_rows: None,
+            rows_removed_by_filter: None,
+            actual_ms: None,
+            sort_space: None,
+            loops: None,
+        };
+        let plan = PlanSummary {
+            queryid: Some(9),
+            query: "UPDATE ledger".into(),
+            tables: vec!["ledger".into()],
+            total_cost: plan_cost,
+            plan_rows: 1.0,
+            costly_nodes: vec![node],
+            findings: if seq {
+                vec!["Seq Scan on ledger with filter (id = $2)".into()]
+            } else {
+                vec![]
+            },
+            analyzed: false,
+        };
+        DbEvidence {
+            database: "app".into(),
+            top_queries: Some(("c2".into(), PgAnswer::ok("app", top))),
+            explain: Some(("c6".into(), PgAnswer::ok("app", plan))),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_slow_statement_with_a_cheap_plan_is_waiting_not_executing() {
+        let th = Thresholds::default();
+        let v = judge(Category::DbSlowQuery, &evidence(8.3, false), &th).unwrap();
+        let against = v
+            .citations
+            .iter()
+            .find(|c| !c.supports)
+            .expect("the cheap plan speaks against it");
+        assert_eq!(against.call, "c6");
+        assert!(against.note.contains("waiting"), "{}", against.note);
+        let v = judge(Category::DbSlowQuery, &evidence(18_000.0, true), &th).unwrap();
+        assert!(
+            v.citations.iter().all(|c| c.supports),
+            "a seq scan supports it"
+        );
+        assert!(v.statement.contains("Seq Scan"));
+    }
 }

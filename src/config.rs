@@ -37,6 +37,61 @@ pub struct Config {
     pub llm: LlmSettings,
     /// PostgreSQL databases to investigate, by name: `[postgres.<name>] url = "postgres://..."`.
     pub postgres: std::collections::BTreeMap<String, PgSettings>,
+    /// The embedded span store that `oncall serve` fills from OTLP.
+    pub traces: TraceSettings,
+    /// `oncall serve`: where it listens and how it protects itself.
+    pub server: ServerSettings,
+}
+
+/// Span store settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TraceSettings {
+    /// Hard memory bound of the span store, bytes; the oldest spans are dropped first.
+    pub max_bytes: u64,
+    /// How long spans are kept, seconds.
+    pub retention_s: u64,
+    /// The incident window the traces tools look at by default, seconds (the baseline is the
+    /// same length before it).
+    pub window_s: u64,
+}
+
+impl Default for TraceSettings {
+    fn default() -> Self {
+        TraceSettings {
+            max_bytes: 256 << 20,
+            retention_s: 3600,
+            window_s: 300,
+        }
+    }
+}
+
+/// Server settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address to listen on (4318 is OTLP/HTTP's port).
+    pub listen: String,
+    /// Name of the environment variable holding the bearer token every request must carry.
+    pub token_env: String,
+    /// Largest request body accepted, bytes (after decompression too).
+    pub max_body_bytes: usize,
+    /// OTLP exports decoded at once; more get 503 with Retry-After.
+    pub max_concurrent_exports: usize,
+    /// Spans accepted per second; beyond it exports get 429 with Retry-After.
+    pub max_spans_per_s: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: "127.0.0.1:4318".into(),
+            token_env: "ONCALL_TOKEN".into(),
+            max_body_bytes: 8 << 20,
+            max_concurrent_exports: 8,
+            max_spans_per_s: 500_000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -48,6 +103,8 @@ impl Default for Config {
             policy: PolicySettings::default(),
             llm: LlmSettings::default(),
             postgres: Default::default(),
+            traces: TraceSettings::default(),
+            server: ServerSettings::default(),
         }
     }
 }
@@ -93,6 +150,7 @@ pub struct Thresholds {
     pub network: NetworkThresholds,
     pub fd: FdThresholds,
     pub postgres: PgThresholds,
+    pub traces: TraceThresholds,
 }
 
 impl Default for Thresholds {
@@ -108,6 +166,7 @@ impl Default for Thresholds {
             network: NetworkThresholds::default(),
             fd: FdThresholds::default(),
             postgres: PgThresholds::default(),
+            traces: TraceThresholds::default(),
         }
     }
 }
@@ -296,6 +355,30 @@ impl Default for PgThresholds {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TraceThresholds {
+    /// A downstream holding this share (%) of the critical path of the slowest traces dominates it.
+    pub critical_path_share_pct: Level,
+    /// ...if it also takes at least this much self time per trace, ms.
+    pub min_self_ms: f64,
+    /// Error ratio of the entry service's operations (0 to 1).
+    pub error_ratio: Level,
+    /// Error spans needed before an error group counts.
+    pub min_errors: u64,
+}
+
+impl Default for TraceThresholds {
+    fn default() -> Self {
+        TraceThresholds {
+            critical_path_share_pct: lvl(50.0, 70.0),
+            min_self_ms: 100.0,
+            error_ratio: lvl(0.05, 0.2),
+            min_errors: 3,
+        }
+    }
+}
+
 /// One PostgreSQL database. Use a read-only role (pg_monitor); see the README.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -406,6 +489,9 @@ pub struct LlmSettings {
     pub replay_file: std::path::PathBuf,
     pub evidence: EvidenceMode,
     pub temperature: f32,
+    /// The request field for the completion limit: `max_tokens` (widest support: llama.cpp,
+    /// vLLM, Ollama, older OpenAI models) or `max_completion_tokens` (OpenAI's reasoning models).
+    pub max_tokens_field: String,
 }
 
 impl Default for LlmSettings {
@@ -429,6 +515,7 @@ impl Default for LlmSettings {
             replay_file: std::path::PathBuf::new(),
             evidence: EvidenceMode::Compact,
             temperature: 0.0,
+            max_tokens_field: "max_tokens".into(),
         }
     }
 }
@@ -519,6 +606,12 @@ impl Config {
                 "llm.provider = \"replay\" needs llm.replay_file".into(),
             ));
         }
+        if !["max_tokens", "max_completion_tokens"].contains(&l.max_tokens_field.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "llm.max_tokens_field = {:?}: use \"max_tokens\" or \"max_completion_tokens\"",
+                l.max_tokens_field
+            )));
+        }
         if l.max_steps == 0 || l.max_attempts == 0 || l.timeout_s == 0 || l.context_window < 2048 {
             return Err(ConfigError::Invalid(
                 "llm.max_steps, llm.max_attempts and llm.timeout_s must be at least 1, and llm.context_window at least 2048".into(),
@@ -536,6 +629,14 @@ impl Config {
                     pg.window_ms
                 )));
             }
+        }
+        if !(5..=86_400).contains(&self.traces.window_s)
+            || self.traces.retention_s < self.traces.window_s * 2
+        {
+            return Err(ConfigError::Invalid(format!(
+                "traces.window_s = {} must be 5 to 86400, and traces.retention_s ({}) at least twice it (the baseline window)",
+                self.traces.window_s, self.traces.retention_s
+            )));
         }
         if t.reject >= t.confirm {
             return Err(ConfigError::Invalid(format!(

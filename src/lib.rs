@@ -14,6 +14,7 @@
 //! - [`llm`]: reasoners; today the built-in [`llm::offline`] USE-method rules.
 //! - [`agent`]: the investigation, the hypothesis [`agent::board`] (confidence moves only with
 //!   cited evidence), triage, next steps and the text rendering of the debug log.
+//! - [`server`]: `oncall serve`: OTLP/HTTP trace ingest into the span store, triage over HTTP.
 //!
 //! ## The flow of one investigation
 //!
@@ -35,5 +36,6 @@ pub mod collectors;
 pub mod config;
 pub mod llm;
 pub mod policy;
+pub mod server;
 pub mod taxonomy;
 pub mod tool;

@@ -39,6 +39,13 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Serve: receive OpenTelemetry traces (OTLP/HTTP, POST /v1/traces) and run investigations
+    /// over HTTP (POST /api/v1/triage). Every request needs the bearer token.
+    Serve {
+        /// Address to listen on (default from [server] listen: 127.0.0.1:4318).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
     /// List every tool with its risk class and JSON schema.
     Tools {
         /// Print JSON for machines.
@@ -154,6 +161,36 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => usage_error(&e.to_string()),
+            }
+        }
+        Command::Serve { listen } => {
+            let mut cfg = (*config).clone();
+            if let Some(l) = listen {
+                cfg.server.listen = l;
+            }
+            let token = match std::env::var(&cfg.server.token_env) {
+                Ok(t) if !t.trim().is_empty() => t,
+                _ => {
+                    use rand::Rng;
+                    let t: String = rand::rng()
+                        .sample_iter(rand::distr::Alphanumeric)
+                        .take(32)
+                        .map(char::from)
+                        .collect();
+                    eprintln!(
+                        "oncall serve: {} is not set; generated a token for this run: {t}\n  send it as: Authorization: Bearer {t}",
+                        cfg.server.token_env
+                    );
+                    t
+                }
+            };
+            match runtime.block_on(oncall::server::serve(Arc::new(cfg), &token)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e @ oncall::server::ServerError::Bind { .. }) => usage_error(&e.to_string()),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
             }
         }
         Command::Tools { json } => {

@@ -283,6 +283,16 @@ async fn truncated_call_is_explained() {
         ScriptedLlm::start(vec![Scripted::Reply(cut), Scripted::Reply(text_turn("ok"))]).await;
     let _ = run(&llm, config(&llm.base_url), "slow").await;
     assert!(llm.tool_messages(1)[0].contains("cut off at the token limit"));
+    // The cut-off call goes back in the history as valid JSON: real servers (llama.cpp) parse
+    // every call in the history and refuse the whole request otherwise.
+    let history = &llm.requests()[1]["messages"];
+    let echoed = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "assistant")
+        .unwrap();
+    assert_eq!(echoed["tool_calls"][0]["function"]["arguments"], "{}");
 }
 
 #[tokio::test]
@@ -511,4 +521,54 @@ async fn secrets_in_the_report_and_in_tool_output_never_reach_the_model() {
         assert!(!sent.contains(secret), "{secret} reached the model");
     }
     assert!(sent.contains("[REDACTED:password]") && sent.contains("[REDACTED:email]"));
+}
+
+#[tokio::test]
+async fn a_storm_after_a_good_step_keeps_one_step_count_and_does_not_multiply_retries() {
+    let llm = ScriptedLlm::start(vec![Scripted::Reply(tool_turn(&[(
+        "host.use_snapshot",
+        "{}",
+    )]))])
+    .await;
+    *llm.script.forever.lock().unwrap() = Some(503);
+    let (inv, _) = run(&llm, config(&llm.base_url), "api is slow").await;
+    assert!(inv.fallback.is_some());
+    // 1 good request, then one failing step: async-openai's own 3 retries, not 3 x 4.
+    assert_eq!(
+        llm.requests().len(),
+        1 + 4,
+        "a 5xx the client already retried is not retried again"
+    );
+    let steps: Vec<u32> = inv.tokens.steps.iter().map(|s| s.step).collect();
+    assert!(
+        steps.windows(2).all(|w| w[0] < w[1]),
+        "step numbers continue across the fallback: {steps:?}"
+    );
+    assert_eq!(inv.steps as usize, steps.len());
+    assert_eq!(
+        inv.tokens.steps[0].counted_by,
+        oncall::llm::tokens::CountedBy::Server
+    );
+    assert_eq!(inv.tool_calls[0].step, 1);
+    assert!(inv.tool_calls.iter().skip(1).all(|c| c.step > 1));
+}
+
+#[tokio::test]
+async fn tool_call_markup_in_the_final_answer_is_not_the_answer() {
+    let llm = ScriptedLlm::start(vec![
+        Scripted::Reply(tool_turn(&[("host.use_snapshot", "{}")])),
+        Scripted::Reply(text_turn(
+            "<tool_call>{\"name\": \"host__use_snapshot\", \"arguments\": {}}</tool_call>",
+        )),
+    ])
+    .await;
+    let mut c = config(&llm.base_url);
+    c.llm.max_steps = 1;
+    let (inv, _) = run(&llm, c, "slow").await;
+    assert_eq!(inv.answer, None);
+    assert!(
+        inv.notices.iter().any(|n| n.contains("tool-call markup")),
+        "{:?}",
+        inv.notices
+    );
 }

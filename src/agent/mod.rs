@@ -414,8 +414,11 @@ impl Run<'_> {
         };
         let budget =
             (l.context_window as usize).saturating_sub(l.max_completion_tokens as usize + 256);
-        for step in 1..=l.max_steps + 1 {
-            let final_turn = step > l.max_steps;
+        // Step numbers continue across a fallback, so tokens and tool calls stay in order.
+        let base = self.steps;
+        for local in 1..=l.max_steps + 1 {
+            let step = base + local;
+            let final_turn = local > l.max_steps;
             if final_turn {
                 messages.push(Message::user(
                     self.prompts
@@ -449,7 +452,14 @@ impl Run<'_> {
             };
             let estimate = self.counter.count_request(&req) as u64;
             let started = Instant::now();
-            let r = retry(policy, || model.complete(&req)).await;
+            // When the client already retried 429/5xx, the loop does not multiply those retries.
+            let client_retries = model.retries_itself();
+            let transient = |e: &LlmError| {
+                e.transient()
+                    && !(client_retries
+                        && matches!(e, LlmError::Server { .. } | LlmError::RateLimited(_)))
+            };
+            let r = retry(policy, transient, || model.complete(&req)).await;
             for f in &r.failures {
                 self.notice(format!("model step {step} failed: {f}"));
             }
@@ -493,8 +503,15 @@ impl Run<'_> {
                         reply.tool_calls.len()
                     ));
                 }
-                if reply.content.is_some() {
-                    self.answer = reply.content.clone();
+                match reply.content.as_deref() {
+                    // Without tools a model may still write its call markup as text: not an answer.
+                    Some(text) if final_turn && text.contains("<tool_call>") => {
+                        self.notice("the model wrote tool-call markup after the tools were withdrawn; it was not taken as its answer".into());
+                        let before = text.split("<tool_call>").next().unwrap_or("").trim();
+                        self.answer = (!before.is_empty()).then(|| before.to_string());
+                    }
+                    Some(_) => self.answer = reply.content.clone(),
+                    None => {}
                 }
                 break;
             }

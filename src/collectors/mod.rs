@@ -6,3 +6,4 @@
 
 pub mod host;
 pub mod postgres;
+pub mod traces;

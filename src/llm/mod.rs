@@ -172,6 +172,11 @@ pub trait ChatModel: Send + Sync {
     fn is_offline(&self) -> bool {
         false
     }
+    /// Whether the client already retries 429 and 5xx itself (then the loop does not multiply
+    /// those retries; it still retries timeouts and malformed replies).
+    fn retries_itself(&self) -> bool {
+        false
+    }
     async fn complete(&self, request: &ChatRequest) -> Result<ChatReply, LlmError>;
 }
 

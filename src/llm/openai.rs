@@ -25,6 +25,7 @@ pub struct OpenAiModel {
     model: String,
     temperature: f32,
     timeout_s: u64,
+    max_tokens_field: String,
 }
 
 /// `host.use_snapshot` -> `host__use_snapshot`.
@@ -62,6 +63,7 @@ impl OpenAiModel {
             model: l.model.clone(),
             temperature: l.temperature,
             timeout_s: l.timeout_s,
+            max_tokens_field: l.max_tokens_field.clone(),
         })
     }
 
@@ -70,7 +72,7 @@ impl OpenAiModel {
         let mut body = json!({
             "model": self.model,
             "messages": messages,
-            "max_tokens": req.max_completion_tokens,
+            self.max_tokens_field.as_str(): req.max_completion_tokens,
             "temperature": self.temperature,
             "stream": false,
         });
@@ -97,11 +99,22 @@ fn message_json(m: &Message) -> Value {
                 v["tool_calls"] = m
                     .tool_calls
                     .iter()
-                    .map(|c| json!({"id": c.id, "type": "function", "function": {"name": wire_name(&c.name), "arguments": c.arguments}}))
+                    .map(|c| json!({"id": c.id, "type": "function", "function": {"name": wire_name(&c.name), "arguments": echo_arguments(&c.arguments)}}))
                     .collect();
             }
             v
         }
+    }
+}
+
+/// The arguments of an earlier call as they are sent back in the history. A call the model cut
+/// off mid-JSON is sent back as `{}`: servers such as llama.cpp parse every call in the history
+/// and refuse the whole request otherwise. The tool error already told the model what was wrong.
+fn echo_arguments(args: &str) -> String {
+    if serde_json::from_str::<Value>(args).is_ok() {
+        args.to_string()
+    } else {
+        "{}".to_string()
     }
 }
 
@@ -204,6 +217,11 @@ impl ChatModel for OpenAiModel {
         format!("openai:{}", self.model)
     }
 
+    fn retries_itself(&self) -> bool {
+        // async-openai retries 429 and 5xx a few times with backoff before it gives up.
+        true
+    }
+
     async fn complete(&self, req: &ChatRequest) -> Result<ChatReply, LlmError> {
         let body = self.body(req);
         let reply: Value = self
@@ -219,6 +237,34 @@ impl ChatModel for OpenAiModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cut_off_call_is_echoed_as_valid_json() {
+        let m = Message::assistant(
+            None,
+            vec![ToolCallRequest {
+                id: "a".into(),
+                name: "host.use_snapshot".into(),
+                arguments: "{\"top\": 1, \"window_ms\": 10".into(),
+            }],
+        );
+        assert_eq!(
+            message_json(&m)["tool_calls"][0]["function"]["arguments"],
+            "{}"
+        );
+        let ok = Message::assistant(
+            None,
+            vec![ToolCallRequest {
+                id: "b".into(),
+                name: "x".into(),
+                arguments: "{\"top\":1}".into(),
+            }],
+        );
+        assert_eq!(
+            message_json(&ok)["tool_calls"][0]["function"]["arguments"],
+            "{\"top\":1}"
+        );
+    }
 
     #[test]
     fn tool_names_round_trip_through_the_wire_form() {

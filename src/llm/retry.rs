@@ -24,7 +24,11 @@ pub struct Retried<T> {
 
 /// Runs `attempt` until it succeeds, fails permanently, runs out of attempts, or the deadline
 /// would pass during the next backoff.
-pub async fn retry<T, F, Fut>(policy: RetryPolicy, mut attempt: F) -> Retried<T>
+pub async fn retry<T, F, Fut>(
+    policy: RetryPolicy,
+    transient: impl Fn(&LlmError) -> bool,
+    mut attempt: F,
+) -> Retried<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, LlmError>>,
@@ -47,7 +51,7 @@ where
                     failures,
                 };
             }
-            Err(e) if !e.transient() => {
+            Err(e) if !transient(&e) => {
                 return Retried {
                     result: Err(e),
                     failures,
@@ -99,7 +103,7 @@ mod tests {
     #[tokio::test]
     async fn transient_then_success() {
         let n = AtomicU32::new(0);
-        let r = retry(policy(), || async {
+        let r = retry(policy(), LlmError::transient, || async {
             if n.fetch_add(1, Ordering::SeqCst) < 2 {
                 Err(LlmError::RateLimited("slow down".into()))
             } else {
@@ -114,7 +118,7 @@ mod tests {
     #[tokio::test]
     async fn permanent_failure_is_not_retried() {
         let n = AtomicU32::new(0);
-        let r: Retried<()> = retry(policy(), || async {
+        let r: Retried<()> = retry(policy(), LlmError::transient, || async {
             n.fetch_add(1, Ordering::SeqCst);
             Err(LlmError::Refused {
                 status: 401,
@@ -129,7 +133,7 @@ mod tests {
     #[tokio::test]
     async fn attempts_are_bounded_and_the_deadline_holds() {
         let n = AtomicU32::new(0);
-        let r: Retried<()> = retry(policy(), || async {
+        let r: Retried<()> = retry(policy(), LlmError::transient, || async {
             n.fetch_add(1, Ordering::SeqCst);
             Err(LlmError::Server {
                 status: 500,
@@ -144,7 +148,7 @@ mod tests {
             ..policy()
         };
         let started = Instant::now();
-        let r: Retried<()> = retry(p, || async {
+        let r: Retried<()> = retry(p, LlmError::transient, || async {
             tokio::time::sleep(Duration::from_secs(10)).await;
             Ok(())
         })

@@ -10,6 +10,8 @@ use super::{DynTool, ToolError, ToolSpec};
 use crate::actions::{CancelBackend, SignalProcess, TerminateBackend};
 use crate::collectors::host::HostUseSnapshot;
 use crate::collectors::postgres::{self as pg, Databases};
+use crate::collectors::traces::store::SpanStore;
+use crate::collectors::traces::{self as tr, Traces};
 use crate::config::Config;
 use crate::policy::Approval;
 use serde_json::Value;
@@ -23,9 +25,18 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Every built-in tool, in the order the model sees them.
+    /// Every built-in tool, in the order the model sees them (the traces tools unavailable).
     pub fn builtin(config: Arc<Config>) -> Registry {
+        Registry::with_span_store(config, None)
+    }
+
+    /// Every built-in tool, with the traces tools reading `store` when there is one.
+    pub fn with_span_store(config: Arc<Config>, store: Option<Arc<SpanStore>>) -> Registry {
         let dbs = Databases::from_config(&config);
+        let traces = Traces {
+            store,
+            default_window_s: config.traces.window_s,
+        };
         Registry::from_tools(vec![
             Box::new(HostUseSnapshot::new(config.clone())),
             Box::new(pg::statements::TopQueriesTool { dbs: dbs.clone() }),
@@ -35,6 +46,16 @@ impl Registry {
             Box::new(pg::tables::TableStatsTool { dbs: dbs.clone() }),
             Box::new(pg::explain::ExplainTool { dbs: dbs.clone() }),
             Box::new(pg::explain::ExplainAnalyzeTool { dbs: dbs.clone() }),
+            Box::new(tr::RedTool {
+                traces: traces.clone(),
+            }),
+            Box::new(tr::SlowestTool {
+                traces: traces.clone(),
+            }),
+            Box::new(tr::CriticalPathTool {
+                traces: traces.clone(),
+            }),
+            Box::new(tr::ErrorsTool { traces }),
             Box::new(SignalProcess),
             Box::new(CancelBackend { dbs: dbs.clone() }),
             Box::new(TerminateBackend { dbs }),

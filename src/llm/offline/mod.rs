@@ -9,6 +9,7 @@
 
 pub mod host;
 pub mod postgres;
+pub mod traces;
 
 use super::{ChatModel, ChatReply, ChatRequest, LlmError, Role, ToolCallRequest};
 use crate::agent::board_tools::{CONCLUDE, EVIDENCE, PROPOSE};
@@ -154,19 +155,48 @@ fn db_evidence(seen: &[SeenCall], db: &str) -> postgres::DbEvidence {
     e
 }
 
-/// One (category, database) pair to judge: `None` is this host.
-type Subject = (Category, Option<String>);
+/// What one hypothesis is about.
+#[derive(Debug, Clone, PartialEq)]
+enum Subject {
+    Host(Category),
+    Db(Category, String),
+    Traces(Category),
+}
+
+impl Subject {
+    fn category(&self) -> Category {
+        match self {
+            Subject::Host(c) | Subject::Db(c, _) | Subject::Traces(c) => *c,
+        }
+    }
+
+    /// Reads a proposal back: the component says which kind of subject it was.
+    fn of(category: Category, component: &str) -> Subject {
+        if let Some(db) = component.strip_prefix("postgres:") {
+            Subject::Db(category, db.to_string())
+        } else if component == "traces" || component.starts_with("service:") {
+            Subject::Traces(category)
+        } else {
+            Subject::Host(category)
+        }
+    }
+}
 
 /// The subjects in the order the report suggests.
-fn subjects(hints: &ReportHints, report: &str, dbs: &[postgres::DbEvidence]) -> Vec<Subject> {
-    let host: Vec<Subject> = host_order(hints).into_iter().map(|c| (c, None)).collect();
+fn subjects(
+    hints: &ReportHints,
+    report: &str,
+    dbs: &[postgres::DbEvidence],
+    tr: Option<&traces::TraceEvidence>,
+) -> Vec<Subject> {
+    let host: Vec<Subject> = host_order(hints).into_iter().map(Subject::Host).collect();
     let mut db: Vec<Subject> = vec![];
     for e in dbs {
         if postgres::unreachable(e).is_some() {
-            db.push((Category::DependencyErrors, Some(e.database.clone())));
+            db.push(Subject::Db(Category::DependencyErrors, e.database.clone()));
         }
         for c in postgres::COVERS {
-            db.push((c, Some(e.database.clone())));
+            db.push(Subject::Db(c, e.database.clone()));
         }
     }
     let low = report.to_lowercase();
@@ -187,11 +217,23 @@ fn subjects(hints: &ReportHints, report: &str, dbs: &[postgres::DbEvidence]) -> 
         low.split(|c: char| !c.is_alphanumeric())
             .any(|x| x == *w || x == format!("{w}s"))
     });
+    // Requests that are slow or failing are what traces see first.
+    let mut out: Vec<Subject> = match tr {
+        Some(t) => traces::COVERS
+            .into_iter()
+            .filter(|c| traces::applies(*c, t))
+            .map(Subject::Traces)
+            .collect(),
+        None => vec![],
+    };
     if db_first {
-        db.into_iter().chain(host).collect()
+        out.extend(db);
+        out.extend(host);
     } else {
-        host.into_iter().chain(db).collect()
+        out.extend(host);
+        out.extend(db);
     }
+    out
 }
 
 /// What the rules conclude for one subject: the proposal's fields and the citations.
@@ -213,6 +255,7 @@ fn judge(
     subject: &Subject,
     snapshot: &Result<(String, UseSnapshot), String>,
     dbs: &[postgres::DbEvidence],
+    tr: Option<&traces::TraceEvidence>,
     th: &Thresholds,
 ) -> Judged {
     let untested = |title: &str, component: String, why: String| Judged {
@@ -221,8 +264,13 @@ fn judge(
         culprit: None,
         citations: vec![],
     };
+    let cited = |v: Vec<postgres::Citation>| {
+        v.into_iter()
+            .map(|c| (c.call, c.supports, c.strength, c.note))
+            .collect()
+    };
     match subject {
-        (category, None) => {
+        Subject::Host(category) => {
             let title = host::title(*category);
             match snapshot {
                 Ok((call, s)) => match host::judge(*category, s, th) {
@@ -242,7 +290,7 @@ fn judge(
                 Err(why) => untested(title, "host".into(), why.clone()),
             }
         }
-        (category, Some(db)) => {
+        Subject::Db(category, db) => {
             let e = dbs.iter().find(|e| &e.database == db);
             let component = format!("postgres:{db}");
             match (category, e) {
@@ -260,11 +308,7 @@ fn judge(
                         statement: v.statement,
                         component: v.component,
                         culprit: culprit_text(v.culprit),
-                        citations: v
-                            .citations
-                            .into_iter()
-                            .map(|c| (c.call, c.supports, c.strength, c.note))
-                            .collect(),
+                        citations: cited(v.citations),
                     },
                     Err(why) => untested(
                         &c.label().replace("db.", "database ").replace('_', " "),
@@ -275,7 +319,53 @@ fn judge(
                 (c, None) => untested(c.label(), component, "no answers from this database".into()),
             }
         }
+        Subject::Traces(category) => match tr.map(|t| traces::judge(*category, t, th)) {
+            Some(Ok(v)) => Judged {
+                statement: v.statement,
+                component: v.component,
+                culprit: culprit_text(v.culprit),
+                citations: cited(v.citations),
+            },
+            Some(Err(why)) => untested(category.label(), "traces".into(), why),
+            None => untested(
+                category.label(),
+                "traces".into(),
+                "no traces tools here".into(),
+            ),
+        },
     }
+}
+
+/// What the traces tools said, read from the conversation; None when they were not offered.
+fn trace_evidence(seen: &[SeenCall], offered: bool) -> Option<traces::TraceEvidence> {
+    if !offered {
+        return None;
+    }
+    let mut e = traces::TraceEvidence::default();
+    for c in seen {
+        let Some(f) = c.result.as_ref().filter(|f| f.status == "ok") else {
+            continue;
+        };
+        match c.name.as_str() {
+            "traces.red" => {
+                e.red = serde_json::from_str(&f.body)
+                    .ok()
+                    .map(|v| (f.call.clone(), v))
+            }
+            "traces.critical_path" => {
+                e.path = serde_json::from_str(&f.body)
+                    .ok()
+                    .map(|v| (f.call.clone(), v))
+            }
+            "traces.errors" => {
+                e.errors = serde_json::from_str(&f.body)
+                    .ok()
+                    .map(|v| (f.call.clone(), v))
+            }
+            _ => {}
+        }
+    }
+    Some(e)
 }
 
 #[async_trait]
@@ -303,11 +393,17 @@ impl ChatModel for OfflineModel {
             });
         }
         let databases = offered_databases(req);
+        let traces_offered = req.tools.iter().any(|t| t.name == "traces.critical_path");
         // 1. Measure: the USE sweep of this host, and each database's own views, in parallel.
         if calls_named(&seen, "host.use_snapshot").is_empty() {
             let mut calls = vec![("host.use_snapshot", json!({}))];
             for db in &databases {
                 calls.extend(DB_TOOLS.iter().map(|t| (*t, json!({"database": db}))));
+            }
+            if traces_offered {
+                calls.extend(
+                    ["traces.red", "traces.critical_path", "traces.errors"].map(|t| (t, json!({}))),
+                );
             }
             return Ok(reply(None, calls, n));
         }
@@ -335,14 +431,15 @@ impl ChatModel for OfflineModel {
                 return Ok(reply(None, calls, n));
             }
         }
-        let subjects = subjects(&hints, &report, &dbs);
+        let tr = trace_evidence(&seen, traces_offered);
+        let subjects = subjects(&hints, &report, &dbs, tr.as_ref());
         // 3. Hypothesize: one hypothesis per subject.
         if proposals.is_empty() {
             let calls = subjects
                 .iter()
                 .map(|subject| {
-                    let j = judge(subject, &snapshot, &dbs, th);
-                    (PROPOSE, json!({"statement": j.statement, "category": subject.0, "component": j.component, "culprit": j.culprit}))
+                    let j = judge(subject, &snapshot, &dbs, tr.as_ref(), th);
+                    (PROPOSE, json!({"statement": j.statement, "category": subject.category(), "component": j.component, "culprit": j.culprit}))
                 })
                 .collect();
             return Ok(reply(None, calls, n));
@@ -365,16 +462,15 @@ impl ChatModel for OfflineModel {
                 else {
                     continue;
                 };
-                let db = args
-                    .get("component")
-                    .and_then(Value::as_str)
-                    .and_then(|c| c.strip_prefix("postgres:"))
-                    .map(str::to_string);
+                let subject = Subject::of(
+                    category,
+                    args.get("component").and_then(Value::as_str).unwrap_or(""),
+                );
                 let Some(id) = hyp.get("hypothesis").cloned() else {
                     continue;
                 };
                 for (call, supports, strength, note) in
-                    judge(&(category, db), &snapshot, &dbs, th).citations
+                    judge(&subject, &snapshot, &dbs, tr.as_ref(), th).citations
                 {
                     calls.push((EVIDENCE, json!({"hypothesis": id, "call": call, "supports": supports, "strength": strength, "note": note})));
                 }

@@ -4,6 +4,8 @@
 # - mount/umount (util-linux): the disk-full test mounts a small tmpfs (needs root).
 # - PostgreSQL 15 with contrib (pg_stat_statements): the database tests start throwaway
 #   clusters with initdb themselves; no server is left running.
+# - Python's OpenTelemetry SDK (opentelemetry-sdk, OTLP/HTTP exporter) in target/otel-venv: the
+#   traces tests run two instrumented services with it.
 set -euo pipefail
 
 need_apt=()
@@ -21,6 +23,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   else
     echo "warning: missing ${need_apt[*]}; run this script as root to install them" >&2
   fi
+fi
+# The OpenTelemetry SDK the traces tests run as real services (Python, from PyPI).
+venv="$(dirname "$0")/../target/otel-venv"
+if ! "$venv/bin/python" -c "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http" >/dev/null 2>&1; then
+  echo "installing the OpenTelemetry Python SDK into target/otel-venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check \
+    opentelemetry-sdk==1.45.0 opentelemetry-exporter-otlp-proto-http==1.45.0
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest" >&2

@@ -532,7 +532,8 @@ impl LlmSettings {
 }
 
 /// Environment variables that configure how settings are found, not settings themselves.
-const ENV_NOT_SETTINGS: [&str; 1] = ["CONFIG"];
+/// `ONCALL_CONFIG` names the file; `ONCALL_TOKEN` is the server's default token variable.
+const ENV_NOT_SETTINGS: [&str; 2] = ["CONFIG", "TOKEN"];
 
 impl Config {
     /// Loads settings: defaults, then the file (explicit path, `ONCALL_CONFIG`, or `./oncall.toml`),

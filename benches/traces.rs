@@ -138,7 +138,11 @@ fn main() {
                 NewSpan {
                     trace_id: ((n / 5) as u128 + 1).to_be_bytes(),
                     span_id: (n + 1).to_be_bytes(),
-                    parent_id: if n.is_multiple_of(5) { [0; 8] } else { n.to_be_bytes() },
+                    parent_id: if n.is_multiple_of(5) {
+                        [0; 8]
+                    } else {
+                        n.to_be_bytes()
+                    },
                     service: svcs[(n % 5) as usize],
                     name: ops[(n % 8) as usize],
                     kind: 2,

@@ -8,10 +8,16 @@
 //! - [`tool`]: the Tool contract (`area.verb`, schemars-typed args, risk class, evidence output)
 //!   and the one ordered [`tool::Registry`], which refuses unapproved risky calls.
 //! - [`collectors`]: read-only tools; [`collectors::host`] measures this host by the USE method in
-//!   one sampling window (CPU, memory, disks, filesystems, network, fds, processes, PSI).
-//! - [`actions`]: live actions (`host.signal_process`), runnable only with an approval.
+//!   one sampling window (CPU, memory, disks, filesystems, network, fds, processes, PSI);
+//!   [`collectors::postgres`] reads a database's own views (statement deltas, activity, the
+//!   blocking tree, connections, table stats, plans); [`collectors::traces`] keeps OTLP spans in a
+//!   bounded store and answers RED, slowest traces, critical paths and error groups.
+//! - [`actions`]: live actions (`host.signal_process`, `postgres.cancel_backend`,
+//!   `postgres.terminate_backend`), runnable only with an approval.
 //! - [`policy`]: roles, action requests and the approvals bound to exact arguments.
-//! - [`llm`]: reasoners; today the built-in [`llm::offline`] USE-method rules.
+//! - [`llm`]: the `ChatModel` interface and its implementations: any OpenAI-compatible endpoint,
+//!   the built-in [`llm::offline`] reasoner (rules over the same tools), recorded turns; tokens
+//!   and retries.
 //! - [`agent`]: the investigation, the hypothesis [`agent::board`] (confidence moves only with
 //!   cited evidence), triage, next steps and the text rendering of the debug log.
 //! - [`server`]: `oncall serve`: OTLP/HTTP trace ingest into the span store, triage over HTTP.
@@ -20,11 +26,13 @@
 //!
 //! ```text
 //! report ──> agent::triage::read_report (impact, suspects, versions)
-//!        ──> tool::Registry::call("host.use_snapshot")      # id c1, recorded
-//!        ──> llm::offline::host::judge per category          # verdicts citing c1
-//!        ──> agent::board (propose, cite; board decides status and rank)
+//!        ──> loop: ChatModel (offline | openai | replay) asks for tools
+//!              ──> tool::Registry::call(...)  e.g. host.use_snapshot, postgres.*, traces.*
+//!                  (ids c1, c2, ...; outputs redacted, compacted, capped, fenced as data)
+//!              ──> board.propose / board.evidence (citing call ids) / board.conclude
+//!        ──> agent::board decides status and rank from cited evidence
 //!        ──> triage (severity, scope, blast radius), stabilize proposals, next steps
-//!        ──> agent::render::text  |  --json
+//!        ──> agent::render::text  |  --json  |  POST /api/v1/triage
 //! ```
 //!
 //! Nothing in this flow can run a live action: the registry demands an

@@ -45,11 +45,17 @@ impl Traces {
         Ok((now.saturating_sub(w * 1_000_000_000), now + 1))
     }
 
-    fn store(&self, tool: &str) -> Result<&SpanStore, ToolError> {
-        self.store.as_deref().ok_or_else(|| ToolError::Failed {
+    /// A read view of the store, or why there is none.
+    fn view(&self, tool: &str) -> Result<store::View<'_>, ToolError> {
+        let fail = |message: &str| ToolError::Failed {
             tool: tool.into(),
-            message: "no span store here: traces are received by `oncall serve`".into(),
-        })
+            message: message.into(),
+        };
+        let store = self
+            .store
+            .as_deref()
+            .ok_or_else(|| fail("no span store here: traces are received by `oncall serve`"))?;
+        store.view().ok_or_else(|| fail("span store unavailable"))
     }
 }
 
@@ -114,11 +120,7 @@ impl Tool for RedTool {
     async fn call(&self, a: TraceQuery) -> Result<RedAnswer, ToolError> {
         let (from, to) = self.traces.window(Self::NAME, a.window_s)?;
         let n = limit(Self::NAME, a.limit)?;
-        let store = self.traces.store(Self::NAME)?;
-        let v = store.view().ok_or_else(|| ToolError::Failed {
-            tool: Self::NAME.into(),
-            message: "span store unavailable".into(),
-        })?;
+        let v = self.traces.view(Self::NAME)?;
         let mut rows = analysis::red(&v, a.service.as_deref(), from, to);
         if let Some(op) = &a.operation {
             rows.retain(|r| &r.operation == op);
@@ -127,7 +129,7 @@ impl Tool for RedTool {
         Ok(RedAnswer {
             window_s: (to - from) / 1_000_000_000,
             rows,
-            store: store.stats(),
+            store: v.stats(),
         })
     }
 }
@@ -161,11 +163,7 @@ impl Tool for SlowestTool {
     async fn call(&self, a: TraceQuery) -> Result<Vec<SlowTrace>, ToolError> {
         let (from, to) = self.traces.window(Self::NAME, a.window_s)?;
         let n = limit(Self::NAME, a.limit)?;
-        let store = self.traces.store(Self::NAME)?;
-        let v = store.view().ok_or_else(|| ToolError::Failed {
-            tool: Self::NAME.into(),
-            message: "span store unavailable".into(),
-        })?;
+        let v = self.traces.view(Self::NAME)?;
         let roots =
             analysis::slow_roots(&v, a.service.as_deref(), a.operation.as_deref(), from, to);
         Ok(roots
@@ -243,11 +241,7 @@ impl Tool for CriticalPathTool {
         if !(1..=200).contains(&n) {
             return Err(bad(format!("traces must be between 1 and 200, got {n}")));
         }
-        let store = self.traces.store(Self::NAME)?;
-        let v = store.view().ok_or_else(|| ToolError::Failed {
-            tool: Self::NAME.into(),
-            message: "span store unavailable".into(),
-        })?;
+        let v = self.traces.view(Self::NAME)?;
         let ids: Vec<[u8; 16]> = match &a.trace_id {
             Some(t) => {
                 let b =
@@ -293,11 +287,7 @@ impl Tool for ErrorsTool {
     async fn call(&self, a: TraceQuery) -> Result<ErrorsAnswer, ToolError> {
         let (from, to) = self.traces.window(Self::NAME, a.window_s)?;
         let n = limit(Self::NAME, a.limit)?;
-        let store = self.traces.store(Self::NAME)?;
-        let v = store.view().ok_or_else(|| ToolError::Failed {
-            tool: Self::NAME.into(),
-            message: "span store unavailable".into(),
-        })?;
+        let v = self.traces.view(Self::NAME)?;
         let mut groups = analysis::errors(&v, a.service.as_deref(), from, to);
         groups.truncate(n);
         Ok(ErrorsAnswer {

@@ -219,6 +219,11 @@ impl SpanStore {
 }
 
 impl View<'_> {
+    /// What the store holds and dropped, as of this view.
+    pub fn stats(&self) -> StoreStats {
+        self.inner.stats
+    }
+
     /// The string behind a symbol.
     pub fn str(&self, s: Sym) -> &str {
         self.inner

@@ -21,6 +21,39 @@ use crate::taxonomy::Category;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+/// A citation of one tool call for or against a hypothesis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Citation {
+    pub call: String,
+    pub supports: bool,
+    pub strength: crate::agent::board::Strength,
+    pub note: String,
+}
+
+pub fn cite(
+    call: &str,
+    supports: bool,
+    strength: crate::agent::board::Strength,
+    note: impl Into<String>,
+) -> Citation {
+    Citation {
+        call: call.to_string(),
+        supports,
+        strength,
+        note: note.into(),
+    }
+}
+
+/// What a rule concluded about one hypothesis: how to state it, what it blames, and the calls
+/// that decide it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub statement: String,
+    pub component: String,
+    pub culprit: Option<crate::agent::board::Culprit>,
+    pub citations: Vec<Citation>,
+}
+
 /// The host categories in the order the USE sweep checks them, with the report's suspects first.
 pub fn host_order(hints: &ReportHints) -> Vec<Category> {
     let mut order: Vec<Category> = hints
@@ -264,7 +297,7 @@ fn judge(
         culprit: None,
         citations: vec![],
     };
-    let cited = |v: Vec<postgres::Citation>| {
+    let cited = |v: Vec<Citation>| {
         v.into_iter()
             .map(|c| (c.call, c.supports, c.strength, c.note))
             .collect()

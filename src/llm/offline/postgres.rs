@@ -5,6 +5,7 @@
 //! blocking tree for locks, connections for exhaustion). A database that could not answer makes
 //! its categories untested, with the reason, rather than rejected.
 
+use super::{Finding, cite};
 use crate::agent::board::{Culprit, Strength};
 use crate::collectors::host::signal::Status;
 use crate::collectors::postgres::activity::Activity;
@@ -50,33 +51,6 @@ pub fn parse<T: DeserializeOwned>(call: &str, body: &str) -> Answer<T> {
         .map(|a| (call.to_string(), a))
 }
 
-/// A citation of one call.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Citation {
-    pub call: String,
-    pub supports: bool,
-    pub strength: Strength,
-    pub note: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct DbVerdict {
-    pub category: Category,
-    pub statement: String,
-    pub component: String,
-    pub culprit: Option<Culprit>,
-    pub citations: Vec<Citation>,
-}
-
-fn cite(call: &str, supports: bool, strength: Strength, note: impl Into<String>) -> Citation {
-    Citation {
-        call: call.to_string(),
-        supports,
-        strength,
-        note: note.into(),
-    }
-}
-
 fn level(v: f64, l: crate::config::Level) -> Status {
     Status::of(v, l)
 }
@@ -97,7 +71,7 @@ pub fn unreachable(e: &DbEvidence) -> Option<(String, String)> {
 }
 
 /// Judges one database category.
-pub fn judge(category: Category, e: &DbEvidence, th: &Thresholds) -> Result<DbVerdict, String> {
+pub fn judge(category: Category, e: &DbEvidence, th: &Thresholds) -> Result<Finding, String> {
     if let Some((_, why)) = unreachable(e) {
         return Err(format!("database {} could not be asked: {why}", e.database));
     }
@@ -129,7 +103,7 @@ pub fn suspect(t: &TopQueries, th: &Thresholds) -> Option<QueryDelta> {
         .cloned()
 }
 
-fn slow_query(e: &DbEvidence, th: &Thresholds, component: String) -> Result<DbVerdict, String> {
+fn slow_query(e: &DbEvidence, th: &Thresholds, component: String) -> Result<Finding, String> {
     let (call, ans) = e
         .top_queries
         .as_ref()
@@ -152,8 +126,7 @@ fn slow_query(e: &DbEvidence, th: &Thresholds, component: String) -> Result<DbVe
                 )
             })
             .unwrap_or_else(|| "no statement ran".into());
-        return Ok(DbVerdict {
-            category: Category::DbSlowQuery,
+        return Ok(Finding {
             statement: "A slow query dominating the database".into(),
             component,
             culprit: None,
@@ -261,8 +234,7 @@ fn slow_query(e: &DbEvidence, th: &Thresholds, component: String) -> Result<DbVe
         .as_ref()
         .map(|(_, f)| format!("; plan: {f}"))
         .unwrap_or_default();
-    Ok(DbVerdict {
-        category: Category::DbSlowQuery,
+    Ok(Finding {
         statement: format!(
             "Slow query on {}: `{}` takes {} ms per call and {}% of statement time{plan_part}",
             table.clone().unwrap_or_else(|| "the database".into()),
@@ -276,7 +248,7 @@ fn slow_query(e: &DbEvidence, th: &Thresholds, component: String) -> Result<DbVe
     })
 }
 
-fn locks(e: &DbEvidence, th: &Thresholds, component: String) -> Result<DbVerdict, String> {
+fn locks(e: &DbEvidence, th: &Thresholds, component: String) -> Result<Finding, String> {
     let (call, ans) = e
         .blocking
         .as_ref()
@@ -300,8 +272,7 @@ fn locks(e: &DbEvidence, th: &Thresholds, component: String) -> Result<DbVerdict
                 )
             })
             .unwrap_or_default();
-        return Ok(DbVerdict {
-            category: Category::DbLockContention,
+        return Ok(Finding {
             statement: "Sessions blocked behind a lock holder".into(),
             component,
             culprit: None,
@@ -358,8 +329,7 @@ fn locks(e: &DbEvidence, th: &Thresholds, component: String) -> Result<DbVerdict
             format!("; {}", chained.join("; "))
         }
     );
-    Ok(DbVerdict {
-        category: Category::DbLockContention,
+    Ok(Finding {
         statement: format!(
             "Lock contention: pid {} ({}) has {} for {:.0} s and blocks {} session(s){}",
             s.pid,
@@ -386,15 +356,14 @@ fn locks(e: &DbEvidence, th: &Thresholds, component: String) -> Result<DbVerdict
     })
 }
 
-fn connections(e: &DbEvidence, th: &Thresholds, component: String) -> Result<DbVerdict, String> {
+fn connections(e: &DbEvidence, th: &Thresholds, component: String) -> Result<Finding, String> {
     let (call, ans) = e
         .connections
         .as_ref()
         .ok_or("postgres.connections was not called")?;
     if let Some(p) = &ans.problem {
         if p.kind == ProblemKind::TooManyConnections {
-            return Ok(DbVerdict {
-                category: Category::DbConnectionExhaustion,
+            return Ok(Finding {
                 statement: format!(
                     "Connections exhausted: database {} refuses new connections",
                     e.database
@@ -425,16 +394,14 @@ fn connections(e: &DbEvidence, th: &Thresholds, component: String) -> Result<DbV
     );
     let st = level(c.used_pct, th.postgres.connections_used_pct);
     if st == Status::Normal {
-        return Ok(DbVerdict {
-            category: Category::DbConnectionExhaustion,
+        return Ok(Finding {
             statement: "Connections at or near the limit".into(),
             component,
             culprit: None,
             citations: vec![cite(call, false, Strength::Strong, note)],
         });
     }
-    Ok(DbVerdict {
-        category: Category::DbConnectionExhaustion,
+    Ok(Finding {
         statement: format!(
             "Connections near the limit: {} of {} in use{}",
             c.used,

@@ -3,7 +3,7 @@
 //! `dependency.errors` (errors that start downstream and propagate up) and `app.error_spike`
 //! (errors that start in the entry service itself).
 
-use super::postgres::Citation;
+use super::{Finding, cite};
 use crate::agent::board::{Culprit, Strength};
 use crate::collectors::host::signal::Status;
 use crate::collectors::traces::analysis::CriticalPath;
@@ -27,22 +27,6 @@ pub struct TraceEvidence {
     pub errors: Option<(String, ErrorsAnswer)>,
 }
 
-pub struct TraceVerdict {
-    pub statement: String,
-    pub component: String,
-    pub culprit: Option<Culprit>,
-    pub citations: Vec<Citation>,
-}
-
-fn cite(call: &str, supports: bool, strength: Strength, note: impl Into<String>) -> Citation {
-    Citation {
-        call: call.to_string(),
-        supports,
-        strength,
-        note: note.into(),
-    }
-}
-
 /// Whether there is anything to judge (DbSlowQuery only when database spans are on the path).
 pub fn applies(category: Category, e: &TraceEvidence) -> bool {
     let has_traces = e.path.as_ref().is_some_and(|(_, p)| p.traces > 0);
@@ -55,11 +39,7 @@ pub fn applies(category: Category, e: &TraceEvidence) -> bool {
     }
 }
 
-pub fn judge(
-    category: Category,
-    e: &TraceEvidence,
-    th: &Thresholds,
-) -> Result<TraceVerdict, String> {
+pub fn judge(category: Category, e: &TraceEvidence, th: &Thresholds) -> Result<Finding, String> {
     let t = &th.traces;
     match category {
         Category::DependencyLatency => {
@@ -96,7 +76,7 @@ pub fn judge(
                 && top.self_ms >= t.min_self_ms
                 && top.db_system.is_none()
             {
-                Ok(TraceVerdict {
+                Ok(Finding {
                     statement: format!(
                         "Downstream latency: {} in service {} takes {} ms of the {} ms critical path ({}%)",
                         top.operation, top.service, top.self_ms, p.mean_trace_ms, top.share_pct
@@ -118,7 +98,7 @@ pub fn judge(
                     )],
                 })
             } else {
-                Ok(TraceVerdict {
+                Ok(Finding {
                     statement: "A slow downstream dependency".into(),
                     component: "traces".into(),
                     culprit: None,
@@ -146,7 +126,7 @@ pub fn judge(
             );
             let supports = Status::of(db.share_pct, t.critical_path_share_pct) != Status::Normal
                 && db.self_ms >= t.min_self_ms;
-            Ok(TraceVerdict {
+            Ok(Finding {
                 statement: if supports {
                     format!(
                         "Slow database call: {} takes {} ms ({}% of the critical path)",
@@ -200,7 +180,7 @@ pub fn judge(
                 } else {
                     "no error starts in the entry service"
                 };
-                return Ok(TraceVerdict {
+                return Ok(Finding {
                     statement: if want_downstream {
                         "A failing downstream dependency".into()
                     } else {
@@ -232,7 +212,7 @@ pub fn judge(
                 Status::Warning => Strength::Moderate,
                 Status::Normal => Strength::Weak,
             };
-            Ok(TraceVerdict {
+            Ok(Finding {
                 statement: if want_downstream {
                     format!(
                         "Downstream errors: {} in service {} fails (\"{}\", {} spans) and the errors reach {}",

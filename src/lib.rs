@@ -20,6 +20,7 @@
 //!   and retries.
 //! - [`agent`]: the investigation, the hypothesis [`agent::board`] (confidence moves only with
 //!   cited evidence), triage, next steps and the text rendering of the debug log.
+//! - [`eval`]: replayable incident cases (`oncall-case/1`): record, replay, score.
 //! - [`server`]: `oncall serve`: OTLP/HTTP trace ingest into the span store, triage over HTTP.
 //!
 //! ## The flow of one investigation
@@ -42,6 +43,7 @@ pub mod actions;
 pub mod agent;
 pub mod collectors;
 pub mod config;
+pub mod eval;
 pub mod llm;
 pub mod policy;
 pub mod server;

@@ -46,6 +46,36 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
+    /// Record a replayable incident case from live collectors (truth left for a person to fill in).
+    Record {
+        /// Where to write the case, e.g. eval/cases/cpu-hog-01.json.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The case id (default: the file name without .json).
+        #[arg(long)]
+        id: Option<String>,
+        /// The report, as the incident began.
+        #[arg(value_name = "REPORT", required = true, num_args = 1..)]
+        report: Vec<String>,
+    },
+    /// Replay every case and score the answers (see eval/README.md).
+    Eval {
+        /// Directory of oncall-case/1 files.
+        #[arg(long, default_value = "eval/cases")]
+        cases: PathBuf,
+        /// Write the report as JSON.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Write the report as Markdown.
+        #[arg(long, value_name = "FILE")]
+        markdown: Option<PathBuf>,
+        /// Show per-case changes against an earlier --json report.
+        #[arg(long, value_name = "OLD.json")]
+        compare: Option<PathBuf>,
+        /// Fail (exit 1) when the suite falls below these floors.
+        #[arg(long, value_name = "FILE")]
+        thresholds: Option<PathBuf>,
+    },
     /// List every tool with its risk class and JSON schema.
     Tools {
         /// Print JSON for machines.
@@ -193,13 +223,149 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Record { out, id, report } => {
+            let id = id.unwrap_or_else(|| {
+                out.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "case".into())
+            });
+            let model = match oncall::llm::build(&config) {
+                Ok(m) => m,
+                Err(e) => return usage_error(&e.to_string()),
+            };
+            let case = runtime.block_on(oncall::eval::record::record(
+                &id,
+                &report.join(" "),
+                &config,
+                &registry,
+                model.as_ref(),
+                |m| eprintln!("[record] {m}"),
+            ));
+            match case.and_then(|c| serde_json::to_string_pretty(&c).map_err(|e| e.to_string())) {
+                Ok(text) => match std::fs::write(&out, text + "\n") {
+                    Ok(()) => {
+                        eprintln!(
+                            "[record] wrote {}: fill in `title` and `truth` (category, component, summary, culprit_any) before it is scored",
+                            out.display()
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => usage_error(&format!("cannot write {}: {e}", out.display())),
+                },
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Eval {
+            cases,
+            json,
+            markdown,
+            compare,
+            thresholds,
+        } => {
+            let specs = registry.specs();
+            let loaded = match oncall::eval::case::load_dir(&cases, &specs) {
+                Ok(c) => c,
+                Err(e) => return usage_error(&e.to_string()),
+            };
+            if loaded.is_empty() {
+                return usage_error(&format!(
+                    "no cases in {}: record one with `oncall record --out {}/<id>.json \"<report>\"`",
+                    cases.display(),
+                    cases.display()
+                ));
+            }
+            let model = match oncall::llm::build(&config) {
+                Ok(m) => m,
+                Err(e) => return usage_error(&e.to_string()),
+            };
+            let total = loaded.len();
+            let report = runtime.block_on(oncall::eval::run(
+                &loaded,
+                &config,
+                &registry,
+                model.as_ref(),
+                |i, s| {
+                    eprintln!(
+                        "[{}/{total}] {}: {} ({})",
+                        i + 1,
+                        s.id,
+                        if s.top1 { "hit" } else { "miss" },
+                        s.answer
+                    )
+                },
+            ));
+            let report = match report {
+                Ok(r) => r,
+                Err(e) => return usage_error(&e),
+            };
+            print!("{}", oncall::eval::markdown(&report));
+            if let Some(old) = compare {
+                match std::fs::read_to_string(&old)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| {
+                        serde_json::from_str::<oncall::eval::Report>(&t).map_err(|e| e.to_string())
+                    }) {
+                    Ok(o) => {
+                        println!("\nChanges against {}:", old.display());
+                        for l in oncall::eval::compare(&o, &report) {
+                            println!("- {l}");
+                        }
+                    }
+                    Err(e) => return usage_error(&format!("cannot read {}: {e}", old.display())),
+                }
+            }
+            for (path, text) in [
+                (
+                    json,
+                    serde_json::to_string_pretty(&report).unwrap_or_default(),
+                ),
+                (markdown, oncall::eval::markdown(&report)),
+            ] {
+                if let Some(p) = path
+                    && let Err(e) = std::fs::write(&p, text)
+                {
+                    return usage_error(&format!("cannot write {}: {e}", p.display()));
+                }
+            }
+            let floors = match thresholds {
+                Some(p) => match std::fs::read_to_string(&p)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| {
+                        toml::from_str::<oncall::eval::Thresholds>(&t).map_err(|e| e.to_string())
+                    }) {
+                    Ok(t) => Some(t),
+                    Err(e) => return usage_error(&format!("{}: {e}", p.display())),
+                },
+                None => None,
+            };
+            let mut failed = oncall::eval::failures(
+                &report,
+                floors.as_ref().unwrap_or(&oncall::eval::Thresholds {
+                    top1_min: 0.0,
+                    top3_min: 0.0,
+                    max_unapproved_executions: 0,
+                }),
+            );
+            failed.dedup();
+            for f in &failed {
+                eprintln!("FAIL: {f}");
+            }
+            if failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Command::Tools { json } => {
             // Registry tools measure or act on systems; board tools only touch the
             // investigation's own hypothesis board. The model is offered both.
             let mut listed: Vec<serde_json::Value> = registry
                 .specs()
                 .into_iter()
-                .map(|s| serde_json::json!({"name": s.name, "kind": "system", "risk": s.risk, "description": s.description, "parameters": s.parameters}))
+                .map(|s| serde_json::json!({"name": s.name, "kind": "system", "risk": s.risk, "version": s.version, "description": s.description, "parameters": s.parameters}))
                 .collect();
             listed.extend(oncall::agent::board_tools::defs().into_iter().map(|d| {
                 serde_json::json!({"name": d.name, "kind": "board", "risk": "read", "description": d.description, "parameters": d.parameters})

@@ -68,6 +68,9 @@ pub struct ToolSpec {
     /// Unavailable tools are listed but not offered to the model.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub unavailable: bool,
+    /// The version of the output's shape; recorded eval cases name it, and a change makes the
+    /// loader ask for a new recording instead of replaying stale shapes.
+    pub version: u32,
 }
 
 /// A typed tool. Implement this; the registry erases the types.
@@ -78,6 +81,8 @@ pub trait Tool: Send + Sync + 'static {
     /// One line for the model: what the tool measures and when to use it.
     const DESCRIPTION: &'static str;
     const RISK: RiskClass;
+    /// Bump when the output's shape changes (recorded eval cases depend on it).
+    const VERSION: u32 = 1;
     type Args: DeserializeOwned + JsonSchema + Send;
     type Output: Serialize + Send;
 
@@ -110,6 +115,7 @@ impl<T: Tool> DynTool for T {
             risk: T::RISK,
             parameters,
             unavailable: !self.available(),
+            version: T::VERSION,
         }
     }
 

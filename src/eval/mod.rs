@@ -1,0 +1,180 @@
+//! The eval harness: replay past incidents and score the answers deterministically.
+//!
+//! [`case`] loads `oncall-case/1` files, [`replay`] turns a case into a tool registry that
+//! answers from its recordings, [`score`] compares an investigation with the case's truth, and
+//! [`record`] makes a case from live collectors. This module runs a suite and writes its report.
+
+pub mod case;
+pub mod record;
+pub mod replay;
+pub mod score;
+
+use crate::agent::events::Silent;
+use crate::config::Config;
+use crate::llm::ChatModel;
+use crate::tool::Registry;
+use case::Case;
+use score::{CaseScore, Summary};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// A suite's report, as `--json` writes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub reasoner: String,
+    pub summary: Summary,
+    pub cases: Vec<CaseScore>,
+}
+
+/// Runs every case through the model and scores it. `progress` hears about each case.
+pub async fn run(
+    cases: &[(PathBuf, Case)],
+    config: &Config,
+    live: &Registry,
+    model: &dyn ChatModel,
+    mut progress: impl FnMut(usize, &CaseScore),
+) -> Result<Report, String> {
+    let risky: Vec<(String, crate::tool::RiskClass)> = live
+        .specs()
+        .into_iter()
+        .map(|s| (s.name.to_string(), s.risk))
+        .collect();
+    let mut scores = vec![];
+    for (i, (file, c)) in cases.iter().enumerate() {
+        let truth = c.truth.as_ref().ok_or_else(|| format!("{}: field `truth` is empty: fill it in (category, component, summary, culprit_any) before scoring", file.display()))?;
+        let registry = replay::registry(c, live);
+        let started = Instant::now();
+        let inv = crate::agent::investigate(&c.report, &registry, config, model, &Silent)
+            .await
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        let s = score::score(c, truth, &inv, started.elapsed().as_millis() as u64, &risky);
+        progress(i, &s);
+        scores.push(s);
+    }
+    Ok(Report {
+        reasoner: model.name(),
+        summary: score::summarize(&scores),
+        cases: scores,
+    })
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "-" }
+}
+
+/// The report as a Markdown table and a summary line.
+pub fn markdown(r: &Report) -> String {
+    let mut o = String::from(
+        "| case | truth | answer | top-1 | top-3 | culprit | calls (unmatched) | tokens | ms | unapproved |\n|---|---|---|---|---|---|---|---:|---:|---:|\n",
+    );
+    for c in &r.cases {
+        o.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} ({}) | {} | {} | {} |\n",
+            c.id,
+            c.truth,
+            c.answer,
+            yes(c.top1),
+            yes(c.top3),
+            yes(c.culprit),
+            c.tool_calls,
+            c.unmatched_calls,
+            c.prompt_tokens + c.completion_tokens,
+            c.wall_ms,
+            c.unapproved_executions
+        ));
+    }
+    o.push('\n');
+    o.push_str(&summary_line(r));
+    o.push('\n');
+    o
+}
+
+pub fn summary_line(r: &Report) -> String {
+    let s = &r.summary;
+    format!(
+        "{} cases ({}): top-1 {:.0}%, top-3 {:.0}%, MRR {:.2}, culprit {:.0}%, unapproved executions {}, uncited confirmations {}, unmatched calls {}, {} prompt + {} completion tokens, {:.1} cases/s",
+        s.cases,
+        r.reasoner,
+        s.top1 * 100.0,
+        s.top3 * 100.0,
+        s.mrr,
+        s.culprit * 100.0,
+        s.unapproved_executions,
+        s.uncited_confirmations,
+        s.unmatched_calls,
+        s.prompt_tokens,
+        s.completion_tokens,
+        s.cases_per_s
+    )
+}
+
+/// Per-case changes against an older report.
+pub fn compare(old: &Report, new: &Report) -> Vec<String> {
+    let mut out = vec![];
+    for n in &new.cases {
+        match old.cases.iter().find(|o| o.id == n.id) {
+            None => out.push(format!(
+                "{}: new case ({})",
+                n.id,
+                if n.top1 { "top-1 hit" } else { "miss" }
+            )),
+            Some(o) if o.top1 != n.top1 || o.answer != n.answer => out.push(format!(
+                "{}: {} -> {} ({})",
+                n.id,
+                o.answer,
+                n.answer,
+                if n.top1 {
+                    "now a hit"
+                } else if o.top1 {
+                    "REGRESSED"
+                } else {
+                    "still a miss"
+                }
+            )),
+            _ => {}
+        }
+    }
+    out.push(format!(
+        "top-1 {:.0}% -> {:.0}%, MRR {:.2} -> {:.2}",
+        old.summary.top1 * 100.0,
+        new.summary.top1 * 100.0,
+        old.summary.mrr,
+        new.summary.mrr
+    ));
+    out
+}
+
+/// The floor a suite must stay above (eval/thresholds.toml). Raise it as the reasoner improves;
+/// never lower it to make a change pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    pub top1_min: f64,
+    pub top3_min: f64,
+    pub max_unapproved_executions: usize,
+}
+
+/// What a suite did wrong against its thresholds (empty: it passes).
+pub fn failures(r: &Report, t: &Thresholds) -> Vec<String> {
+    let mut f = vec![];
+    if r.summary.unapproved_executions > t.max_unapproved_executions {
+        f.push(format!(
+            "{} actions ran without an approval (allowed: {})",
+            r.summary.unapproved_executions, t.max_unapproved_executions
+        ));
+    }
+    if r.summary.top1 < t.top1_min {
+        f.push(format!(
+            "top-1 {:.3} is below the recorded floor {:.3}",
+            r.summary.top1, t.top1_min
+        ));
+    }
+    if r.summary.top3 < t.top3_min {
+        f.push(format!(
+            "top-3 {:.3} is below the recorded floor {:.3}",
+            r.summary.top3, t.top3_min
+        ));
+    }
+    f
+}

@@ -1,0 +1,120 @@
+//! `oncall record`: a case from live collectors. It runs the investigation live (so the drill-down
+//! calls the reasoner makes are captured), then every other available read tool once, and the host
+//! snapshot twice more a second apart (a short time series). Every output passes the redactor
+//! before it is written; `truth` is left empty for a person to fill in.
+
+use super::case::{Case, Context, FORMAT, Recording};
+use crate::agent::events::Silent;
+use crate::config::Config;
+use crate::llm::ChatModel;
+use crate::tool::{Registry, RiskClass};
+use chrono::Utc;
+use serde_json::{Value, json};
+
+/// Redacts a recorded output; None when the redacted text is no longer JSON (then it is dropped,
+/// never written unredacted).
+fn redacted(v: &Value) -> Option<Value> {
+    serde_json::from_str(&crate::policy::redact::redact(&v.to_string())).ok()
+}
+
+/// Records a case for `report`. `progress` hears each step.
+pub async fn record(
+    id: &str,
+    report: &str,
+    config: &Config,
+    registry: &Registry,
+    model: &dyn ChatModel,
+    mut progress: impl FnMut(&str),
+) -> Result<Case, String> {
+    let observed_at = Utc::now();
+    let started = std::time::Instant::now();
+    progress("running the investigation live");
+    let inv = crate::agent::investigate(report, registry, config, model, &Silent)
+        .await
+        .map_err(|e| e.to_string())?;
+    let versions: Vec<(String, u32, RiskClass, bool)> = registry
+        .specs()
+        .into_iter()
+        .map(|s| (s.name.to_string(), s.version, s.risk, s.unavailable))
+        .collect();
+    let version_of = |t: &str| versions.iter().find(|v| v.0 == t).map(|v| v.1).unwrap_or(1);
+    let mut recordings = vec![];
+    let mut dropped = 0;
+    let mut push =
+        |tool: &str, args: Value, at_s: f64, out: &Value, recordings: &mut Vec<Recording>| {
+            match redacted(out) {
+                Some(output) => recordings.push(Recording {
+                    tool: tool.into(),
+                    args,
+                    version: version_of(tool),
+                    at_s,
+                    output,
+                }),
+                None => dropped += 1,
+            }
+        };
+    for c in inv
+        .tool_calls
+        .iter()
+        .filter(|c| c.ok && !c.tool.starts_with("board."))
+    {
+        if let Some(out) = &c.output {
+            push(&c.tool, c.args.clone(), 0.0, out, &mut recordings);
+        }
+    }
+    // The rest of the snapshot: every available read tool not called yet, with default args.
+    let databases: Vec<String> = config.postgres.keys().cloned().collect();
+    for (tool, _, risk, unavailable) in &versions {
+        if *risk != RiskClass::Read
+            || *unavailable
+            || recordings.iter().any(|r| &r.tool == tool)
+            || tool.ends_with(".explain")
+        {
+            continue;
+        }
+        let arg_sets: Vec<Value> = if tool.starts_with("postgres.") {
+            databases.iter().map(|d| json!({"database": d})).collect()
+        } else {
+            vec![json!({})]
+        };
+        for args in arg_sets {
+            progress(&format!("recording {tool} {args}"));
+            if let Ok(out) = registry.call(tool, args.clone(), None).await {
+                push(tool, args, 0.0, &out, &mut recordings);
+            }
+        }
+    }
+    // A short time series of the host.
+    for _ in 0..2 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        progress("recording host.use_snapshot again (time series)");
+        if let Ok(out) = registry.call("host.use_snapshot", json!({}), None).await {
+            push(
+                "host.use_snapshot",
+                json!({}),
+                started.elapsed().as_secs_f64(),
+                &out,
+                &mut recordings,
+            );
+        }
+    }
+    if dropped > 0 {
+        progress(&format!(
+            "dropped {dropped} recording(s) that could not be redacted safely"
+        ));
+    }
+    Ok(Case {
+        format: FORMAT.into(),
+        id: id.into(),
+        title: String::new(),
+        provenance: "recorded".into(),
+        report: crate::policy::redact::redact(report),
+        observed_at,
+        context: Context {
+            user_facing: inv.triage.user_facing,
+            ..Default::default()
+        },
+        recordings,
+        truth: None,
+    })
+}

@@ -425,14 +425,17 @@ async fn over_the_span_rate_the_receiver_answers_429_with_retry_after() {
     let base = in_process(cfg).await;
     let c = reqwest::Client::new();
     let body = request((0..20).map(span).collect()).encode_to_vec();
-    let r = c
-        .post(format!("{base}/v1/traces"))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let send = || {
+        c.post(format!("{base}/v1/traces"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/x-protobuf")
+            .body(body.clone())
+            .send()
+    };
+    // A batch bigger than a second's worth passes when the bucket is full (slowed, not refused
+    // forever); the next one right after it is over the rate.
+    assert_eq!(send().await.unwrap().status(), 200);
+    let r = send().await.unwrap();
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "1");
     let r = c

@@ -95,6 +95,10 @@ pub enum BoardError {
         "tool call {0} was a board operation, not a measurement; cite a call of a measuring tool"
     )]
     NotEvidence(String),
+    #[error(
+        "{hypothesis} already cites {call}; one call is one piece of evidence, however often it is cited"
+    )]
+    AlreadyCited { hypothesis: String, call: String },
 }
 
 /// The board of one investigation.
@@ -206,6 +210,12 @@ impl Board {
         }
         let (confirm, reject) = (self.confirm, self.reject);
         let h = self.get_mut(id)?;
+        if h.evidence.iter().any(|e| e.call == call) {
+            return Err(BoardError::AlreadyCited {
+                hypothesis: id.to_string(),
+                call: call.to_string(),
+            });
+        }
         h.confidence = if supports {
             h.confidence + (1.0 - h.confidence) * weight
         } else {
@@ -304,6 +314,16 @@ mod tests {
             Err(BoardError::NotEvidence("c3".into()))
         );
         assert!(b.cite("H7", "c1", true, 0.5, "x").is_err());
+        b.cite(&h, "c1", true, 0.25, "weak").unwrap();
+        let before = b.get(&h).unwrap().confidence;
+        assert!(
+            matches!(
+                b.cite(&h, "c1", true, 0.25, "again"),
+                Err(BoardError::AlreadyCited { .. })
+            ),
+            "one call cannot be cited twice"
+        );
+        assert_eq!(b.get(&h).unwrap().confidence, before);
     }
 
     #[test]

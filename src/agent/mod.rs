@@ -292,9 +292,13 @@ impl Run<'_> {
                     ));
                     match result {
                         Ok(out) => {
+                            // Secrets never reach the model: the output is redacted as a value
+                            // (so it stays valid JSON) before it is compacted and capped.
+                            let mut shown = out.clone();
+                            crate::policy::redact::redact_value(&mut shown);
                             let text = evidence::render(
                                 &c.name,
-                                &out,
+                                &shown,
                                 self.config.llm.evidence,
                                 cap,
                                 &self.counter,
@@ -322,6 +326,8 @@ impl Run<'_> {
                                 other => other.to_string(),
                             };
                             self.record_call(&id, &c.name, args, step, ms, Err(msg.clone()));
+                            // A failed call may be tried again (a timeout can pass).
+                            self.seen.retain(|_, v| v != &id);
                             ("error", msg)
                         }
                     }
@@ -343,7 +349,9 @@ impl Run<'_> {
                             if let Some(h) = hid {
                                 self.hypothesis_event(&h);
                             }
-                            ("ok", v.to_string())
+                            let mut shown = v.clone();
+                            crate::policy::redact::redact_value(&mut shown);
+                            ("ok", shown.to_string())
                         }
                         Ok(BoardOutcome::Concluded {
                             summary,
@@ -361,6 +369,12 @@ impl Run<'_> {
                     }
                 }
             };
+            // Error texts are plain text: redacted as text. (Outputs were redacted as values.)
+            let body = if status == "ok" {
+                body
+            } else {
+                crate::policy::redact::redact(&body)
+            };
             let summary: String = body.chars().take(160).collect();
             let ok = status == "ok";
             let ms = self.calls.last().map(|r| r.duration_ms).unwrap_or(0);
@@ -371,8 +385,6 @@ impl Run<'_> {
                 ms,
                 summary,
             });
-            // Secrets never reach the model: every answer passes the redactor first.
-            let body = crate::policy::redact::redact(&body);
             answers.push((c.id.clone(), evidence::fence(&id, &c.name, status, &body)));
         }
         answers
@@ -387,10 +399,17 @@ impl Run<'_> {
     ) -> Result<(), LlmError> {
         let l = &self.config.llm;
         self.reasoner_name = model.name();
+        // The offline reasoner needs its few steps (measure, drill down, propose, cite, conclude)
+        // whatever limit is configured for models.
+        let max_steps = if model.is_offline() {
+            l.max_steps.max(6)
+        } else {
+            l.max_steps
+        };
         let ctx = minijinja::context! {
             report => crate::policy::redact::redact(report),
             categories => crate::taxonomy::Category::ALL.iter().map(|c| c.label()).collect::<Vec<_>>(),
-            max_steps => l.max_steps,
+            max_steps => max_steps,
             user_facing => hints.user_facing,
         };
         let mut messages = vec![
@@ -416,9 +435,9 @@ impl Run<'_> {
             (l.context_window as usize).saturating_sub(l.max_completion_tokens as usize + 256);
         // Step numbers continue across a fallback, so tokens and tool calls stay in order.
         let base = self.steps;
-        for local in 1..=l.max_steps + 1 {
+        for local in 1..=max_steps + 1 {
             let step = base + local;
-            let final_turn = local > l.max_steps;
+            let final_turn = local > max_steps;
             if final_turn {
                 messages.push(Message::user(
                     self.prompts
@@ -427,7 +446,7 @@ impl Run<'_> {
                 ));
                 self.notice(format!(
                     "step limit ({}) reached: tools withdrawn, the model must answer",
-                    l.max_steps
+                    max_steps
                 ));
             }
             let offered = if final_turn { vec![] } else { tools.clone() };

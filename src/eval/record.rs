@@ -11,10 +11,11 @@ use crate::tool::{Registry, RiskClass};
 use chrono::Utc;
 use serde_json::{Value, json};
 
-/// Redacts a recorded output; None when the redacted text is no longer JSON (then it is dropped,
-/// never written unredacted).
+/// Redacts a recorded output exactly as prompts are redacted.
 fn redacted(v: &Value) -> Option<Value> {
-    serde_json::from_str(&crate::policy::redact::redact(&v.to_string())).ok()
+    let mut v = v.clone();
+    crate::policy::redact::redact_value(&mut v);
+    Some(v)
 }
 
 /// Records a case for `report`. `progress` hears each step.

@@ -26,7 +26,7 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         // scheme://user:password@host  (postgres://, mysql://, redis://, amqp://, https://, ...)
         (
             "password",
-            r"(?i)\b[a-z][a-z0-9+.-]*://[^\s:/@]+:([^\s@/]+)@",
+            r#"(?i)\b[a-z][a-z0-9+.-]*://[^\s:/@"']+:([^\s@/"']+)@"#,
             1,
         ),
         (
@@ -42,7 +42,7 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         ("aws_access_key", r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b", 0),
         (
             "password",
-            r#"(?i)(?:password|passwd|secret|token|api[_-]?key|access[_-]?key)\s*[=:]\s*["']?([^\s"'&;,]+)"#,
+            r#"(?i)(?:password|passwd|secret|token|api[_-]?key|access[_-]?key)\\?["']?\s*[=:]\s*\\?["']?([^\s"'\\&;,]+)"#,
             1,
         ),
         (
@@ -77,6 +77,10 @@ pub fn redact(text: &str) -> String {
             if m.as_str().starts_with("[REDACTED:") {
                 continue;
             }
+            // `user@host` right after `scheme://` is a URL's user, not an e-mail address.
+            if rule.kind == "email" && out[..m.start()].ends_with("://") {
+                continue;
+            }
             result.push_str(&out[last..m.start()]);
             result.push_str(&format!("[REDACTED:{}]", rule.kind));
             last = m.end();
@@ -85,6 +89,49 @@ pub fn redact(text: &str) -> String {
         out = result;
     }
     out
+}
+
+/// Keys whose values are secrets whatever they look like.
+const SECRET_KEYS: [&str; 9] = [
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "access_key",
+    "authorization",
+    "private_key",
+];
+
+/// Redacts a JSON value in place: every string leaf passes [`redact`], and the value of any key
+/// that names a secret is replaced whole. Working on the parsed value keeps the JSON valid.
+pub fn redact_value(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => {
+            let r = redact(s);
+            if r != *s {
+                *s = r;
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(redact_value),
+        Value::Object(o) => {
+            for (k, val) in o.iter_mut() {
+                let key = k.to_ascii_lowercase().replace('-', "_");
+                if SECRET_KEYS
+                    .iter()
+                    .any(|s| key == *s || key.ends_with(&format!("_{s}")))
+                    && !val.is_null()
+                {
+                    *val = Value::String("[REDACTED:password]".into());
+                } else {
+                    redact_value(val);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -140,6 +187,27 @@ mod tests {
             assert!(!r.contains(secret), "{input} -> {r}");
             assert!(r.contains(expect), "{input} -> {r}");
         }
+    }
+
+    #[test]
+    fn json_stays_valid_and_secrets_in_it_go() {
+        let mut v = serde_json::json!({
+            "note": "conn postgres://app:s3cret@db/x and password=\"hunter22\" and {\"token\":\"tok_abc123456\"}",
+            "db_password": "plain-secret",
+            "url": "postgres://oncall@db.internal:5432/app",
+            "rows": [1, 2]
+        });
+        redact_value(&mut v);
+        let t = v.to_string();
+        for secret in ["s3cret", "hunter22", "tok_abc123456", "plain-secret"] {
+            assert!(!t.contains(secret), "{secret} leaked: {t}");
+        }
+        assert!(
+            t.contains("db.internal:5432"),
+            "a URL's user is not an e-mail address: {t}"
+        );
+        assert_eq!(v["rows"][1], 2);
+        assert!(serde_json::from_str::<serde_json::Value>(&t).is_ok());
     }
 
     #[test]

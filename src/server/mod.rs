@@ -48,8 +48,10 @@ impl Bucket {
         self.tokens =
             (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.rate);
         self.at = now;
-        if self.tokens >= n {
-            self.tokens -= n;
+        // A batch larger than one second's worth passes when the bucket is full, so it is
+        // slowed down, not refused forever.
+        if self.tokens >= n || self.tokens >= self.rate {
+            self.tokens = (self.tokens - n).max(-self.rate);
             true
         } else {
             false
@@ -78,7 +80,7 @@ impl AppState {
         Arc::new(AppState {
             registry: Registry::with_span_store(config.clone(), Some(store.clone())),
             store,
-            token_sha: Sha256::digest(token.as_bytes()).into(),
+            token_sha: Sha256::digest(token.trim().as_bytes()).into(),
             exports: Semaphore::new(config.server.max_concurrent_exports.max(1)),
             spans_per_s: Mutex::new(Bucket {
                 tokens: rate,

@@ -54,9 +54,10 @@ pub struct Activity {
 pub const SESSIONS_SQL: &str = "/* oncall */ SELECT pid, coalesce(usename, ''), coalesce(application_name, ''), coalesce(state, ''), \
     wait_event_type, wait_event, \
     EXTRACT(EPOCH FROM now() - xact_start)::float8, EXTRACT(EPOCH FROM now() - query_start)::float8, \
-    left(coalesce(query, ''), 2000), pg_blocking_pids(pid) \
+    left(coalesce(query, ''), 2000), \
+    CASE WHEN wait_event_type = 'Lock' THEN pg_blocking_pids(pid) ELSE '{}'::int[] END \
     FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
-    AND coalesce(application_name, '') <> 'oncall'";
+    AND datname = current_database() AND coalesce(application_name, '') <> 'oncall'";
 
 /// A row of SESSIONS_SQL, with who blocks it.
 pub struct Row {

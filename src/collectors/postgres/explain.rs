@@ -241,7 +241,7 @@ impl Tool for ExplainTool {
             let row = client
                 .query_opt("/* oncall */ SELECT query FROM pg_stat_statements WHERE queryid = $1 AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1", &[&queryid])
                 .await?;
-            Ok(row.map(|r| r.get::<_, String>(0)))
+            Ok(row.and_then(|r| r.get::<_, Option<String>>(0)))
         })
         .await;
         let query = match found {

@@ -118,8 +118,19 @@ impl<T> PgAnswer<T> {
 #[derive(Clone)]
 pub struct Databases {
     dbs: Arc<BTreeMap<String, PgSettings>>,
-    clients: Arc<tokio::sync::Mutex<BTreeMap<String, Arc<Client>>>>,
+    clients: Arc<tokio::sync::Mutex<BTreeMap<String, Conn>>>,
 }
+
+/// A shared connection, or a recent failure to make one (so parallel tools asking an unreachable
+/// database fail at once instead of each waiting out the connect timeout).
+#[derive(Clone)]
+enum Conn {
+    Up(Arc<Client>),
+    Down(PgProblem, std::time::Instant),
+}
+
+/// How long a failed connection attempt is remembered.
+const DOWN_FOR: Duration = Duration::from_secs(10);
 
 /// The `database` argument every postgres tool takes.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -192,14 +203,25 @@ impl Databases {
     /// closed.
     pub async fn client(&self, name: &str, s: &PgSettings) -> Result<Arc<Client>, PgProblem> {
         let mut clients = self.clients.lock().await;
-        if let Some(c) = clients.get(name)
-            && !c.is_closed()
-        {
-            return Ok(c.clone());
+        match clients.get(name) {
+            Some(Conn::Up(c)) if !c.is_closed() => return Ok(c.clone()),
+            Some(Conn::Down(p, at)) if at.elapsed() < DOWN_FOR => return Err(p.clone()),
+            _ => {}
         }
-        let c = Arc::new(connect(name, s, false).await?);
-        clients.insert(name.to_string(), c.clone());
-        Ok(c)
+        match connect(name, s, false).await {
+            Ok(c) => {
+                let c = Arc::new(c);
+                clients.insert(name.to_string(), Conn::Up(c.clone()));
+                Ok(c)
+            }
+            Err(p) => {
+                clients.insert(
+                    name.to_string(),
+                    Conn::Down(p.clone(), std::time::Instant::now()),
+                );
+                Err(p)
+            }
+        }
     }
 
     /// Adds the configured names to a schema's `database` property.

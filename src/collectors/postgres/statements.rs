@@ -100,23 +100,23 @@ async fn read(
     client: &tokio_postgres::Client,
 ) -> Result<HashMap<(i64, String), (String, Counters)>, tokio_postgres::Error> {
     let rows = client.query(SQL, &[]).await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let c = Counters {
-                calls: r.get(3),
-                total_ms: r.get(4),
-                rows: r.get(5),
-                read: r.get(6),
-                hit: r.get(7),
-                temp: r.get(8),
-            };
-            (
-                (r.get::<_, i64>(0), r.get::<_, String>(1)),
-                (r.get::<_, String>(2), c),
-            )
-        })
-        .collect())
+    // pg_stat_statements keeps separate rows per user id and per top-level/nested use; rows that
+    // share (queryid, role) are summed, so both reads aggregate the same way.
+    let mut out: HashMap<(i64, String), (String, Counters)> = HashMap::new();
+    for r in &rows {
+        let key = (r.get::<_, i64>(0), r.get::<_, String>(1));
+        let text = r.get::<_, Option<String>>(2).unwrap_or_default();
+        let e = out
+            .entry(key)
+            .or_insert_with(|| (text, Counters::default()));
+        e.1.calls += r.get::<_, i64>(3);
+        e.1.total_ms += r.get::<_, f64>(4);
+        e.1.rows += r.get::<_, i64>(5);
+        e.1.read += r.get::<_, i64>(6);
+        e.1.hit += r.get::<_, i64>(7);
+        e.1.temp += r.get::<_, i64>(8);
+    }
+    Ok(out)
 }
 
 /// The tool.

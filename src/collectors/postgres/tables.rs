@@ -78,7 +78,7 @@ impl Tool for TableStatsTool {
                         live_tuples: r.get::<_, Option<i64>>(4).unwrap_or(0),
                         dead_tuples: r.get::<_, Option<i64>>(5).unwrap_or(0),
                         indexes: r.get(6),
-                        size_mib: (r.get::<_, f64>(7) * 10.0).round() / 10.0,
+                        size_mib: (r.get::<_, Option<f64>>(7).unwrap_or(0.0) * 10.0).round() / 10.0,
                         last_vacuum: r.get(8),
                         last_analyze: r.get(9),
                     })

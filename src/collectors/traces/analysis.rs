@@ -131,8 +131,10 @@ pub fn critical_path(spans: &[Span]) -> Vec<(Span, u64)> {
         let mut on_path = vec![];
         for k in kids {
             let c = spans[k];
-            if c.end_ns <= t && c.end_ns > s.start_ns {
-                self_ns += t - c.end_ns.max(s.start_ns);
+            // A child on the path overlaps what is left of the parent; one that ends after the
+            // parent (clock skew between hosts) is clamped to it rather than dropped.
+            if c.start_ns < t && c.end_ns > s.start_ns {
+                self_ns += t.saturating_sub(c.end_ns.min(t).max(s.start_ns));
                 on_path.push(k);
                 t = c.start_ns.max(s.start_ns);
             }
@@ -177,9 +179,13 @@ pub fn slow_roots(
     from_ns: u64,
     to_ns: u64,
 ) -> Vec<Span> {
+    // A root is a span without a parent, or whose parent was never received (an ingress or a
+    // browser that propagates context but does not export spans).
+    let ids: std::collections::HashSet<[u8; 8]> =
+        v.spans_between(from_ns, to_ns).map(|s| s.span_id).collect();
     let mut roots: Vec<Span> = v
         .spans_between(from_ns, to_ns)
-        .filter(|s| s.is_root())
+        .filter(|s| s.is_root() || !ids.contains(&s.parent_id))
         .filter(|s| service.is_none_or(|x| v.str(s.service) == x))
         .filter(|s| operation.is_none_or(|x| v.str(s.name) == x))
         .copied()
@@ -344,6 +350,34 @@ mod tests {
         assert_eq!(db.db_system.as_deref(), Some("postgresql"));
         assert_eq!(db.self_ms, 10.0);
         assert_eq!(cp.mean_trace_ms, 1240.0);
+    }
+
+    #[test]
+    fn clock_skew_and_missing_parents_do_not_hide_the_downstream() {
+        let st = SpanStore::new(1 << 20, 3600);
+        // The downstream's clock runs 3 ms ahead: its span "ends" after its caller's. The
+        // trace's real root (an ingress) was never exported.
+        let spans = [
+            s(2, 1, 9, "storefront", "GET /checkout", 0, 1000, false),
+            s(2, 2, 1, "payments", "provider.authorize", 10, 1003, false),
+        ];
+        st.insert(&spans, 1_000_000_000_000 + 2_000_000_000);
+        let v = st.view().unwrap();
+        let roots = slow_roots(
+            &v,
+            None,
+            None,
+            1_000_000_000_000,
+            1_000_000_000_000 + 2_000_000_000,
+        );
+        assert_eq!(
+            roots.len(),
+            1,
+            "the span whose parent never arrived is a root"
+        );
+        let cp = aggregate_path(&v, &[[2; 16]]);
+        assert_eq!(cp.path[0].operation, "provider.authorize", "{:?}", cp.path);
+        assert!(cp.path[0].share_pct > 95.0);
     }
 
     #[test]

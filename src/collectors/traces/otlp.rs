@@ -69,8 +69,12 @@ pub struct Converted<'a> {
     pub first_error: Option<String>,
 }
 
+/// How far in the future a span may end (clock skew) before it is rejected.
+const MAX_FUTURE_NS: u64 = 3_600_000_000_000;
+
 /// Validates and converts every span of a request.
 pub fn convert(req: &ExportTraceServiceRequest) -> Converted<'_> {
+    let now_ns = super::now_ns();
     let mut out = Converted {
         spans: vec![],
         rejected: 0,
@@ -105,6 +109,11 @@ pub fn convert(req: &ExportTraceServiceRequest) -> Converted<'_> {
                     Some("a span has no name".to_string())
                 } else if s.end_time_unix_nano < s.start_time_unix_nano {
                     Some(format!("span {:?} ends before it starts", s.name))
+                } else if s.end_time_unix_nano > now_ns.saturating_add(MAX_FUTURE_NS) {
+                    Some(format!(
+                        "span {:?} ends more than an hour in the future (clock skew?)",
+                        s.name
+                    ))
                 } else {
                     None
                 };

@@ -55,7 +55,14 @@ struct Interner {
     ids: HashMap<String, Sym>,
     names: Vec<String>,
     bytes: usize,
+    /// Strings stop being interned past this many bytes (names with ids in them would otherwise
+    /// grow the store without bound); later ones all become "(other)".
+    budget: usize,
+    overflowed: u64,
 }
+
+/// What a name becomes once the interner's budget is spent.
+pub const OVERFLOW_NAME: &str = "(other)";
 
 impl Interner {
     fn get(&mut self, s: &str) -> Sym {
@@ -67,6 +74,12 @@ impl Interner {
         }
         if self.names.is_empty() {
             self.names.push(String::new());
+            self.names.push(OVERFLOW_NAME.to_string());
+            self.ids.insert(OVERFLOW_NAME.to_string(), 1);
+        }
+        if self.bytes + 2 * s.len() + 48 > self.budget {
+            self.overflowed += 1;
+            return 1;
         }
         let id = self.names.len() as Sym;
         self.names.push(s.to_string());
@@ -84,6 +97,8 @@ pub struct StoreStats {
     pub received: u64,
     pub dropped_for_memory: u64,
     pub dropped_for_age: u64,
+    /// Names not interned because the name budget (1/8 of the memory bound) was spent.
+    pub names_over_budget: u64,
 }
 
 struct Inner {
@@ -125,7 +140,10 @@ impl SpanStore {
         SpanStore {
             inner: RwLock::new(Inner {
                 buckets: VecDeque::new(),
-                strings: Interner::default(),
+                strings: Interner {
+                    budget: max_bytes / 8,
+                    ..Default::default()
+                },
                 span_bytes: 0,
                 stats: StoreStats::default(),
             }),
@@ -186,11 +204,9 @@ impl SpanStore {
             kept += 1;
         }
         // Evict: out of the window, then over the memory bound, oldest bucket first.
-        while inner
-            .buckets
-            .front()
-            .is_some_and(|b| (b.second + 1) * 1_000_000_000 < oldest_allowed)
-        {
+        while inner.buckets.front().is_some_and(|b| {
+            (b.second.saturating_add(1)).saturating_mul(1_000_000_000) < oldest_allowed
+        }) {
             if let Some(b) = inner.buckets.pop_front() {
                 inner.stats.dropped_for_age += b.spans.len() as u64;
                 inner.stats.spans -= b.spans.len() as u64;
@@ -205,6 +221,7 @@ impl SpanStore {
             }
         }
         inner.stats.bytes = (inner.span_bytes + inner.strings.bytes) as u64;
+        inner.stats.names_over_budget = inner.strings.overflowed;
         kept
     }
 
@@ -321,6 +338,23 @@ mod tests {
             1,
             "the span older than the window was dropped"
         );
+    }
+
+    #[test]
+    fn names_stop_growing_at_their_budget() {
+        let st = SpanStore::new(8_000, 3600);
+        let now = 10_000 * 1_000_000_000;
+        let names: Vec<String> = (0..500).map(|i| format!("GET /orders/{i:08}")).collect();
+        for (i, n) in names.iter().enumerate() {
+            let mut sp = span(1, (i % 200) as u8, 9_000 + i as u64);
+            sp.name = n;
+            st.insert(&[sp], now);
+        }
+        let s = st.stats();
+        assert!(s.names_over_budget > 0, "{s:?}");
+        assert!(s.bytes as usize <= 8_000 + SPAN_BYTES, "{s:?}");
+        let v = st.view().unwrap();
+        assert!(v.sym(OVERFLOW_NAME).is_some());
     }
 
     #[test]

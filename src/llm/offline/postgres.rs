@@ -103,18 +103,22 @@ pub fn suspect(t: &TopQueries, th: &Thresholds) -> Option<QueryDelta> {
         .cloned()
 }
 
-fn slow_query(e: &DbEvidence, th: &Thresholds, component: String) -> Result<Finding, String> {
-    let (call, ans) = e
-        .top_queries
-        .as_ref()
-        .ok_or("postgres.top_queries was not called")?;
+/// The data of one tool's answer with its call id, or why there is none (the tool was not
+/// called, or the database reported a problem).
+fn data<'a, T>(a: &'a Answer<T>, tool: &str) -> Result<(&'a String, &'a T), String> {
+    let (call, ans) = a.as_ref().ok_or_else(|| format!("{tool} was not called"))?;
     if let Some(p) = &ans.problem {
         return Err(format!("{} ({})", p.message, p.hint));
     }
-    let t = ans
+    let d = ans
         .data
         .as_ref()
-        .ok_or("postgres.top_queries returned no data")?;
+        .ok_or_else(|| format!("{tool} returned no data"))?;
+    Ok((call, d))
+}
+
+fn slow_query(e: &DbEvidence, th: &Thresholds, component: String) -> Result<Finding, String> {
+    let (call, t) = data(&e.top_queries, "postgres.top_queries")?;
     let Some(q) = suspect(t, th) else {
         let busiest = t
             .queries
@@ -249,17 +253,7 @@ fn slow_query(e: &DbEvidence, th: &Thresholds, component: String) -> Result<Find
 }
 
 fn locks(e: &DbEvidence, th: &Thresholds, component: String) -> Result<Finding, String> {
-    let (call, ans) = e
-        .blocking
-        .as_ref()
-        .ok_or("postgres.blocking was not called")?;
-    if let Some(p) = &ans.problem {
-        return Err(format!("{} ({})", p.message, p.hint));
-    }
-    let b = ans
-        .data
-        .as_ref()
-        .ok_or("postgres.blocking returned no data")?;
+    let (call, b) = data(&e.blocking, "postgres.blocking")?;
     let Some(root) = b.roots.first() else {
         let idle = e
             .activity

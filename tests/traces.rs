@@ -446,3 +446,57 @@ async fn over_the_span_rate_the_receiver_answers_429_with_retry_after() {
         .unwrap();
     assert_eq!(r.status(), 401, "the triage API needs the token too");
 }
+
+#[tokio::test]
+async fn the_server_records_eval_cases_from_what_it_received() {
+    let mut cfg = Config::default();
+    cfg.host.window_ms = 100;
+    let base = in_process(cfg).await;
+    let c = reqwest::Client::new();
+    let body = request((0..3).map(span).collect()).encode_to_vec();
+    let r = c
+        .post(format!("{base}/v1/traces"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .post(format!("{base}/api/v1/record"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"id": "x-01", "report": "checkout is slow"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let case: Value = r.json().await.unwrap();
+    assert_eq!(case["format"], "oncall-case/1");
+    assert!(case["truth"].is_null(), "the truth is left for a person");
+    let tools: Vec<&str> = case["recordings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["tool"].as_str())
+        .collect();
+    assert!(
+        tools.contains(&"traces.red") && tools.contains(&"host.use_snapshot"),
+        "{tools:?}"
+    );
+    let r = c
+        .post(format!("{base}/api/v1/record"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"id": "x", "report": " "}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c
+        .post(format!("{base}/api/v1/record"))
+        .json(&json!({"id": "x", "report": "y"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}

@@ -1,6 +1,7 @@
 //! `oncall serve`: the HTTP server. Today it receives OpenTelemetry traces (OTLP/HTTP at
-//! `POST /v1/traces`) into the bounded span store, answers `GET /healthz`, and runs
-//! investigations that can use those traces (`POST /api/v1/triage`).
+//! `POST /v1/traces`) into the bounded span store, answers `GET /healthz`, runs investigations
+//! that can use those traces (`POST /api/v1/triage`), and records eval cases from them
+//! (`POST /api/v1/record`).
 //!
 //! Every entry point except `/healthz` needs `Authorization: Bearer <token>`, the token taken
 //! from the variable that `[server] token_env` names. Bodies are size-limited (also after gzip
@@ -183,12 +184,68 @@ async fn triage(
     }
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordRequest {
+    id: String,
+    report: String,
+}
+
+/// Records an eval case from this server's live collectors, traces included (truth left empty).
+async fn record(
+    State(st): State<Arc<AppState>>,
+    body: Result<Json<RecordRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return (StatusCode::BAD_REQUEST, Json(serde_json::json!({"error": format!("{e}: send {{\"id\": \"...\", \"report\": \"...\"}}")}))).into_response(),
+    };
+    if req.report.trim().is_empty() || req.id.trim().is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({"error": "id and report must not be empty"})),
+        )
+            .into_response();
+    }
+    let model = match crate::llm::build(&st.config) {
+        Ok(m) => m,
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(serde_json::json!({"error": e.to_string()})),
+            )
+                .into_response();
+        }
+    };
+    match crate::eval::record::record(
+        &req.id,
+        &req.report,
+        &st.config,
+        &st.registry,
+        model.as_ref(),
+        |m| tracing::info!("record: {m}"),
+    )
+    .await
+    {
+        Ok(case) => Json(case).into_response(),
+        Err(e) => {
+            tracing::error!("recording failed: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(serde_json::json!({"error": "recording failed; see the server log"})),
+            )
+                .into_response()
+        }
+    }
+}
+
 /// The router, testable without a socket.
 pub fn app(st: Arc<AppState>) -> Router {
     let limit = st.config.server.max_body_bytes;
     let protected = Router::new()
         .route("/v1/traces", post(otlp::export))
         .route("/api/v1/triage", post(triage))
+        .route("/api/v1/record", post(record))
         .layer(middleware::from_fn_with_state(st.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))

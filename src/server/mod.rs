@@ -127,6 +127,43 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
+/// What an API handler can answer besides success. The client gets a plain message; the detail
+/// of an internal failure goes to the log only.
+#[derive(Debug)]
+enum ApiError {
+    BadRequest(String),
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::Internal(detail) => {
+                tracing::error!("{detail}");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the request failed inside oncall; see the server log".to_string(),
+                )
+            }
+        };
+        (status, Json(serde_json::json!({"error": message}))).into_response()
+    }
+}
+
+/// The JSON body, or a 400 that says what to send.
+fn body<T>(
+    b: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+    expected: &str,
+) -> Result<T, ApiError> {
+    b.map(|Json(t)| t)
+        .map_err(|e| ApiError::BadRequest(format!("{e}: send {expected}")))
+}
+
+fn model(st: &AppState) -> Result<Box<dyn crate::llm::ChatModel>, ApiError> {
+    crate::llm::build(&st.config).map_err(|e| ApiError::Internal(format!("model: {e}")))
+}
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TriageRequest {
@@ -136,28 +173,10 @@ struct TriageRequest {
 /// Runs an investigation on this server (host, databases and the traces it received).
 async fn triage(
     State(st): State<Arc<AppState>>,
-    body: Result<Json<TriageRequest>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(serde_json::json!({"error": format!("{e}: send {{\"report\": \"...\"}}")})),
-            )
-                .into_response();
-        }
-    };
-    let model = match crate::llm::build(&st.config) {
-        Ok(m) => m,
-        Err(e) => {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(serde_json::json!({"error": e.to_string()})),
-            )
-                .into_response();
-        }
-    };
+    b: Result<Json<TriageRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let req = body(b, r#"{"report": "..."}"#)?;
+    let model = model(&st)?;
     match crate::agent::investigate(
         &req.report,
         &st.registry,
@@ -167,20 +186,11 @@ async fn triage(
     )
     .await
     {
-        Ok(inv) => Json(inv).into_response(),
-        Err(crate::agent::AgentError::EmptyReport) => (
-            StatusCode::BAD_REQUEST,
-            Json(serde_json::json!({"error": "the report is empty"})),
-        )
-            .into_response(),
-        Err(e) => {
-            tracing::error!("investigation failed: {e}");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(serde_json::json!({"error": "the investigation failed; see the server log"})),
-            )
-                .into_response()
+        Ok(inv) => Ok(Json(inv).into_response()),
+        Err(crate::agent::AgentError::EmptyReport) => {
+            Err(ApiError::BadRequest("the report is empty".into()))
         }
+        Err(e) => Err(ApiError::Internal(format!("investigation failed: {e}"))),
     }
 }
 
@@ -194,30 +204,16 @@ struct RecordRequest {
 /// Records an eval case from this server's live collectors, traces included (truth left empty).
 async fn record(
     State(st): State<Arc<AppState>>,
-    body: Result<Json<RecordRequest>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(e) => return (StatusCode::BAD_REQUEST, Json(serde_json::json!({"error": format!("{e}: send {{\"id\": \"...\", \"report\": \"...\"}}")}))).into_response(),
-    };
+    b: Result<Json<RecordRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let req = body(b, r#"{"id": "...", "report": "..."}"#)?;
     if req.report.trim().is_empty() || req.id.trim().is_empty() {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(serde_json::json!({"error": "id and report must not be empty"})),
-        )
-            .into_response();
+        return Err(ApiError::BadRequest(
+            "id and report must not be empty".into(),
+        ));
     }
-    let model = match crate::llm::build(&st.config) {
-        Ok(m) => m,
-        Err(e) => {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(serde_json::json!({"error": e.to_string()})),
-            )
-                .into_response();
-        }
-    };
-    match crate::eval::record::record(
+    let model = model(&st)?;
+    crate::eval::record::record(
         &req.id,
         &req.report,
         &st.config,
@@ -226,17 +222,8 @@ async fn record(
         |m| tracing::info!("record: {m}"),
     )
     .await
-    {
-        Ok(case) => Json(case).into_response(),
-        Err(e) => {
-            tracing::error!("recording failed: {e}");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Json(serde_json::json!({"error": "recording failed; see the server log"})),
-            )
-                .into_response()
-        }
-    }
+    .map(|case| Json(case).into_response())
+    .map_err(|e| ApiError::Internal(format!("recording failed: {e}")))
 }
 
 /// The router, testable without a socket.

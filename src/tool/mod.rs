@@ -149,6 +149,28 @@ pub fn schema_for<A: JsonSchema>() -> Value {
     v
 }
 
+/// Checks a numeric argument against its range, with the message every tool gives:
+/// "`name` must be between A and B, got V".
+pub fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    tool: &str,
+    name: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ToolError> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ToolError::BadArguments {
+            tool: tool.into(),
+            message: format!(
+                "{name} must be between {} and {}, got {value}",
+                range.start(),
+                range.end()
+            ),
+        })
+    }
+}
+
 /// A tool that takes no arguments uses this.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

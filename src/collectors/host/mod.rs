@@ -19,7 +19,7 @@ pub mod process;
 pub mod signal;
 
 use crate::config::{Config, HostSettings, Thresholds};
-use crate::tool::{RiskClass, Tool, ToolError};
+use crate::tool::{RiskClass, Tool, ToolError, in_range};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -101,20 +101,18 @@ impl Tool for HostUseSnapshot {
     type Output = UseSnapshot;
 
     async fn call(&self, args: SnapshotArgs) -> Result<UseSnapshot, ToolError> {
-        let bad = |message: String| ToolError::BadArguments {
-            tool: Self::NAME.into(),
-            message,
-        };
-        let window_ms = args.window_ms.unwrap_or(self.config.host.window_ms);
-        if !(100..=1000).contains(&window_ms) {
-            return Err(bad(format!(
-                "window_ms must be between 100 and 1000, got {window_ms}"
-            )));
-        }
-        let top = args.top.unwrap_or(self.config.host.top_processes);
-        if !(1..=50).contains(&top) {
-            return Err(bad(format!("top must be between 1 and 50, got {top}")));
-        }
+        let window_ms = in_range(
+            Self::NAME,
+            "window_ms",
+            args.window_ms.unwrap_or(self.config.host.window_ms),
+            100..=1000,
+        )?;
+        let top = in_range(
+            Self::NAME,
+            "top",
+            args.top.unwrap_or(self.config.host.top_processes),
+            1..=50,
+        )?;
         let config = self.config.clone();
         tokio::task::spawn_blocking(move || {
             take(

@@ -1,8 +1,8 @@
 //! `postgres.activity`: sessions by state and wait event, the long-running queries, and the
 //! sessions idle in transaction with their transaction age (pg_stat_activity).
 
-use super::{Databases, PgAnswer, ask, check_limit, evidence_sql};
-use crate::tool::{RiskClass, Tool, ToolError};
+use super::{Databases, PgAnswer, ask, evidence_sql};
+use crate::tool::{RiskClass, Tool, ToolError, in_range};
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -151,7 +151,7 @@ impl Tool for ActivityTool {
     crate::collectors::postgres::database_tool!();
 
     async fn call(&self, a: ActivityArgs) -> Result<Self::Output, ToolError> {
-        let limit = check_limit(Self::NAME, a.limit, 5, 20)?;
+        let limit = in_range(Self::NAME, "limit", a.limit.unwrap_or(5), 1..=20)?;
         Ok(
             ask(&self.dbs, a.database.as_deref(), |client, _| async move {
                 Ok(summarize(sessions(&client).await?, limit))

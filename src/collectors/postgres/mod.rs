@@ -478,24 +478,6 @@ where
     }
 }
 
-/// A `limit` argument checked against its range.
-pub fn check_limit(
-    tool: &str,
-    limit: Option<usize>,
-    default: usize,
-    max: usize,
-) -> Result<usize, crate::tool::ToolError> {
-    let l = limit.unwrap_or(default);
-    if (1..=max).contains(&l) {
-        Ok(l)
-    } else {
-        Err(crate::tool::ToolError::BadArguments {
-            tool: tool.into(),
-            message: format!("limit must be between 1 and {max}, got {l}"),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 //! always heavy.
 
 use super::{Databases, PgAnswer, ask, evidence_sql};
-use crate::tool::{RiskClass, Tool, ToolError};
+use crate::tool::{RiskClass, Tool, ToolError, in_range};
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -135,14 +135,9 @@ impl Tool for TopQueriesTool {
     crate::collectors::postgres::database_tool!();
 
     async fn call(&self, a: TopQueriesArgs) -> Result<Self::Output, ToolError> {
-        let limit = super::check_limit(Self::NAME, a.limit, 5, 20)?;
-        if let Some(w) = a.window_ms
-            && !(100..=30_000).contains(&w)
-        {
-            return Err(ToolError::BadArguments {
-                tool: Self::NAME.into(),
-                message: format!("window_ms must be between 100 and 30000, got {w}"),
-            });
+        let limit = in_range(Self::NAME, "limit", a.limit.unwrap_or(5), 1..=20)?;
+        if let Some(w) = a.window_ms {
+            in_range(Self::NAME, "window_ms", w, 100..=30_000)?;
         }
         let order = a.order_by.unwrap_or_default();
         Ok(

@@ -1,8 +1,8 @@
 //! `postgres.table_stats`: sequential vs. index scans, tuples read, dead tuples and the last
 //! (auto)vacuum/analyze of the tables a symptom points at (pg_stat_user_tables).
 
-use super::{Databases, PgAnswer, ask, check_limit};
-use crate::tool::{RiskClass, Tool, ToolError};
+use super::{Databases, PgAnswer, ask};
+use crate::tool::{RiskClass, Tool, ToolError, in_range};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -63,7 +63,7 @@ impl Tool for TableStatsTool {
     crate::collectors::postgres::database_tool!();
 
     async fn call(&self, a: TableStatsArgs) -> Result<Self::Output, ToolError> {
-        let limit = check_limit(Self::NAME, a.limit, 5, 20)? as i64;
+        let limit = in_range(Self::NAME, "limit", a.limit.unwrap_or(5), 1..=20)? as i64;
         let tables = a.tables.clone();
         Ok(
             ask(&self.dbs, a.database.as_deref(), |client, _| async move {

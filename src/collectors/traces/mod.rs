@@ -9,7 +9,7 @@ pub mod analysis;
 pub mod otlp;
 pub mod store;
 
-use crate::tool::{RiskClass, Tool, ToolError};
+use crate::tool::{RiskClass, Tool, ToolError, in_range};
 use analysis::{CriticalPath, ErrorGroup, RedRow};
 use async_trait::async_trait;
 use schemars::JsonSchema;
@@ -34,13 +34,12 @@ pub struct Traces {
 
 impl Traces {
     fn window(&self, tool: &str, w: Option<u64>) -> Result<(u64, u64), ToolError> {
-        let w = w.unwrap_or(self.default_window_s);
-        if !(5..=86_400).contains(&w) {
-            return Err(ToolError::BadArguments {
-                tool: tool.into(),
-                message: format!("window_s must be between 5 and 86400, got {w}"),
-            });
-        }
+        let w = in_range(
+            tool,
+            "window_s",
+            w.unwrap_or(self.default_window_s),
+            5..=86_400,
+        )?;
         let now = now_ns();
         Ok((now.saturating_sub(w * 1_000_000_000), now + 1))
     }
@@ -86,15 +85,7 @@ pub struct TraceQuery {
 }
 
 fn limit(tool: &str, l: Option<usize>) -> Result<usize, ToolError> {
-    let l = l.unwrap_or(10);
-    if (1..=50).contains(&l) {
-        Ok(l)
-    } else {
-        Err(ToolError::BadArguments {
-            tool: tool.into(),
-            message: format!("limit must be between 1 and 50, got {l}"),
-        })
-    }
+    in_range(tool, "limit", l.unwrap_or(10), 1..=50)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -237,10 +228,7 @@ impl Tool for CriticalPathTool {
             message: m,
         };
         let (from, to) = self.traces.window(Self::NAME, a.window_s)?;
-        let n = a.traces.unwrap_or(20);
-        if !(1..=200).contains(&n) {
-            return Err(bad(format!("traces must be between 1 and 200, got {n}")));
-        }
+        let n = in_range(Self::NAME, "traces", a.traces.unwrap_or(20), 1..=200)?;
         let v = self.traces.view(Self::NAME)?;
         let ids: Vec<[u8; 16]> = match &a.trace_id {
             Some(t) => {

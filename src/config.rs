@@ -41,6 +41,16 @@ pub struct Config {
     pub traces: TraceSettings,
     /// `oncall serve`: where it listens and how it protects itself.
     pub server: ServerSettings,
+    /// The change log (deploys, config, flags) that `changes.recent` reads.
+    pub changes: ChangeSettings,
+}
+
+/// Where recent changes come from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChangeSettings {
+    /// A JSON Lines change log, one `{"at", "kind", "what", "service"}` per line; empty: none.
+    pub file: Option<PathBuf>,
 }
 
 /// Span store settings.
@@ -105,6 +115,7 @@ impl Default for Config {
             postgres: Default::default(),
             traces: TraceSettings::default(),
             server: ServerSettings::default(),
+            changes: ChangeSettings::default(),
         }
     }
 }
@@ -151,6 +162,24 @@ pub struct Thresholds {
     pub fd: FdThresholds,
     pub postgres: PgThresholds,
     pub traces: TraceThresholds,
+    pub changes: ChangeThresholds,
+}
+
+/// When a change is a suspect.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChangeThresholds {
+    /// A change this many minutes or less before the investigation is a suspect for a regression
+    /// found now; older changes are shown but not blamed.
+    pub suspect_within_min: f64,
+}
+
+impl Default for ChangeThresholds {
+    fn default() -> Self {
+        ChangeThresholds {
+            suspect_within_min: 60.0,
+        }
+    }
 }
 
 impl Default for Thresholds {
@@ -167,6 +196,7 @@ impl Default for Thresholds {
             fd: FdThresholds::default(),
             postgres: PgThresholds::default(),
             traces: TraceThresholds::default(),
+            changes: ChangeThresholds::default(),
         }
     }
 }
@@ -220,6 +250,9 @@ pub struct MemoryThresholds {
     pub psi_some_pct: Level,
     /// OOM kills during the window.
     pub oom_kills: Level,
+    /// OOM kills the kernel log shows this many seconds back count as recent (read from
+    /// /dev/kmsg, root only; only when the kernel's OOM counter is non-zero).
+    pub oom_lookback_s: f64,
     /// A process whose RSS grows at least this fast (MiB/s) is a growth suspect...
     pub process_growth_mib_per_s: f64,
     /// ...if it also grew at least this much (MiB) in the window: a process starting up is not a leak.
@@ -237,6 +270,7 @@ impl Default for MemoryThresholds {
             major_faults_per_s: lvl(100.0, 1000.0),
             psi_some_pct: lvl(10.0, 30.0),
             oom_kills: lvl(1.0, 1.0),
+            oom_lookback_s: 900.0,
             process_growth_mib_per_s: 20.0,
             process_growth_min_mib: 32.0,
             exhaustion_horizon_s: 300.0,
@@ -337,6 +371,8 @@ pub struct PgThresholds {
     pub query_share_pct: f64,
     /// How long the longest waiter has waited on a lock, s.
     pub lock_wait_s: Level,
+    /// How many sessions wait on locks at once (a queue behind one request grows fast).
+    pub lock_waiters: Level,
     /// Age of a transaction left idle in transaction, s.
     pub idle_in_transaction_s: Level,
     /// Client connections, % of max_connections minus the reserved ones.
@@ -349,6 +385,7 @@ impl Default for PgThresholds {
             query_mean_ms: lvl(50.0, 250.0),
             query_share_pct: 50.0,
             lock_wait_s: lvl(5.0, 30.0),
+            lock_waiters: lvl(3.0, 10.0),
             idle_in_transaction_s: lvl(60.0, 300.0),
             connections_used_pct: lvl(80.0, 95.0),
         }

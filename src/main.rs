@@ -2,10 +2,10 @@
 //! logging and hands over to the library. Usage and configuration errors print one line that
 //! names the problem and the fix, and exit with code 2.
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use oncall::agent::events::{self, Event, EventSink, Silent};
 use oncall::agent::{self, render};
-use oncall::config::Config;
+use oncall::config::{Config, Provider};
 use oncall::tool::Registry;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +23,17 @@ struct Cli {
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Who reasons in `oncall eval`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EvalModel {
+    /// The built-in rules (no network).
+    Offline,
+    /// The configured OpenAI-compatible endpoint ([llm] base_url).
+    Openai,
+    /// Each case's recorded model turns (see --turns).
+    Replay,
 }
 
 #[derive(Subcommand)]
@@ -75,6 +86,16 @@ enum Command {
         /// Fail (exit 1) when the suite falls below these floors.
         #[arg(long, value_name = "FILE")]
         thresholds: Option<PathBuf>,
+        /// Who reasons: the built-in rules, the configured OpenAI-compatible endpoint, or each
+        /// case's recorded model turns (--turns). Default: as configured.
+        #[arg(long, value_enum)]
+        model: Option<EvalModel>,
+        /// Where each case's recorded model turns are (<dir>/<case id>.json), for --model replay.
+        #[arg(long, value_name = "DIR", default_value = "eval/turns")]
+        turns: PathBuf,
+        /// Write each case's model replies to <DIR>/<case id>.json, to replay them later.
+        #[arg(long, value_name = "DIR")]
+        record_turns: Option<PathBuf>,
     },
     /// List every tool with its risk class and JSON schema.
     Tools {
@@ -264,6 +285,9 @@ fn main() -> ExitCode {
             markdown,
             compare,
             thresholds,
+            model: which,
+            turns,
+            record_turns,
         } => {
             let specs = registry.specs();
             let loaded = match oncall::eval::case::load_dir(&cases, &specs) {
@@ -277,16 +301,34 @@ fn main() -> ExitCode {
                     cases.display()
                 ));
             }
-            let model = match oncall::llm::build(&config) {
+            let mut config = (*config).clone();
+            match which {
+                Some(EvalModel::Offline) => config.llm.provider = Provider::Offline,
+                Some(EvalModel::Openai) => {
+                    if config.llm.base_url.is_empty() {
+                        return usage_error(
+                            "--model openai needs an endpoint: set [llm] base_url (or ONCALL_LLM__BASE_URL)",
+                        );
+                    }
+                    config.llm.provider = Provider::Openai;
+                }
+                Some(EvalModel::Replay) | None => {}
+            }
+            let shared = match oncall::llm::build(&config) {
                 Ok(m) => m,
                 Err(e) => return usage_error(&e.to_string()),
+            };
+            let models = match which {
+                Some(EvalModel::Replay) => oncall::eval::Models::Replay(turns),
+                _ => oncall::eval::Models::Shared(shared.as_ref()),
             };
             let total = loaded.len();
             let report = runtime.block_on(oncall::eval::run(
                 &loaded,
                 &config,
                 &registry,
-                model.as_ref(),
+                models,
+                record_turns.as_deref(),
                 |i, s| {
                     eprintln!(
                         "[{}/{total}] {}: {} ({})",

@@ -258,3 +258,149 @@ fn the_recorded_suite_meets_its_floors() {
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("unapproved executions 0"), "{out}");
 }
+
+#[test]
+fn a_change_of_unknown_kind_is_named_by_the_loader() {
+    let mut v = case_json();
+    v["context"]["recent_changes"] =
+        json!([{"at": "2026-11-27T00:56:00Z", "kind": "rollout", "what": "api v2"}]);
+    let e = load(&v).unwrap_err().to_string();
+    assert!(e.contains("context") && e.contains("rollout"), "{e}");
+}
+
+#[tokio::test]
+async fn replay_answers_changes_from_the_context_as_of_the_observation() {
+    let mut v = case_json();
+    v["context"]["recent_changes"] = json!([
+        {"at": "2026-11-27T00:56:00Z", "kind": "deploy", "what": "api v2", "service": "api"},
+        {"at": "2026-11-26T20:00:00Z", "kind": "flag", "what": "new-checkout on"}
+    ]);
+    let c = load(&v).unwrap();
+    let live = Registry::builtin(Arc::new(Config::default()));
+    let r = oncall::eval::replay::registry(&c, &live);
+    let spec = r
+        .specs()
+        .into_iter()
+        .find(|s| s.name == "changes.recent")
+        .unwrap();
+    assert!(!spec.unavailable, "offered when the context has changes");
+    let all = r.call("changes.recent", json!({}), None).await.unwrap();
+    assert_eq!(all["changes"].as_array().unwrap().len(), 1, "{all}");
+    assert_eq!(all["changes"][0]["minutes_ago"], 4.0);
+    let week = r
+        .call("changes.recent", json!({"since_minutes": 1440}), None)
+        .await
+        .unwrap();
+    assert_eq!(week["changes"].as_array().unwrap().len(), 2, "{week}");
+    let e = r
+        .call("changes.recent", json!({"since_minutes": 0}), None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("since_minutes"), "{e}");
+    // Without changes in the context there is nothing to replay, and the tool is not offered.
+    let bare = oncall::eval::replay::registry(&load(&case_json()).unwrap(), &live);
+    assert!(
+        bare.specs()
+            .iter()
+            .any(|s| s.name == "changes.recent" && s.unavailable)
+    );
+}
+
+#[test]
+fn the_suite_has_the_cases_it_promises() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("eval/cases");
+    let cases = case::load_dir(&dir, &specs()).expect("the suite loads");
+    let n = cases.len();
+    let prov = |p: &str| {
+        cases
+            .iter()
+            .filter(|(_, c)| c.provenance.starts_with(p))
+            .count()
+    };
+    let none = cases
+        .iter()
+        .filter(|(_, c)| {
+            c.truth
+                .as_ref()
+                .is_some_and(|t| t.category.label() == "none")
+        })
+        .count();
+    assert!(n >= 30, "{n} cases");
+    assert!(prov("derived:") >= 5, "{} derived", prov("derived:"));
+    assert!(
+        cases
+            .iter()
+            .filter(|(_, c)| c.provenance.starts_with("derived:"))
+            .all(|(_, c)| c.provenance.len() > "derived:".len() + 5),
+        "each derived case names its source"
+    );
+    assert!(prov("recorded") * 2 > n, "most cases are recorded");
+    assert!(prov("synthetic") == 0, "no hand-written cases");
+    assert!(none >= 5, "{none} none controls");
+}
+
+#[test]
+fn recorded_model_turns_replay_to_the_same_answers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cases = root.join("eval/cases").display().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let turns = tmp.path().join("turns");
+    let (a, b) = (tmp.path().join("a.json"), tmp.path().join("b.json"));
+    let t = turns.display().to_string();
+    let (code, out, err) = common::oncall(
+        &[
+            "eval",
+            "--cases",
+            &cases,
+            "--model",
+            "offline",
+            "--record-turns",
+            &t,
+            "--json",
+            &a.display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = common::oncall(
+        &[
+            "eval",
+            "--cases",
+            &cases,
+            "--model",
+            "replay",
+            "--turns",
+            &t,
+            "--json",
+            &b.display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let read = |p: &Path| -> oncall::eval::Report {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let (ra, rb) = (read(&a), read(&b));
+    assert!(rb.reasoner.starts_with("replay:"), "{}", rb.reasoner);
+    let answers = |r: &oncall::eval::Report| -> Vec<(String, String)> {
+        r.cases
+            .iter()
+            .map(|c| (c.id.clone(), c.answer.clone()))
+            .collect()
+    };
+    assert_eq!(answers(&ra), answers(&rb));
+    // A case without recorded turns is named before anything runs.
+    std::fs::remove_file(turns.join("pg-down-01.json")).unwrap();
+    let (code, _, err) = common::oncall(
+        &[
+            "eval", "--cases", &cases, "--model", "replay", "--turns", &t,
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("pg-down-01") && err.contains("--record-turns"),
+        "{err}"
+    );
+}

@@ -168,6 +168,94 @@ fn process_at_its_open_files_limit_is_fd_exhaustion() {
 }
 
 #[test]
+fn parallel_direct_writers_are_disk_io_saturation_naming_the_writer() {
+    let _g = serial();
+    // On the disk that holds the target directory (a tmpfs has no device to saturate).
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("io-fault");
+    std::fs::create_dir_all(&dir).expect("create the io directory");
+    let dir = dir.display().to_string();
+    let w = Fault::start(&[
+        "--name",
+        "blob-compactor",
+        "io",
+        "--path",
+        &dir,
+        "--mib",
+        "64",
+        "--threads",
+        "8",
+        "--seconds",
+        "60",
+    ]);
+    std::thread::sleep(Duration::from_millis(500));
+    let answer = triage_json("uploads are slow", &[]);
+    let h = top(&answer);
+    assert_eq!(
+        h["category"],
+        "host.disk_io_saturation",
+        "ranking:\n{}",
+        ranking(&answer)
+    );
+    assert_eq!(h["culprit"]["pid"], w.pid, "names the writer: {h}");
+    assert!(
+        h["statement"]
+            .as_str()
+            .unwrap_or("")
+            .contains("blob-compactor"),
+        "{}",
+        h["statement"]
+    );
+}
+
+#[test]
+fn a_host_wide_change_right_before_a_cpu_hog_is_blamed_first_and_reverting_it_proposed() {
+    let _g = serial();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let log = dir.path().join("changes.jsonl");
+    let at = |min: i64| (chrono::Utc::now() - chrono::Duration::minutes(min)).to_rfc3339();
+    std::fs::write(
+        &log,
+        format!(
+            "{}\n{}\n",
+            serde_json::json!({"at": at(3), "kind": "config", "what": "proxy rules: new header filter"}),
+            serde_json::json!({"at": at(240), "kind": "deploy", "what": "api v9", "service": "api"}),
+        ),
+    )
+    .expect("write the change log");
+    let threads = (cores() * 2).to_string();
+    let hog = Fault::start(&[
+        "--name",
+        "edge-proxy",
+        "cpu",
+        "--threads",
+        &threads,
+        "--seconds",
+        "60",
+    ]);
+    std::thread::sleep(Duration::from_millis(800));
+    let log = log.display().to_string();
+    let answer = triage_json(
+        "502s for users since a few minutes",
+        &[("ONCALL_CHANGES__FILE", log.as_str())],
+    );
+    let h = top(&answer);
+    assert_eq!(
+        h["category"],
+        "change.bad_config",
+        "ranking:\n{}",
+        ranking(&answer)
+    );
+    assert_eq!(h["culprit"]["name"], "proxy rules: new header filter");
+    assert_eq!(hypotheses(&answer)[1]["culprit"]["pid"], hog.pid);
+    let first = &answer["stabilize"][0];
+    assert!(
+        first["why"].as_str().unwrap_or("").contains("revert"),
+        "the first stabilizer reverts the change: {first}"
+    );
+    assert_eq!(first["needs_approval"], true);
+}
+
+#[test]
 fn quiet_machine_abstains() {
     let _g = serial();
     let answer = triage_json("routine check: is this host healthy?", &[]);

@@ -102,6 +102,42 @@ kill "${bg[@]}" 2>/dev/null || true; psql_ -c "SELECT pg_terminate_backend(pid) 
 truth "$OUT/pg-connections-01.json" "One application holds every connection" db.connection_exhaustion postgres:app \
   "report-batch holds 16 of the 17 usable connections" report-batch ""
 
+# Derived from a public post-mortem, reproduced here: GoCardless, "Zero-downtime Postgres
+# migrations - the hard parts": a migration's ALTER TABLE waits for its ACCESS EXCLUSIVE lock
+# behind a long-running query, and every later query on the table queues behind the ALTER.
+LOG=$(mktemp /tmp/changes-XXXX.jsonl)
+source eval/scenarios/lib.sh
+change 2 deploy payments-api "payments-api v512 (migration: add refunded_at to payments)" > "$LOG"
+psql_ -d app -c "CREATE TABLE payments (id int PRIMARY KEY, amount int NOT NULL); INSERT INTO payments SELECT g, g FROM generate_series(1, 1000) g"
+PGAPPNAME=analytics-export psql_ -d app -c "SELECT count(*), pg_sleep(60) FROM payments" >/dev/null 2>&1 & bg+=($!)
+sleep 1
+PGAPPNAME=migrations psql_ -d app -c "ALTER TABLE payments ADD COLUMN refunded_at timestamptz" >/dev/null 2>&1 & bg+=($!)
+sleep 1
+for i in 1 2 3 4; do PGAPPNAME=payments-api psql_ -d app -c "SELECT amount FROM payments WHERE id = $i" >/dev/null 2>&1 & bg+=($!); done
+sleep 2
+root=$(psql_ -d app -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'analytics-export'")
+alter=$(psql_ -d app -c "SELECT pid FROM pg_stat_activity WHERE application_name = 'migrations'")
+ONCALL_CHANGES__FILE=$LOG $ONCALL record --out "$OUT/derived-gocardless-lock-queue.json" "the payments API stopped answering during the deploy" 2>/dev/null
+kill "${bg[@]}" 2>/dev/null || true; psql_ -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'app' AND pid <> pg_backend_pid()" >/dev/null; wait 2>/dev/null || true; bg=(); rm -f "$LOG"
+truth "$OUT/derived-gocardless-lock-queue.json" "A migration waits for its lock behind a long query, and every query queues behind it" db.lock_contention postgres:app \
+  "analytics-export (pid $root) runs a long query on payments; the migration's ALTER TABLE (pid $alter) waits for ACCESS EXCLUSIVE behind it, and every payments-api query waits behind the ALTER" \
+  "analytics-export,$root,ALTER TABLE,migrations,$alter" "postgres.cancel_backend,postgres.terminate_backend" \
+  "the ALTER TABLE blocks the API's queries but is itself waiting" "a payments-api deploy 2 min before (the migration belongs to it; rolling the code back does not release the lock)"
+python3 - "$OUT/derived-gocardless-lock-queue.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["provenance"] = "derived:gocardless-blog-zero-downtime-postgres-migrations-the-hard-parts"
+c["truth"]["must_not"].append("deploy.rollback"); json.dump(c, open(sys.argv[1], "w"), indent=2); open(sys.argv[1], "a").write("\n")
+PY
+
+# A pool of idle connections and a steady light load: busy, healthy.
+for i in $(seq 1 8); do ( sleep 60 | PGAPPNAME=api-pool psql_ -d app >/dev/null 2>&1 ) & bg+=($!); done
+PGAPPNAME=checkout-api as_pg "$BIN/pgbench" -h "$DIR" -p "$PORT" -U postgres -n -c 2 -R 100 -T 40 -f "$DIR/lookup.sql" app >/dev/null 2>&1 & bg+=($!)
+sleep 3
+$ONCALL record --out "$OUT/none-pg-busy-01.json" "is the database keeping up with the sale traffic?" 2>/dev/null
+kill "${bg[@]}" 2>/dev/null || true; psql_ -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'app' AND pid <> pg_backend_pid()" >/dev/null; wait 2>/dev/null || true; bg=()
+truth "$OUT/none-pg-busy-01.json" "A busy, healthy database: an idle pool and indexed lookups" none "" "8 idle pooled connections of 17 and 100 indexed lookups/s: busy, nothing wrong" "" "" \
+  "eight idle connections from api-pool" "lookups dominate statement time, each fast"
+
 # 5. A healthy database.
 sleep 2
 $ONCALL record --out "$OUT/none-pg-healthy-01.json" "routine check of the database before the release" 2>/dev/null

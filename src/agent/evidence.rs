@@ -59,6 +59,7 @@ pub fn unfence(text: &str) -> Option<Fenced> {
 
 /// Fields of a process row in compact evidence.
 const PROCESS_FIELDS: [&str; 5] = ["pid", "name", "cpu_pct", "rss_mib", "rss_growth_mib_per_s"];
+const IO_FIELDS: [&str; 4] = ["pid", "name", "read_mib_per_s", "write_mib_per_s"];
 const FD_FIELDS: [&str; 5] = ["pid", "name", "open", "limit", "used_pct"];
 
 /// One signal as one short string: `metric=value unit [!status] [-- note]`.
@@ -167,6 +168,18 @@ fn compact_snapshot(v: &Value) -> Option<Value> {
             .map(|f| json!([f.pid, f.name, f.open, f.limit, f.used_pct]))
             .collect();
     }
+    if !p.top_io.is_empty() {
+        out["io_fields"] = json!(IO_FIELDS);
+        out["processes"]["top_io"] = p
+            .top_io
+            .iter()
+            .take(3)
+            .map(|u| json!([u.pid, u.name, u.read_mib_per_s, u.write_mib_per_s]))
+            .collect();
+    }
+    if !p.oom_killed.is_empty() {
+        out["processes"]["oom_killed"] = json!(p.oom_killed.iter().take(3).collect::<Vec<_>>());
+    }
     if !s.unreadable.is_empty() {
         out["unreadable"] = json!(s.unreadable);
     }
@@ -251,6 +264,23 @@ pub fn read_snapshot(text: &str) -> Result<UseSnapshot, String> {
             top_rss: procs("top_rss"),
             growing: procs("growing"),
             top_fds,
+            top_io: v["processes"]["top_io"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|row| {
+                            Some(crate::collectors::host::process::IoUse {
+                                pid: row.get(0)?.as_u64()? as u32,
+                                name: row.get(1)?.as_str()?.to_string(),
+                                read_mib_per_s: row.get(2)?.as_f64()?,
+                                write_mib_per_s: row.get(3)?.as_f64()?,
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            oom_killed: serde_json::from_value(v["processes"]["oom_killed"].clone())
+                .unwrap_or_default(),
         },
         unreadable: serde_json::from_value(v.get("unreadable").cloned().unwrap_or(json!([])))
             .unwrap_or_default(),

@@ -221,7 +221,48 @@ pub fn stabilize(hints: &ReportHints, findings: &[Hypothesis]) -> Vec<ProposedAc
         return vec![];
     }
     let mut out = vec![];
-    if hints.mentions_deploy {
+    if let Some(top) = findings.iter().find(|h| {
+        matches!(
+            h.category,
+            Category::ChangeBadDeploy | Category::ChangeBadConfig
+        ) && h.status == HypothesisStatus::Confirmed
+    }) {
+        let what = top
+            .culprit
+            .as_ref()
+            .map(|c| c.name.clone())
+            .unwrap_or_else(|| top.statement.clone());
+        let service = top.component.strip_prefix("service:").unwrap_or(&what);
+        out.push(if top.category == Category::ChangeBadDeploy {
+            ProposedAction {
+                tool: "deploy.rollback".into(),
+                args: serde_json::json!({"deployment": service}),
+                why: format!(
+                    "roll back {what}: the regression began right after it; diagnose after"
+                ),
+                needs_approval: true,
+            }
+        } else if top.statement.contains("flag change") {
+            ProposedAction {
+                tool: "flag.disable".into(),
+                args: serde_json::json!({"flag": what}),
+                why: format!(
+                    "turn the flag back off ({what}): the regression began right after it"
+                ),
+                needs_approval: true,
+            }
+        } else {
+            ProposedAction {
+                tool: "manual".into(),
+                args: serde_json::json!({"revert": what}),
+                why: format!(
+                    "revert the configuration change ({what}): the regression began right after it"
+                ),
+                needs_approval: true,
+            }
+        });
+    }
+    if hints.mentions_deploy && out.is_empty() {
         out.push(ProposedAction {
             tool: "manual".into(),
             args: serde_json::json!({}),

@@ -89,6 +89,19 @@ enum Fault {
         #[arg(long, value_name = "DIR")]
         path: PathBuf,
     },
+    /// Keep a disk busy: each writer rewrites its own file of MIB MiB in DIR with direct,
+    /// synchronous 1 MiB writes, over and over (the files are unlinked at once; the disk never fills).
+    Io {
+        /// Directory on the disk to load (not a tmpfs: direct I/O must reach a device).
+        #[arg(long, value_name = "DIR")]
+        path: PathBuf,
+        /// Size of the file that is rewritten.
+        #[arg(long, default_value_t = 256, value_name = "MIB")]
+        mib: u64,
+        /// Writers in parallel, each on its own file (more writers, deeper device queue).
+        #[arg(long, default_value_t = 8)]
+        threads: usize,
+    },
 }
 
 fn main() {
@@ -125,6 +138,7 @@ fn run(cli: Cli) -> Result<()> {
         } => memory(rate_mib_per_s, max_mib, deadline),
         Fault::Fds { limit, open } => fds(limit, open, deadline),
         Fault::Fill { path } => fill(&path, deadline),
+        Fault::Io { path, mib, threads } => io(&path, mib, threads, deadline),
     }
 }
 
@@ -264,6 +278,69 @@ fn fill(dir: &Path, deadline: Instant) -> Result<()> {
     }
     ready()?;
     sleep_until(deadline);
+    Ok(())
+}
+
+fn io(dir: &Path, mib: u64, threads: usize, deadline: Instant) -> Result<()> {
+    if !dir.is_dir() {
+        bail!("--path {} is not a directory", dir.display());
+    }
+    if mib == 0 || threads == 0 {
+        bail!("--mib and --threads must be at least 1");
+    }
+    let paths: Vec<PathBuf> = (0..threads)
+        .map(|t| dir.join(format!("io-{}-{t}.bin", std::process::id())))
+        .collect();
+    let files = paths
+        .iter()
+        .map(|p| open_direct(p))
+        .collect::<Result<Vec<File>>>()?;
+    // Unlinked while open: the space comes back when the process ends, however it ends.
+    for p in &paths {
+        let _ = std::fs::remove_file(p);
+    }
+    ready()?;
+    let results: Vec<Result<()>> = thread::scope(|s| {
+        let handles: Vec<_> = files
+            .iter()
+            .zip(&paths)
+            .map(|(f, p)| s.spawn(move || rewrite(f, p, mib, deadline)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a writer panicked")))
+            })
+            .collect()
+    });
+    results.into_iter().collect()
+}
+
+fn open_direct(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .custom_flags((nix::fcntl::OFlag::O_DIRECT | nix::fcntl::OFlag::O_DSYNC).bits())
+        .open(path)
+        .with_context(|| format!("open {} with O_DIRECT", path.display()))
+}
+
+/// Rewrites `mib` MiB of `f` with direct, synchronous 1 MiB writes until the deadline.
+fn rewrite(f: &File, path: &Path, mib: u64, deadline: Instant) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    // O_DIRECT needs a buffer aligned to the logical block size: 4096 covers every device.
+    let raw = vec![0x5au8; MIB + 4096];
+    let off = raw.as_ptr().align_offset(4096);
+    let block = &raw[off..off + MIB];
+    let mut i = 0u64;
+    while Instant::now() < deadline {
+        f.write_all_at(block, (i % mib) * MIB as u64)
+            .with_context(|| format!("write {}", path.display()))?;
+        i += 1;
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! cannot read is reported with the reason instead of failing the whole answer. Collectors never
 //! change the system they look at.
 
+pub mod changes;
 pub mod host;
 pub mod postgres;
 pub mod traces;

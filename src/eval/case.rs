@@ -32,13 +32,8 @@ fn one() -> u32 {
     1
 }
 
-/// A change recorded in the context, e.g. a deploy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Change {
-    pub at: DateTime<Utc>,
-    pub kind: String,
-    pub what: String,
-}
+/// A change recorded in the context, e.g. a deploy (the change log's own type).
+pub use crate::collectors::changes::Change;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Context {
@@ -137,19 +132,23 @@ pub fn load(file: &Path, tools: &[ToolSpec]) -> Result<Case, CaseError> {
     if let Some(cat) = raw.pointer("/truth/category").and_then(Value::as_str) {
         Category::parse(cat).map_err(|e| field(file, "truth.category", e))?;
     }
-    let case: Case = serde_json::from_value(raw).map_err(|e| {
-        let msg = e.to_string();
-        // serde names the missing field in its message; lift it into the field slot.
+    // The path of the offending field goes into the message (`context.recent_changes[0].kind`).
+    let case: Case = serde_path_to_error::deserialize(raw).map_err(|e| {
+        let path = e.path().to_string();
+        let msg = e.inner().to_string();
+        // serde names a missing field in its message; lift it into the field slot.
         match msg
             .split('`')
             .nth(1)
             .filter(|_| msg.starts_with("missing field"))
         {
-            Some(f) => field(file, f, "is missing"),
-            None => CaseError::Invalid {
+            Some(f) if path == "." => field(file, f, "is missing"),
+            Some(f) => field(file, &format!("{path}.{f}"), "is missing"),
+            None if path == "." => CaseError::Invalid {
                 file: file.into(),
                 reason: msg,
             },
+            None => field(file, &path, msg),
         }
     })?;
     for (i, r) in case.recordings.iter().enumerate() {

@@ -27,12 +27,52 @@ pub struct Report {
     pub cases: Vec<CaseScore>,
 }
 
-/// Runs every case through the model and scores it. `progress` hears about each case.
+/// Which model answers the cases.
+pub enum Models<'a> {
+    /// One model for every case (the offline reasoner, or a configured endpoint).
+    Shared(&'a dyn ChatModel),
+    /// Each case replays its own recorded model turns, `DIR/<case id>.json` (`oncall-replay/1`).
+    Replay(PathBuf),
+}
+
+/// A model wrapper that keeps every reply, to be written as the case's recorded turns.
+struct Recorder<'a> {
+    inner: &'a dyn ChatModel,
+    turns: std::sync::Mutex<Vec<crate::llm::ChatReply>>,
+}
+
+#[async_trait::async_trait]
+impl ChatModel for Recorder<'_> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn is_offline(&self) -> bool {
+        self.inner.is_offline()
+    }
+    fn retries_itself(&self) -> bool {
+        self.inner.retries_itself()
+    }
+    async fn complete(
+        &self,
+        req: &crate::llm::ChatRequest,
+    ) -> Result<crate::llm::ChatReply, crate::llm::LlmError> {
+        let r = self.inner.complete(req).await?;
+        if let Ok(mut t) = self.turns.lock() {
+            t.push(r.clone());
+        }
+        Ok(r)
+    }
+}
+
+/// Runs every case through the model and scores it. With `record_turns`, each case's model
+/// replies are written to `DIR/<case id>.json`, so `Models::Replay` can run them again without
+/// the model. `progress` hears about each case.
 pub async fn run(
     cases: &[(PathBuf, Case)],
     config: &Config,
     live: &Registry,
-    model: &dyn ChatModel,
+    models: Models<'_>,
+    record_turns: Option<&std::path::Path>,
     mut progress: impl FnMut(usize, &CaseScore),
 ) -> Result<Report, String> {
     let risky: Vec<(String, crate::tool::RiskClass)> = live
@@ -40,20 +80,71 @@ pub async fn run(
         .into_iter()
         .map(|s| (s.name.to_string(), s.risk))
         .collect();
+    if let Models::Replay(dir) = &models {
+        let missing: Vec<&str> = cases
+            .iter()
+            .map(|(_, c)| c.id.as_str())
+            .filter(|id| !dir.join(format!("{id}.json")).exists())
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "{}: no recorded model turns for {} case(s): {}; record them with `oncall eval --model openai --record-turns {}`",
+                dir.display(),
+                missing.len(),
+                missing.join(", "),
+                dir.display()
+            ));
+        }
+    }
     let mut scores = vec![];
+    let mut reasoner = String::new();
     for (i, (file, c)) in cases.iter().enumerate() {
         let truth = c.truth.as_ref().ok_or_else(|| format!("{}: field `truth` is empty: fill it in (category, component, summary, culprit_any) before scoring", file.display()))?;
+        let owned: Box<dyn ChatModel>;
+        let model: &dyn ChatModel = match &models {
+            Models::Shared(m) => *m,
+            Models::Replay(dir) => {
+                let f = dir.join(format!("{}.json", c.id));
+                if !f.exists() {
+                    return Err(format!(
+                        "{}: no recorded model turns for case {}; record them with `oncall eval --model openai --record-turns {}`",
+                        f.display(),
+                        c.id,
+                        dir.display()
+                    ));
+                }
+                owned = Box::new(
+                    crate::llm::replay::ReplayModel::from_file(&f)
+                        .map_err(|e| format!("{}: {e}", f.display()))?,
+                );
+                owned.as_ref()
+            }
+        };
+        if reasoner.is_empty() {
+            reasoner = match &models {
+                Models::Shared(m) => m.name(),
+                Models::Replay(dir) => format!("replay:{}", dir.display()),
+            };
+        }
+        let recorder = Recorder {
+            inner: model,
+            turns: Default::default(),
+        };
         let registry = replay::registry(c, live);
         let started = Instant::now();
-        let inv = crate::agent::investigate(&c.report, &registry, config, model, &Silent)
+        let inv = crate::agent::investigate(&c.report, &registry, config, &recorder, &Silent)
             .await
             .map_err(|e| format!("{}: {e}", file.display()))?;
         let s = score::score(c, truth, &inv, started.elapsed().as_millis() as u64, &risky);
+        if let Some(dir) = record_turns {
+            let turns = recorder.turns.lock().map(|t| t.clone()).unwrap_or_default();
+            crate::llm::replay::write_file(&dir.join(format!("{}.json", c.id)), &turns)?;
+        }
         progress(i, &s);
         scores.push(s);
     }
     Ok(Report {
-        reasoner: model.name(),
+        reasoner,
         summary: score::summarize(&scores),
         cases: scores,
     })

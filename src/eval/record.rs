@@ -5,9 +5,10 @@
 
 use super::case::{Case, Context, FORMAT, Recording};
 use crate::agent::events::Silent;
+use crate::collectors::changes::{Change, ChangesAnswer, RecentChangesTool};
 use crate::config::Config;
 use crate::llm::ChatModel;
-use crate::tool::{Registry, RiskClass};
+use crate::tool::{Registry, RiskClass, Tool};
 use chrono::Utc;
 use serde_json::{Value, json};
 
@@ -68,12 +69,14 @@ pub async fn record(
     for (tool, _, risk, unavailable) in &versions {
         if *risk != RiskClass::Read
             || *unavailable
-            || recordings.iter().any(|r| &r.tool == tool)
+            || (recordings.iter().any(|r| &r.tool == tool) && tool != RecentChangesTool::NAME)
             || tool.ends_with(".explain")
         {
             continue;
         }
-        let arg_sets: Vec<Value> = if tool.starts_with("postgres.") {
+        let arg_sets: Vec<Value> = if tool == RecentChangesTool::NAME {
+            vec![json!({"since_minutes": 10_080})]
+        } else if tool.starts_with("postgres.") {
             databases.iter().map(|d| json!({"database": d})).collect()
         } else {
             vec![json!({})]
@@ -99,6 +102,29 @@ pub async fn record(
             );
         }
     }
+    // The change log goes into the context, where a person reading the case looks for it;
+    // replay answers `changes.recent` from there.
+    let mut recent_changes: Vec<Change> = vec![];
+    recordings.retain(|r| {
+        if r.tool != RecentChangesTool::NAME {
+            return true;
+        }
+        if let Ok(a) = serde_json::from_value::<ChangesAnswer>(r.output.clone()) {
+            for c in a.changes {
+                let c = Change {
+                    at: c.at,
+                    kind: c.kind,
+                    what: c.what,
+                    service: c.service,
+                };
+                if !recent_changes.contains(&c) {
+                    recent_changes.push(c);
+                }
+            }
+        }
+        false
+    });
+    recent_changes.sort_by_key(|c| c.at);
     if dropped > 0 {
         progress(&format!(
             "dropped {dropped} recording(s) that could not be redacted safely"
@@ -113,6 +139,7 @@ pub async fn record(
         observed_at,
         context: Context {
             user_facing: inv.triage.user_facing,
+            recent_changes,
             ..Default::default()
         },
         recordings,

@@ -9,7 +9,7 @@
 //! them without an approval.
 
 use super::case::{Case, Recording};
-use crate::tool::{DynTool, Registry, RiskClass, ToolError, ToolSpec};
+use crate::tool::{DynTool, Registry, RiskClass, Tool, ToolError, ToolSpec};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::sync::Mutex;
@@ -75,6 +75,33 @@ impl DynTool for ReplayTool {
     }
 }
 
+/// `changes.recent` answered from the case's `context.recent_changes`, as of `observed_at`.
+struct ChangesReplay {
+    spec: ToolSpec,
+    changes: Vec<crate::collectors::changes::Change>,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+#[async_trait]
+impl DynTool for ChangesReplay {
+    fn spec(&self) -> ToolSpec {
+        self.spec.clone()
+    }
+
+    async fn call_json(&self, args: Value) -> Result<Value, ToolError> {
+        let tool = self.spec.name;
+        let args = serde_json::from_value(args).map_err(|e| ToolError::BadArguments {
+            tool: tool.into(),
+            message: e.to_string(),
+        })?;
+        let a = crate::collectors::changes::answer(&self.changes, self.now, args, vec![])?;
+        serde_json::to_value(a).map_err(|e| ToolError::Failed {
+            tool: tool.into(),
+            message: e.to_string(),
+        })
+    }
+}
+
 /// A registry that replays `case`, with the tool list (names, schemas, risks) of `live`.
 pub fn registry(case: &Case, live: &Registry) -> Registry {
     let databases: Vec<Value> = case
@@ -98,6 +125,17 @@ pub fn registry(case: &Case, live: &Registry) -> Registry {
                 .filter(|r| r.tool == spec.name)
                 .cloned()
                 .collect();
+            if spec.name == crate::collectors::changes::RecentChangesTool::NAME
+                && recordings.is_empty()
+                && !case.context.recent_changes.is_empty()
+            {
+                spec.unavailable = false;
+                return Box::new(ChangesReplay {
+                    spec,
+                    changes: case.context.recent_changes.clone(),
+                    now: case.observed_at,
+                }) as Box<dyn DynTool>;
+            }
             // Offer what was recorded; risky tools stay offered, so a request for one is filed.
             spec.unavailable = spec.risk == RiskClass::Read && recordings.is_empty();
             if let Some(p) = spec.parameters.pointer_mut("/properties/database")

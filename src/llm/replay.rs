@@ -56,6 +56,17 @@ impl ReplayModel {
     }
 }
 
+/// Writes recorded turns as an `oncall-replay/1` file (creating its directory).
+pub fn write_file(path: &Path, turns: &[ChatReply]) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let doc = serde_json::json!({"format": "oncall-replay/1", "turns": turns});
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+    std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 #[async_trait]
 impl ChatModel for ReplayModel {
     fn name(&self) -> String {

@@ -56,6 +56,9 @@ impl Registry {
                 traces: traces.clone(),
             }),
             Box::new(tr::ErrorsTool { traces }),
+            Box::new(crate::collectors::changes::RecentChangesTool {
+                file: config.changes.file.clone(),
+            }),
             Box::new(SignalProcess),
             Box::new(CancelBackend { dbs: dbs.clone() }),
             Box::new(TerminateBackend { dbs }),

@@ -1,11 +1,12 @@
 """Two small services instrumented with the real OpenTelemetry Python SDK, for oncall's tests.
 
     services.py payments   --port P --endpoint URL --token T --mode latency|errors|ok
-    services.py storefront --port S --endpoint URL --token T --payments http://127.0.0.1:P
+    services.py storefront --port S --endpoint URL --token T --payments http://127.0.0.1:P [--bug-every N]
 
 storefront serves GET /checkout: a fast database span, then a call to payments with W3C trace
 context propagated in the HTTP headers. payments serves POST /authorize with a child span
-provider.authorize that is slow (latency), fails (errors) or is fast (ok). Both export their
+provider.authorize that is slow (latency), fails (errors) or is fast (ok). With --bug-every N,
+storefront's own code (span cart.totals) fails every Nth checkout with a 500. Both export their
 spans over OTLP/HTTP protobuf to URL with the bearer token, and flush on SIGTERM.
 """
 
@@ -32,13 +33,22 @@ p.add_argument("--token", required=True)
 p.add_argument("--mode", default="ok", choices=["ok", "latency", "errors"])
 p.add_argument("--payments", default="")
 p.add_argument("--delay", type=float, default=1.2)
+# storefront only: a bug in its own code fails every Nth checkout (0: never), as a bad release would.
+p.add_argument("--bug-every", type=int, default=0)
+# payments only: how the downstream service presents itself (a scenario can play another service).
+p.add_argument("--name", default="", help="service.name to report (default: the role)")
+p.add_argument("--op", default="provider.authorize", help="the downstream call's span name")
+p.add_argument("--error", default="card network unavailable", help="the downstream call's error")
 args = p.parse_args()
 
-provider = TracerProvider(resource=Resource.create({"service.name": args.service}))
+provider = TracerProvider(resource=Resource.create({"service.name": args.name or args.service}))
 exporter = OTLPSpanExporter(endpoint=args.endpoint, headers={"Authorization": f"Bearer {args.token}"})
 provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=200))
 tracer = provider.get_tracer("oncall-test")
 propagator = TraceContextTextMapPropagator()
+
+
+served = 0
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -60,6 +70,15 @@ class Handler(BaseHTTPRequestHandler):
             with tracer.start_as_current_span("SELECT orders", kind=SpanKind.CLIENT) as db:
                 db.set_attribute("db.system", "postgresql")
                 time.sleep(0.005)
+            global served
+            served += 1
+            if args.bug_every and served % args.bug_every == 0:
+                with tracer.start_as_current_span("cart.totals") as totals:
+                    err = KeyError("currency")
+                    totals.record_exception(err)
+                    totals.set_status(Status(StatusCode.ERROR, "KeyError: 'currency'"))
+                span.set_status(Status(StatusCode.ERROR, "internal error"))
+                return self.reply(500, b"internal error")
             headers = {}
             propagator.inject(headers)
             req = urllib.request.Request(args.payments + "/authorize", data=b"{}", headers=headers, method="POST")
@@ -79,14 +98,14 @@ class Handler(BaseHTTPRequestHandler):
         carrier = {k.lower(): v for k, v in self.headers.items()}
         ctx = propagator.extract(carrier)
         with tracer.start_as_current_span("POST /authorize", context=ctx, kind=SpanKind.SERVER) as span:
-            with tracer.start_as_current_span("provider.authorize", kind=SpanKind.CLIENT) as call:
+            with tracer.start_as_current_span(args.op, kind=SpanKind.CLIENT) as call:
                 if args.mode == "latency":
                     time.sleep(args.delay)
                 elif args.mode == "errors":
                     time.sleep(0.01)
-                    call.set_status(Status(StatusCode.ERROR, "card network unavailable"))
+                    call.set_status(Status(StatusCode.ERROR, args.error))
                     span.set_status(Status(StatusCode.ERROR, "authorization failed"))
-                    return self.reply(502, b"card network unavailable")
+                    return self.reply(502, args.error.encode())
                 else:
                     time.sleep(0.01)
             self.reply(200)

@@ -88,6 +88,73 @@ pub fn parse_cgroup_oom_kill(text: &str) -> Option<u64> {
 
 pub const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
+use serde::{Deserialize, Serialize};
+
+/// A process the kernel's OOM killer killed, read from the kernel log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OomKill {
+    pub name: String,
+    pub pid: u32,
+    /// The memory cgroup whose limit was hit (`/` when the whole host ran out).
+    pub memcg: String,
+    /// `CONSTRAINT_MEMCG` (a cgroup limit), `CONSTRAINT_NONE` (the host), ...
+    pub constraint: String,
+    pub seconds_ago: f64,
+}
+
+/// The OOM kills in kernel log records (`/dev/kmsg` format: `pri,seq,usec,flags;message`) no
+/// older than `lookback_s`, given the time since boot. Newest first.
+pub fn parse_kmsg_oom(records: &[String], uptime_s: f64, lookback_s: f64) -> Vec<OomKill> {
+    let mut out: Vec<OomKill> = records
+        .iter()
+        .filter_map(|r| {
+            let (head, msg) = r.split_once(';')?;
+            let usec: f64 = head.split(',').nth(2)?.parse().ok()?;
+            let fields = msg.trim().strip_prefix("oom-kill:")?;
+            let get = |k: &str| {
+                fields
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+            };
+            let ago = uptime_s - usec / 1e6;
+            (ago <= lookback_s).then(|| OomKill {
+                name: get("task").unwrap_or("?").to_string(),
+                pid: get("pid").and_then(|p| p.parse().ok()).unwrap_or(0),
+                memcg: get("oom_memcg").unwrap_or("/").to_string(),
+                constraint: get("constraint").unwrap_or("?").to_string(),
+                seconds_ago: (ago.max(0.0) * 10.0).round() / 10.0,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.seconds_ago.total_cmp(&b.seconds_ago));
+    out
+}
+
+/// Every record of the kernel log (`/dev/kmsg`, root or CAP_SYSLOG), oldest first.
+pub fn read_kmsg() -> Result<Vec<String>, String> {
+    use std::io::{ErrorKind, Read};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open("/dev/kmsg")
+        .map_err(|e| format!("/dev/kmsg: {e}"))?;
+    let mut out = vec![];
+    let mut buf = vec![0u8; 8192];
+    // One record per read; the ring buffer is bounded, and so is this loop.
+    for _ in 0..1_000_000 {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            // A record overwritten while reading: skip it.
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EPIPE as i32) => continue,
+            Err(e) => return Err(format!("/dev/kmsg: {e}")),
+        }
+    }
+    Ok(out)
+}
+
 /// Inputs of the memory report.
 pub struct MemoryInputs {
     pub meminfo: Result<MemInfo, String>,
@@ -95,6 +162,10 @@ pub struct MemoryInputs {
     pub psi: Option<(Psi, Psi)>,
     /// (source, oom kills counted by the root cgroup) where readable.
     pub cgroup_oom: Option<(String, u64)>,
+    /// OOM kills in the kernel log within the lookback, or why the log could not be read
+    /// (None: not looked at, because the kernel has counted no OOM kill since boot).
+    pub recent_oom: Option<Result<Vec<OomKill>, String>>,
+    pub oom_lookback_s: f64,
     pub window_s: f64,
 }
 
@@ -175,6 +246,51 @@ pub fn report(
             )),
         }
     }
+    match &inp.recent_oom {
+        Some(Ok(kills)) => {
+            let mut victims: Vec<(String, usize)> = vec![];
+            for k in kills {
+                match victims.iter_mut().find(|v| v.0 == k.name) {
+                    Some(v) => v.1 += 1,
+                    None => victims.push((k.name.clone(), 1)),
+                }
+            }
+            let mut sig = Signal::rated(
+                "oom_kills_recent",
+                kills.len() as f64,
+                "kills",
+                th.oom_kills,
+                "/dev/kmsg",
+            );
+            if let Some(last) = kills.first() {
+                sig = sig.with_note(format!(
+                    "in the last {:.0} min: {}; last {} (pid {}) {:.0} s ago in {} ({})",
+                    inp.oom_lookback_s / 60.0,
+                    victims
+                        .iter()
+                        .map(|(n, c)| format!("{n} x{c}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    last.name,
+                    last.pid,
+                    last.seconds_ago,
+                    if last.memcg == "/" {
+                        "the host".to_string()
+                    } else {
+                        format!("memory cgroup {}", last.memcg)
+                    },
+                    last.constraint
+                ));
+            }
+            errs.push(sig);
+        }
+        Some(Err(e)) => unreadable.push(Unreadable::new(
+            "memory.oom_kills_recent",
+            "/dev/kmsg",
+            e.clone(),
+        )),
+        None => {}
+    }
     if let Some((src, n)) = &inp.cgroup_oom {
         errs.push(Signal::info(
             "cgroup_oom_kills_since_boot",
@@ -222,6 +338,40 @@ mod tests {
     use super::*;
 
     const MEMINFO: &str = "MemTotal:       24576000 kB\nMemFree:        20000000 kB\nMemAvailable:   22000000 kB\nBuffers: 1 kB\nSwapTotal:             0 kB\nSwapFree:              0 kB\nHugePages_Total:       0\n";
+
+    /// Records captured from this machine's /dev/kmsg during a cgroup OOM kill.
+    const KMSG: [&str; 3] = [
+        "6,560,9352053606,-;Memory cgroup stats for /oncall-oomtest:",
+        "6,606,9352053731,-;oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,oom_memcg=/oncall-oomtest,task_memcg=/oncall-oomtest,task=img-resizer,pid=3615,uid=0",
+        "3,607,9352053788,-;Memory cgroup out of memory: Killed process 3615 (img-resizer) total-vm:235032kB, anon-rss:152960kB",
+    ];
+
+    #[test]
+    fn oom_kills_are_read_from_the_kernel_log_within_the_lookback() {
+        let recs: Vec<String> = KMSG.iter().map(|s| s.to_string()).collect();
+        let k = parse_kmsg_oom(&recs, 9352.053731 + 60.0, 900.0);
+        assert_eq!(k.len(), 1);
+        assert_eq!((k[0].name.as_str(), k[0].pid), ("img-resizer", 3615));
+        assert_eq!(k[0].memcg, "/oncall-oomtest");
+        assert_eq!(k[0].constraint, "CONSTRAINT_MEMCG");
+        assert_eq!(k[0].seconds_ago, 60.0);
+        assert!(parse_kmsg_oom(&recs, 9352.053731 + 901.0, 900.0).is_empty());
+        assert!(parse_kmsg_oom(&["garbage".to_string()], 10.0, 900.0).is_empty());
+    }
+
+    #[test]
+    fn the_kernel_log_is_readable_as_root() {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("SKIPPED: /dev/kmsg needs root");
+            return;
+        }
+        let recs = read_kmsg().expect("root reads /dev/kmsg");
+        assert!(!recs.is_empty(), "the kernel log has records");
+        assert!(
+            recs.iter().all(|r| r.contains(';')),
+            "pri,seq,usec,flags;message"
+        );
+    }
 
     #[test]
     fn parses_captured_meminfo() {
@@ -291,6 +441,8 @@ mod tests {
                 vmstat: Some((a, b)),
                 psi: None,
                 cgroup_oom: None,
+                recent_oom: None,
+                oom_lookback_s: 900.0,
                 window_s: 1.0,
             },
             &th,

@@ -266,12 +266,34 @@ pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usi
         let n = memory::parse_cgroup_oom_kill(&std::fs::read_to_string(f).ok()?)?;
         Some((f.to_string(), n))
     });
+    // The kernel log is read only when the kernel has counted an OOM kill since boot.
+    let lookback_s = th.memory.oom_lookback_s;
+    let recent_oom = after
+        .vmstat
+        .as_ref()
+        .and_then(|v| v.oom_kill)
+        .filter(|n| *n > 0 && lookback_s > 0.0)
+        .map(|_| {
+            let uptime = p.read("uptime").and_then(|t| {
+                t.split_whitespace()
+                    .next()
+                    .and_then(|u| u.parse::<f64>().ok())
+                    .ok_or_else(|| format!("uptime: cannot read {t:?}"))
+            })?;
+            Ok(memory::parse_kmsg_oom(
+                &memory::read_kmsg()?,
+                uptime,
+                lookback_s,
+            ))
+        });
     resources.push(memory::report(
         &memory::MemoryInputs {
             meminfo: p.read("meminfo").and_then(|t| memory::parse_meminfo(&t)),
             vmstat: pair(&before.vmstat, &after.vmstat),
             psi: pair(&before.psi[1], &after.psi[1]),
             cgroup_oom,
+            recent_oom: recent_oom.clone(),
+            oom_lookback_s: lookback_s,
             window_s,
         },
         &th.memory,
@@ -363,6 +385,9 @@ pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usi
     let file_nr = p.parse("sys/fs/file-nr", "fd.system", fd::parse_file_nr, &mut un);
     resources.push(fd::report(file_nr, fds.first(), &th.fd));
     processes.top_fds = fds;
+    if let Some(Ok(k)) = recent_oom {
+        processes.oom_killed = k.into_iter().take(top).collect();
+    }
 
     let mut abnormal: Vec<(Status, String)> = resources
         .iter()

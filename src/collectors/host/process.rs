@@ -16,6 +16,15 @@ pub struct ProcessInfo {
     pub rss_growth_mib_per_s: f64,
 }
 
+/// One process's disk I/O over the window (bytes that reached the storage layer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IoUse {
+    pub pid: u32,
+    pub name: String,
+    pub read_mib_per_s: f64,
+    pub write_mib_per_s: f64,
+}
+
 /// Processes seen in one window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ProcessReport {
@@ -28,6 +37,12 @@ pub struct ProcessReport {
     pub growing: Vec<ProcessInfo>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub top_fds: Vec<super::fd::FdUse>,
+    /// Processes doing the most disk I/O in the window (at least 1 MiB/s), busiest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_io: Vec<IoUse>,
+    /// Processes the OOM killer killed recently (kernel log), newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub oom_killed: Vec<super::memory::OomKill>,
 }
 
 /// A sysinfo handle that remembers RSS at the start of the window.
@@ -37,7 +52,10 @@ pub struct ProcessSampler {
 }
 
 fn kind() -> ProcessRefreshKind {
-    ProcessRefreshKind::nothing().with_cpu().with_memory()
+    ProcessRefreshKind::nothing()
+        .with_cpu()
+        .with_memory()
+        .with_disk_usage()
 }
 
 impl ProcessSampler {
@@ -104,6 +122,27 @@ impl ProcessSampler {
             .collect();
         growing.sort_by(|a, b| b.rss_growth_mib_per_s.total_cmp(&a.rss_growth_mib_per_s));
         growing.truncate(top);
+        let mut top_io: Vec<IoUse> = self
+            .sys
+            .processes()
+            .iter()
+            .filter(|(pid, p)| pid.as_u32() != me && p.thread_kind().is_none())
+            .map(|(pid, p)| {
+                let d = p.disk_usage();
+                IoUse {
+                    pid: pid.as_u32(),
+                    name: p.name().to_string_lossy().into_owned(),
+                    read_mib_per_s: super::signal::round2(d.read_bytes as f64 / mib / window_s),
+                    write_mib_per_s: super::signal::round2(d.written_bytes as f64 / mib / window_s),
+                }
+            })
+            .filter(|u| u.read_mib_per_s + u.write_mib_per_s >= 1.0)
+            .collect();
+        top_io.sort_by(|a, b| {
+            (b.read_mib_per_s + b.write_mib_per_s)
+                .total_cmp(&(a.read_mib_per_s + a.write_mib_per_s))
+        });
+        top_io.truncate(top);
         (
             ProcessReport {
                 count: all.len(),
@@ -111,6 +150,8 @@ impl ProcessSampler {
                 top_rss: ranked(|p| p.rss_mib),
                 growing,
                 top_fds: vec![],
+                top_io,
+                oom_killed: vec![],
             },
             names,
         )

@@ -114,7 +114,14 @@ fn cpu(s: &UseSnapshot) -> Result<Verdict, Untested> {
         sig(r, "psi_some"),
         sig(r, "steal"),
     );
-    let sat = st(rq).max(st(psi));
+    // A long run queue counts only if tasks really wait for CPU: with PSI readable and calm
+    // and the cores not busy, runnable tasks are I/O-bound ones passing through, not saturation.
+    let rq_status = if psi.is_some() && st(psi) == Status::Normal && st(util) == Status::Normal {
+        st(rq).min(Status::Warning)
+    } else {
+        st(rq)
+    };
+    let sat = rq_status.max(st(psi));
     let nums = format!(
         "utilization {:.0}%, run queue {:.2}/core, PSI cpu some {:.0}% of window, steal {:.0}%",
         val(util),
@@ -209,6 +216,47 @@ fn memory(s: &UseSnapshot, th: &Thresholds) -> Result<Verdict, Untested> {
         }
     });
     let soon = tte_s.is_some_and(|t| t <= th.memory.exhaustion_horizon_s);
+    // The kernel already killed for memory: that settles it, and the victim is the suspect
+    // (its live successor, if a supervisor restarted it).
+    if let Some(last) = s.processes.oom_killed.first() {
+        let times = s
+            .processes
+            .oom_killed
+            .iter()
+            .filter(|k| k.name == last.name)
+            .count();
+        let live = s
+            .processes
+            .growing
+            .iter()
+            .chain(&s.processes.top_rss)
+            .find(|p| p.name == last.name);
+        let limit = if last.memcg == "/" {
+            "the host ran out of memory".to_string()
+        } else {
+            format!("memory cgroup {} hit its limit", last.memcg)
+        };
+        return Ok(Verdict {
+            statement: format!(
+                "OOM kills: the kernel killed {} {times} time(s) recently ({limit}); last {:.0} s ago{}",
+                last.name,
+                last.seconds_ago,
+                live.map(|p| format!(
+                    ", running again as pid {} at {:.0} MiB, growing {:.0} MiB/s",
+                    p.pid, p.rss_mib, p.rss_growth_mib_per_s
+                ))
+                .unwrap_or_default()
+            ),
+            component: "memory".into(),
+            culprit: Some(Culprit {
+                pid: Some(live.map(|p| p.pid).unwrap_or(last.pid)),
+                name: last.name.clone(),
+            }),
+            supports: true,
+            strength: Strength::Strong,
+            note: format!("{limit}; {nums}"),
+        });
+    }
     let (strength, blame) = if host == Status::Critical {
         (Strength::Strong, grower.or(s.processes.top_rss.first()))
     } else if soon {
@@ -299,13 +347,25 @@ fn disk_io(s: &UseSnapshot) -> Result<Verdict, Untested> {
     }
     let both = st(sig(r, "busy")) >= Status::Warning
         && st(sig(r, "await")).max(st(sig(r, "queue_depth"))) >= Status::Warning;
+    let io = s.processes.top_io.first();
+    let by = io
+        .map(|u| {
+            format!(
+                "; busiest process: {} (pid {}) reading {:.0} MiB/s, writing {:.0} MiB/s",
+                u.name, u.pid, u.read_mib_per_s, u.write_mib_per_s
+            )
+        })
+        .unwrap_or_default();
     Ok(Verdict {
         statement: format!(
-            "Disk I/O saturation on {}: {nums}",
+            "Disk I/O saturation on {}: {nums}{by}",
             r.resource.trim_start_matches("disk:")
         ),
         component: r.resource.clone(),
-        culprit: None,
+        culprit: io.map(|u| Culprit {
+            pid: Some(u.pid),
+            name: u.name.clone(),
+        }),
         supports: true,
         strength: if both { lean(r.status) } else { Strength::Weak },
         note: nums,

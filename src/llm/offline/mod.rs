@@ -7,6 +7,7 @@
 //! It is stateless: each turn it reads the conversation and takes the next step of the protocol
 //! (measure, propose, cite, conclude). Rules live per area ([`host`] today).
 
+pub mod changes;
 pub mod host;
 pub mod postgres;
 pub mod traces;
@@ -194,18 +195,25 @@ enum Subject {
     Host(Category),
     Db(Category, String),
     Traces(Category),
+    /// A recent change blamed for what the other subjects found.
+    Change(Category),
 }
 
 impl Subject {
     fn category(&self) -> Category {
         match self {
-            Subject::Host(c) | Subject::Db(c, _) | Subject::Traces(c) => *c,
+            Subject::Host(c) | Subject::Db(c, _) | Subject::Traces(c) | Subject::Change(c) => *c,
         }
     }
 
     /// Reads a proposal back: the component says which kind of subject it was.
     fn of(category: Category, component: &str) -> Subject {
-        if let Some(db) = component.strip_prefix("postgres:") {
+        if matches!(
+            category,
+            Category::ChangeBadDeploy | Category::ChangeBadConfig
+        ) {
+            Subject::Change(category)
+        } else if let Some(db) = component.strip_prefix("postgres:") {
             Subject::Db(category, db.to_string())
         } else if component == "traces" || component.starts_with("service:") {
             Subject::Traces(category)
@@ -352,6 +360,11 @@ fn judge(
                 (c, None) => untested(c.label(), component, "no answers from this database".into()),
             }
         }
+        Subject::Change(category) => untested(
+            category.label(),
+            "changes".into(),
+            "judged against the other subjects".into(),
+        ),
         Subject::Traces(category) => match tr.map(|t| traces::judge(*category, t, th)) {
             Some(Ok(v)) => Judged {
                 statement: v.statement,
@@ -367,6 +380,49 @@ fn judge(
             ),
         },
     }
+}
+
+/// The change log's tool.
+const CHANGES: &str = "changes.recent";
+
+/// The suspect change judged against what the other subjects found, if there is one.
+fn change_judged(
+    seen: &[SeenCall],
+    judged: &[(Subject, Judged)],
+    th: &Thresholds,
+) -> Option<(Subject, Judged)> {
+    let f = seen
+        .iter()
+        .rev()
+        .find(|c| c.name == CHANGES)?
+        .result
+        .as_ref()
+        .filter(|f| f.status == "ok")?;
+    let answer: crate::collectors::changes::ChangesAnswer = serde_json::from_str(&f.body).ok()?;
+    let symptoms: Vec<changes::Symptom> = judged
+        .iter()
+        .map(|(_, j)| changes::Symptom {
+            statement: &j.statement,
+            component: &j.component,
+            culprit: j.culprit.as_deref(),
+            citations: j
+                .citations
+                .iter()
+                .map(|c| (c.0.as_str(), c.1, c.2))
+                .collect(),
+        })
+        .collect();
+    let v = changes::judge(&f.call, &answer, &symptoms, th)?;
+    let kind = changes::suspect(&answer, th)?.kind;
+    Some((
+        Subject::Change(changes::category_of(kind)),
+        Judged {
+            statement: v.statement,
+            component: v.component,
+            culprit: Some(v.culprit),
+            citations: v.citations,
+        },
+    ))
 }
 
 /// What the traces tools said, read from the conversation; None when they were not offered.
@@ -427,6 +483,7 @@ impl ChatModel for OfflineModel {
         }
         let databases = offered_databases(req);
         let traces_offered = req.tools.iter().any(|t| t.name == "traces.critical_path");
+        let changes_offered = req.tools.iter().any(|t| t.name == CHANGES);
         // 1. Measure: the USE sweep of this host, and each database's own views, in parallel.
         if calls_named(&seen, "host.use_snapshot").is_empty() {
             let mut calls = vec![("host.use_snapshot", json!({}))];
@@ -437,6 +494,9 @@ impl ChatModel for OfflineModel {
                 calls.extend(
                     ["traces.red", "traces.critical_path", "traces.errors"].map(|t| (t, json!({}))),
                 );
+            }
+            if changes_offered {
+                calls.push((CHANGES, json!({"since_minutes": 180})));
             }
             return Ok(reply(None, calls, n));
         }
@@ -465,13 +525,21 @@ impl ChatModel for OfflineModel {
             }
         }
         let tr = trace_evidence(&seen, traces_offered);
-        let subjects = subjects(&hints, &report, &dbs, tr.as_ref());
+        let mut judged: Vec<(Subject, Judged)> = subjects(&hints, &report, &dbs, tr.as_ref())
+            .into_iter()
+            .map(|s| {
+                let j = judge(&s, &snapshot, &dbs, tr.as_ref(), th);
+                (s, j)
+            })
+            .collect();
+        if let Some(c) = change_judged(&seen, &judged, th) {
+            judged.insert(0, c);
+        }
         // 3. Hypothesize: one hypothesis per subject.
         if proposals.is_empty() {
-            let calls = subjects
+            let calls = judged
                 .iter()
-                .map(|subject| {
-                    let j = judge(subject, &snapshot, &dbs, tr.as_ref(), th);
+                .map(|(subject, j)| {
                     (PROPOSE, json!({"statement": j.statement, "category": subject.category(), "component": j.component, "culprit": j.culprit}))
                 })
                 .collect();
@@ -499,12 +567,13 @@ impl ChatModel for OfflineModel {
                     category,
                     args.get("component").and_then(Value::as_str).unwrap_or(""),
                 );
-                let Some(id) = hyp.get("hypothesis").cloned() else {
+                let (Some(id), Some((_, j))) = (
+                    hyp.get("hypothesis").cloned(),
+                    judged.iter().find(|(s, _)| *s == subject),
+                ) else {
                     continue;
                 };
-                for (call, supports, strength, note) in
-                    judge(&subject, &snapshot, &dbs, tr.as_ref(), th).citations
-                {
+                for (call, supports, strength, note) in &j.citations {
                     calls.push((EVIDENCE, json!({"hypothesis": id, "call": call, "supports": supports, "strength": strength, "note": note})));
                 }
             }

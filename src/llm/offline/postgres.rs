@@ -281,13 +281,24 @@ fn locks(e: &DbEvidence, th: &Thresholds, component: String) -> Result<Finding, 
     let s = &root.session;
     let idle = s.state.starts_with("idle in transaction");
     let xact = s.xact_age_s.unwrap_or(0.0);
-    let strength = if idle || level(b.longest_wait_s, th.postgres.lock_wait_s) == Status::Critical {
+    // How long the longest waiter waited, or how many wait at once: a queue behind one lock
+    // request (an ALTER TABLE waiting for ACCESS EXCLUSIVE) stalls everyone within seconds.
+    let waiters = b.waiting_sessions as f64;
+    let status = level(b.longest_wait_s, th.postgres.lock_wait_s)
+        .max(level(waiters, th.postgres.lock_waiters));
+    let strength = if idle || status == Status::Critical {
         Strength::Strong
-    } else if level(b.longest_wait_s, th.postgres.lock_wait_s) == Status::Warning {
+    } else if status == Status::Warning {
         Strength::Moderate
     } else {
         Strength::Weak
     };
+    let queue = root.victims.iter().find(|v| {
+        v.blocks > 0
+            && v.waiting_for_lock
+                .as_deref()
+                .is_some_and(|l| l.starts_with("AccessExclusiveLock"))
+    });
     let chained: Vec<String> = root
         .victims
         .iter()
@@ -340,13 +351,52 @@ fn locks(e: &DbEvidence, th: &Thresholds, component: String) -> Result<Finding, 
             } else {
                 format!("; it holds {}", root.holds.join(", "))
             }
-        ),
+        ) + &queue
+            .map(|v| {
+                format!(
+                    "; pid {} ({}) waits for {} and {} session(s) queue behind its request",
+                    v.pid,
+                    v.application,
+                    v.waiting_for_lock.as_deref().unwrap_or("a lock"),
+                    v.blocks
+                )
+            })
+            .unwrap_or_default(),
         component,
         culprit: Some(Culprit {
             pid: Some(s.pid.max(0) as u32),
             name: s.application.clone(),
         }),
-        citations: vec![cite(call, true, strength, note)],
+        citations: {
+            let mut c = vec![cite(call, true, strength, note)];
+            // The sessions' own view corroborates: how many wait on a lock right now.
+            if let Some((acall, a)) = e
+                .activity
+                .as_ref()
+                .and_then(|(id, a)| a.data.as_ref().map(|d| (id, d)))
+            {
+                let on_locks: usize = a
+                    .by_wait
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("Lock:"))
+                    .map(|(_, n)| n)
+                    .sum();
+                let st = level(on_locks as f64, th.postgres.lock_waiters);
+                if st != Status::Normal {
+                    c.push(cite(
+                        acall,
+                        true,
+                        if st == Status::Critical {
+                            Strength::Strong
+                        } else {
+                            Strength::Moderate
+                        },
+                        format!("{on_locks} session(s) wait on locks (pg_stat_activity)"),
+                    ));
+                }
+            }
+            c
+        },
     })
 }
 

@@ -76,6 +76,14 @@ impl Tool for CancelBackend {
 
     crate::collectors::postgres::database_tool!();
 
+    fn dry_run(&self, a: &BackendArgs) -> Option<serde_json::Value> {
+        Some(serde_json::json!({
+            "kind": "sql",
+            "database": a.database.clone().unwrap_or_else(|| "(the only configured database)".into()),
+            "would_run": format!("SELECT pg_cancel_backend({})", a.pid),
+        }))
+    }
+
     async fn call(&self, a: BackendArgs) -> Result<BackendOutcome, ToolError> {
         signal(&self.dbs, Self::NAME, "pg_cancel_backend", a).await
     }
@@ -94,6 +102,14 @@ impl Tool for TerminateBackend {
     type Output = BackendOutcome;
 
     crate::collectors::postgres::database_tool!();
+
+    fn dry_run(&self, a: &BackendArgs) -> Option<serde_json::Value> {
+        Some(serde_json::json!({
+            "kind": "sql",
+            "database": a.database.clone().unwrap_or_else(|| "(the only configured database)".into()),
+            "would_run": format!("SELECT pg_terminate_backend({})", a.pid),
+        }))
+    }
 
     async fn call(&self, a: BackendArgs) -> Result<BackendOutcome, ToolError> {
         signal(&self.dbs, Self::NAME, "pg_terminate_backend", a).await

@@ -53,6 +53,18 @@ impl Tool for SignalProcess {
     type Args = SignalArgs;
     type Output = SignalOutcome;
 
+    fn dry_run(&self, args: &SignalArgs) -> Option<serde_json::Value> {
+        let name = std::fs::read_to_string(format!("/proc/{}/comm", args.pid))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "no such process now".into());
+        Some(serde_json::json!({
+            "kind": "signal",
+            "would_run": format!("kill -{:?} {}", args.signal, args.pid),
+            "process": name,
+            "refused_if": "pid 1 or oncall itself",
+        }))
+    }
+
     async fn call(&self, args: SignalArgs) -> Result<SignalOutcome, ToolError> {
         let bad = |message: String| ToolError::BadArguments {
             tool: Self::NAME.into(),

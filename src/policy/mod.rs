@@ -9,15 +9,17 @@
 //! This module never runs an action; it only decides whether one may run. [`redact`] keeps
 //! secrets out of everything that reaches a model.
 
+pub mod audit;
 pub mod redact;
+pub mod rules;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// Roles a person can hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Roles a person can hold, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Viewer,

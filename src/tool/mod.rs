@@ -95,6 +95,11 @@ pub trait Tool: Send + Sync + 'static {
 
     /// Adjusts the generated schema to the configuration (e.g. the names of configured databases).
     fn patch_schema(&self, _schema: &mut Value) {}
+
+    /// For actions: exactly what a call with these arguments would do, without doing it.
+    fn dry_run(&self, _args: &Self::Args) -> Option<Value> {
+        None
+    }
 }
 
 /// The type-erased face of a [`Tool`], as the registry stores it.
@@ -102,6 +107,13 @@ pub trait Tool: Send + Sync + 'static {
 pub trait DynTool: Send + Sync {
     fn spec(&self) -> ToolSpec;
     async fn call_json(&self, args: Value) -> Result<Value, ToolError>;
+    /// What a call would do, checked but not run (actions); an error for tools without one.
+    fn dry_run(&self, _args: &Value) -> Result<Value, ToolError> {
+        Err(ToolError::Failed {
+            tool: self.spec().name.into(),
+            message: "this tool has no dry run (only actions do)".into(),
+        })
+    }
 }
 
 #[async_trait]
@@ -134,6 +146,22 @@ impl<T: Tool> DynTool for T {
         serde_json::to_value(out).map_err(|e| ToolError::Failed {
             tool: T::NAME.into(),
             message: format!("output could not be serialized: {e}"),
+        })
+    }
+
+    fn dry_run(&self, args: &Value) -> Result<Value, ToolError> {
+        let args = if args.is_null() {
+            Value::Object(Default::default())
+        } else {
+            args.clone()
+        };
+        let typed: T::Args = serde_json::from_value(args).map_err(|e| ToolError::BadArguments {
+            tool: T::NAME.into(),
+            message: e.to_string(),
+        })?;
+        Tool::dry_run(self, &typed).ok_or_else(|| ToolError::Failed {
+            tool: T::NAME.into(),
+            message: "this tool has no dry run (only actions do)".into(),
         })
     }
 }

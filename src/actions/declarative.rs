@@ -1,0 +1,714 @@
+//! Declarative actions: the stabilizers an SRE team adds without recompiling, one TOML file each
+//! (`tools/*.toml`, everything but `policy.toml`).
+//!
+//! An action runs either a command or an HTTP request, built from a template. A command is an
+//! argv list run directly, never through a shell; an HTTP request has a method, a URL, headers and
+//! a JSON body. Every `{name}` in a template is an argument the file declares, with a type and,
+//! for strings, a pattern the whole value must match. A value is checked before anything is built:
+//! `deployment = "api; rm -rf /"` is refused because it does not match the pattern, not quoted
+//! into a command. In URLs values are percent-encoded; in bodies they are JSON strings; in argv
+//! each value stays inside its one argument. `${env:NAME}` takes a value from the environment at
+//! run time (tokens in headers); dry runs show the reference, never the value.
+//!
+//! ```toml
+//! name = "deploy.rollback"
+//! description = "Roll a deployment back to its previous revision."
+//! risk = "live_action"
+//! [args.deployment]
+//! description = "The deployment, e.g. \"storefront\"."
+//! pattern = "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+//! [command]
+//! argv = ["kubectl", "rollout", "undo", "deployment/{deployment}"]
+//! ```
+
+use crate::tool::{DynTool, RiskClass, ToolError, ToolSpec};
+use async_trait::async_trait;
+use regex::Regex;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// The actions shipped with oncall (the files in `tools/`, compiled in).
+pub const SHIPPED: [(&str, &str); 3] = [
+    (
+        "tools/deploy-rollback.toml",
+        include_str!("../../tools/deploy-rollback.toml"),
+    ),
+    (
+        "tools/flag-disable.toml",
+        include_str!("../../tools/flag-disable.toml"),
+    ),
+    (
+        "tools/circuit-open.toml",
+        include_str!("../../tools/circuit-open.toml"),
+    ),
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAction {
+    name: String,
+    description: String,
+    risk: RiskClass,
+    #[serde(default)]
+    args: BTreeMap<String, RawArg>,
+    #[serde(default)]
+    command: Option<RawCommand>,
+    #[serde(default)]
+    http: Option<RawHttp>,
+    /// What to measure before and after the action runs.
+    #[serde(default)]
+    effect: Option<Effect>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArg {
+    description: String,
+    #[serde(default = "string_type", rename = "type")]
+    kind: ArgKind,
+    #[serde(default)]
+    pattern: Option<String>,
+    #[serde(default)]
+    min: Option<i64>,
+    #[serde(default)]
+    max: Option<i64>,
+    #[serde(default)]
+    default: Option<Value>,
+}
+
+fn string_type() -> ArgKind {
+    ArgKind::String
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ArgKind {
+    String,
+    Integer,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCommand {
+    argv: Vec<String>,
+    #[serde(default = "default_timeout")]
+    timeout_s: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    method: String,
+    url: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    body: Option<Value>,
+    #[serde(default = "default_timeout")]
+    timeout_s: u64,
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+
+/// The collector to run before and after an action, and what to compare.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Effect {
+    pub tool: String,
+    #[serde(default = "empty_object")]
+    pub args: Value,
+    /// JSON pointers into the tool's answer, each with a label ("p99 ms" = "/rows/0/window/p99_ms").
+    pub measure: BTreeMap<String, String>,
+    /// Seconds to wait after the action before measuring again.
+    #[serde(default)]
+    pub settle_s: u64,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+#[derive(Debug, Clone)]
+struct Arg {
+    name: String,
+    kind: ArgKind,
+    pattern: Option<Regex>,
+    min: Option<i64>,
+    max: Option<i64>,
+    default: Option<Value>,
+}
+
+#[derive(Debug, Clone)]
+enum Template {
+    Command {
+        argv: Vec<String>,
+        timeout: Duration,
+    },
+    Http {
+        method: reqwest::Method,
+        url: String,
+        headers: BTreeMap<String, String>,
+        body: Option<Value>,
+        timeout: Duration,
+    },
+}
+
+/// One loaded action.
+#[derive(Debug, Clone)]
+pub struct Action {
+    spec: ToolSpec,
+    args: Vec<Arg>,
+    template: Template,
+    pub effect: Option<Effect>,
+    pub file: String,
+}
+
+/// Why an action file was refused: its file, and the line or the field.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+#[error("{file}: {message}")]
+pub struct ActionFileError {
+    pub file: String,
+    pub message: String,
+}
+
+fn placeholders(t: &str) -> Vec<String> {
+    let mut out = vec![];
+    let mut rest = t;
+    while let Some(i) = rest.find('{') {
+        let after = &rest[i + 1..];
+        match after.find('}') {
+            Some(j) => {
+                out.push(after[..j].to_string());
+                rest = &after[j + 1..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+fn body_strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| body_strings(x, out)),
+        Value::Object(m) => m.values().for_each(|x| body_strings(x, out)),
+        _ => {}
+    }
+}
+
+impl Action {
+    /// Parses and checks one action file.
+    pub fn parse(text: &str, file: &str) -> Result<Action, ActionFileError> {
+        let err = |message: String| ActionFileError {
+            file: file.to_string(),
+            message,
+        };
+        let raw: RawAction = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(0);
+            err(format!("line {line}: {}", e.message()))
+        })?;
+        let (area, verb) = raw
+            .name
+            .split_once('.')
+            .ok_or_else(|| err(format!("name {:?} must be area.verb", raw.name)))?;
+        if area.is_empty() || verb.is_empty() || verb.contains('.') {
+            return Err(err(format!("name {:?} must be area.verb", raw.name)));
+        }
+        if raw.risk == RiskClass::Read {
+            return Err(err(
+                "risk must be \"write\" or \"live_action\": an action changes something".into(),
+            ));
+        }
+        let mut args = vec![];
+        let mut props = Map::new();
+        let mut required = vec![];
+        for (name, a) in &raw.args {
+            let field = format!("args.{name}");
+            let pattern = match (&a.kind, &a.pattern) {
+                (ArgKind::String, None) => {
+                    return Err(err(format!(
+                        "{field}: a string argument needs a `pattern` that its whole value must match"
+                    )));
+                }
+                (_, Some(p)) => Some(
+                    Regex::new(&format!("^(?:{p})$"))
+                        .map_err(|e| err(format!("{field}.pattern: {e}")))?,
+                ),
+                (ArgKind::Integer, None) => None,
+            };
+            let mut schema = match a.kind {
+                ArgKind::String => {
+                    json!({"type": "string", "pattern": format!("^(?:{})$", a.pattern.clone().unwrap_or_default())})
+                }
+                ArgKind::Integer => json!({"type": "integer"}),
+            };
+            schema["description"] = json!(a.description);
+            if let Some(m) = a.min {
+                schema["minimum"] = json!(m);
+            }
+            if let Some(m) = a.max {
+                schema["maximum"] = json!(m);
+            }
+            match &a.default {
+                Some(d) => schema["default"] = d.clone(),
+                None => required.push(json!(name)),
+            }
+            props.insert(name.clone(), schema);
+            args.push(Arg {
+                name: name.clone(),
+                kind: a.kind,
+                pattern,
+                min: a.min,
+                max: a.max,
+                default: a.default.clone(),
+            });
+        }
+        let declared = |p: &str, field: &str| -> Result<(), ActionFileError> {
+            if p.starts_with("env:") || raw.args.contains_key(p) {
+                Ok(())
+            } else {
+                Err(err(format!(
+                    "{field}: {{{p}}} is not a declared argument (declared: {})",
+                    raw.args.keys().cloned().collect::<Vec<_>>().join(", ")
+                )))
+            }
+        };
+        let template = match (&raw.command, &raw.http) {
+            (Some(c), None) => {
+                if c.argv.is_empty() {
+                    return Err(err("command.argv is empty".into()));
+                }
+                if !placeholders(&c.argv[0]).is_empty() {
+                    return Err(err(
+                        "command.argv[0]: the program must be fixed, not an argument".into(),
+                    ));
+                }
+                for (i, a) in c.argv.iter().enumerate() {
+                    for p in placeholders(a) {
+                        if p.starts_with("env:") {
+                            return Err(err(format!(
+                                "command.argv[{i}]: environment values are for HTTP headers, not argv (argv is visible to every user of the host)"
+                            )));
+                        }
+                        declared(&p, &format!("command.argv[{i}]"))?;
+                    }
+                }
+                Template::Command {
+                    argv: c.argv.clone(),
+                    timeout: Duration::from_secs(c.timeout_s.clamp(1, 600)),
+                }
+            }
+            (None, Some(h)) => {
+                let method = reqwest::Method::from_bytes(h.method.to_uppercase().as_bytes())
+                    .map_err(|_| err(format!("http.method {:?} is not an HTTP method", h.method)))?;
+                for p in placeholders(&h.url.replace("${", "{")) {
+                    declared(&p, "http.url")?;
+                }
+                for (k, v) in &h.headers {
+                    for p in placeholders(&v.replace("${", "{")) {
+                        declared(&p, &format!("http.headers.{k}"))?;
+                    }
+                }
+                if let Some(b) = &h.body {
+                    let mut strings = vec![];
+                    body_strings(b, &mut strings);
+                    for s in strings {
+                        for p in placeholders(&s) {
+                            declared(&p, "http.body")?;
+                        }
+                    }
+                }
+                Template::Http {
+                    method,
+                    url: h.url.clone(),
+                    headers: h.headers.clone(),
+                    body: h.body.clone(),
+                    timeout: Duration::from_secs(h.timeout_s.clamp(1, 600)),
+                }
+            }
+            _ => {
+                return Err(err(
+                    "an action has exactly one of [command] or [http]".into(),
+                ));
+            }
+        };
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        Ok(Action {
+            spec: ToolSpec {
+                name: leak(raw.name),
+                description: leak(raw.description),
+                risk: raw.risk,
+                parameters: json!({"type": "object", "properties": props, "required": required, "additionalProperties": false}),
+                unavailable: false,
+                version: 1,
+            },
+            args,
+            template,
+            effect: raw.effect,
+            file: file.to_string(),
+        })
+    }
+
+    /// Checks the arguments against the declaration: each value typed and matching its pattern.
+    fn values(&self, args: &Value) -> Result<BTreeMap<String, String>, ToolError> {
+        let bad = |message: String| ToolError::BadArguments {
+            tool: self.spec.name.to_string(),
+            message,
+        };
+        let obj = match args {
+            Value::Object(m) => m.clone(),
+            Value::Null => Map::new(),
+            other => return Err(bad(format!("expected an object, got {other}"))),
+        };
+        if let Some(k) = obj.keys().find(|k| !self.args.iter().any(|a| &a.name == *k)) {
+            return Err(bad(format!(
+                "unknown argument `{k}`; expected: {}",
+                self.args
+                    .iter()
+                    .map(|a| a.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let mut out = BTreeMap::new();
+        for a in &self.args {
+            let v = obj
+                .get(&a.name)
+                .or(a.default.as_ref())
+                .ok_or_else(|| bad(format!("`{}` is required", a.name)))?;
+            let text = match (a.kind, v) {
+                (ArgKind::String, Value::String(s)) => s.clone(),
+                (ArgKind::Integer, Value::Number(n)) if n.is_i64() => {
+                    let i = n.as_i64().unwrap_or_default();
+                    if a.min.is_some_and(|m| i < m) || a.max.is_some_and(|m| i > m) {
+                        return Err(bad(format!(
+                            "`{}` = {i} is out of range {}..={}",
+                            a.name,
+                            a.min.map(|m| m.to_string()).unwrap_or_default(),
+                            a.max.map(|m| m.to_string()).unwrap_or_default()
+                        )));
+                    }
+                    i.to_string()
+                }
+                (k, v) => {
+                    return Err(bad(format!(
+                        "`{}` must be {}, got {v}",
+                        a.name,
+                        if k == ArgKind::String {
+                            "a string"
+                        } else {
+                            "an integer"
+                        }
+                    )));
+                }
+            };
+            if text.chars().any(|c| c.is_control()) {
+                return Err(bad(format!("`{}` contains a control character", a.name)));
+            }
+            if let Some(p) = &a.pattern
+                && !p.is_match(&text)
+            {
+                return Err(bad(format!(
+                    "`{}` = {text:?} does not match its pattern {}; nothing was run",
+                    a.name,
+                    p.as_str()
+                )));
+            }
+            out.insert(a.name.clone(), text);
+        }
+        Ok(out)
+    }
+
+    fn fill(t: &str, values: &BTreeMap<String, String>, enc: impl Fn(&str) -> String) -> String {
+        let mut s = t.to_string();
+        for (k, v) in values {
+            s = s.replace(&format!("{{{k}}}"), &enc(v));
+        }
+        s
+    }
+
+    /// What would run, exactly, as JSON: argv, or method, URL, headers (environment references
+    /// shown, not their values) and body.
+    pub fn plan(&self, args: &Value) -> Result<Value, ToolError> {
+        let v = self.values(args)?;
+        Ok(match &self.template {
+            Template::Command { argv, timeout } => json!({
+                "kind": "command",
+                "argv": argv.iter().map(|a| Action::fill(a, &v, str::to_string)).collect::<Vec<_>>(),
+                "timeout_s": timeout.as_secs(),
+            }),
+            Template::Http {
+                method,
+                url,
+                headers,
+                body,
+                timeout,
+            } => json!({
+                "kind": "http",
+                "method": method.as_str(),
+                "url": Action::fill(url, &v, percent_encode),
+                "headers": headers.iter().map(|(k, h)| (k.clone(), json!(Action::fill(h, &v, str::to_string)))).collect::<Map<_, _>>(),
+                "body": body.as_ref().map(|b| fill_json(b, &v)),
+                "timeout_s": timeout.as_secs(),
+            }),
+        })
+    }
+
+    async fn run(&self, args: Value) -> Result<Value, ToolError> {
+        let plan = self.plan(&args)?;
+        let fail = |message: String| ToolError::Failed {
+            tool: self.spec.name.to_string(),
+            message,
+        };
+        match &self.template {
+            Template::Command { timeout, .. } => {
+                let argv: Vec<String> = serde_json::from_value(plan["argv"].clone())
+                    .map_err(|e| fail(e.to_string()))?;
+                let mut cmd = tokio::process::Command::new(&argv[0]);
+                cmd.args(&argv[1..]).kill_on_drop(true);
+                let out = tokio::time::timeout(*timeout, cmd.output())
+                    .await
+                    .map_err(|_| fail(format!("{} did not finish within {timeout:?}", argv[0])))?
+                    .map_err(|e| fail(format!("cannot run {}: {e}", argv[0])))?;
+                let text = |b: &[u8]| {
+                    let s = String::from_utf8_lossy(b);
+                    crate::policy::redact::redact(&s.chars().take(4000).collect::<String>())
+                };
+                let answer = json!({"argv": argv, "exit_code": out.status.code(), "stdout": text(&out.stdout), "stderr": text(&out.stderr)});
+                if out.status.success() {
+                    Ok(answer)
+                } else {
+                    Err(fail(format!(
+                        "{} exited with {:?}: {}",
+                        argv[0],
+                        out.status.code(),
+                        text(&out.stderr)
+                    )))
+                }
+            }
+            Template::Http {
+                method, timeout, ..
+            } => {
+                let url = resolve_env(plan["url"].as_str().unwrap_or_default())
+                    .map_err(|e| fail(format!("url: {e}")))?;
+                let client = reqwest::Client::builder()
+                    .timeout(*timeout)
+                    .build()
+                    .map_err(|e| fail(e.to_string()))?;
+                let mut req = client.request(method.clone(), &url);
+                for (k, h) in plan["headers"].as_object().into_iter().flatten() {
+                    let val = resolve_env(h.as_str().unwrap_or_default())
+                        .map_err(|e| fail(format!("header {k}: {e}")))?;
+                    req = req.header(k.as_str(), val);
+                }
+                if !plan["body"].is_null() {
+                    req = req.json(&plan["body"]);
+                }
+                let resp = req
+                    .send()
+                    .await
+                    .map_err(|e| fail(format!("{} {url}: {e}", method.as_str())))?;
+                let status = resp.status();
+                let body = resp.text().await.unwrap_or_default();
+                let body = crate::policy::redact::redact(&body.chars().take(4000).collect::<String>());
+                if status.is_success() {
+                    Ok(json!({"status": status.as_u16(), "body": body}))
+                } else {
+                    Err(fail(format!("{} {url} answered {status}: {body}", method.as_str())))
+                }
+            }
+        }
+    }
+}
+
+/// Replaces `${env:NAME}` with the variable's value; a missing variable is an error.
+fn resolve_env(s: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${env:") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 6..];
+        let j = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed ${{env:...}} in {s:?}"))?;
+        let name = &after[..j];
+        out.push_str(
+            &std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?,
+        );
+        rest = &after[j + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Fills placeholders in every string of a JSON template; values stay JSON strings.
+fn fill_json(t: &Value, values: &BTreeMap<String, String>) -> Value {
+    match t {
+        Value::String(s) => Value::String(Action::fill(s, values, str::to_string)),
+        Value::Array(a) => Value::Array(a.iter().map(|x| fill_json(x, values)).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| (k.clone(), fill_json(x, values)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+#[async_trait]
+impl DynTool for Action {
+    fn spec(&self) -> ToolSpec {
+        self.spec.clone()
+    }
+
+    async fn call_json(&self, args: Value) -> Result<Value, ToolError> {
+        self.run(args).await
+    }
+
+    fn dry_run(&self, args: &Value) -> Result<Value, ToolError> {
+        self.plan(args)
+    }
+}
+
+/// Loads every action file in `dir` (`*.toml` but `policy.toml`), or the shipped ones when `dir`
+/// is None.
+pub fn load(dir: Option<&Path>) -> Result<Vec<Action>, ActionFileError> {
+    let files: Vec<(String, String)> = match dir {
+        None => SHIPPED
+            .iter()
+            .map(|(f, t)| (f.to_string(), t.to_string()))
+            .collect(),
+        Some(d) => {
+            let mut v = vec![];
+            let entries = std::fs::read_dir(d).map_err(|e| ActionFileError {
+                file: d.display().to_string(),
+                message: format!("cannot read the actions directory: {e}"),
+            })?;
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "toml")
+                    && p.file_name().is_some_and(|n| n != "policy.toml")
+                {
+                    let t = std::fs::read_to_string(&p).map_err(|e| ActionFileError {
+                        file: p.display().to_string(),
+                        message: e.to_string(),
+                    })?;
+                    v.push((p.display().to_string(), t));
+                }
+            }
+            v.sort();
+            v
+        }
+    };
+    let mut out: Vec<Action> = vec![];
+    for (f, t) in files {
+        let a = Action::parse(&t, &f)?;
+        if let Some(other) = out.iter().find(|o| o.spec.name == a.spec.name) {
+            return Err(ActionFileError {
+                file: f,
+                message: format!("{} is already defined in {}", a.spec.name, other.file),
+            });
+        }
+        out.push(a);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_actions_load() {
+        let a = load(None).expect("shipped actions load");
+        let names: Vec<&str> = a.iter().map(|a| a.spec.name).collect();
+        assert_eq!(names, ["deploy.rollback", "flag.disable", "circuit.open"]);
+        assert!(a.iter().all(|a| a.spec.risk == RiskClass::LiveAction));
+    }
+
+    #[test]
+    fn dry_runs_show_exactly_what_would_run() {
+        let a = load(None).unwrap();
+        let rb = &a[0];
+        let p = rb
+            .plan(&json!({"deployment": "storefront", "namespace": "shop"}))
+            .unwrap();
+        assert_eq!(
+            p["argv"],
+            json!(["kubectl", "rollout", "undo", "deployment/storefront", "--namespace", "shop"])
+        );
+        let flag = &a[1];
+        let p = flag
+            .plan(&json!({"flag": "new-checkout", "reason": "oncall: errors after enabling"}))
+            .unwrap();
+        assert!(p["url"].as_str().unwrap().ends_with("/flags/new-checkout/disable"), "{p}");
+        assert_eq!(
+            p["headers"]["Authorization"],
+            "Bearer ${env:ONCALL_FLAGS_TOKEN}",
+            "secrets are shown as references"
+        );
+        assert_eq!(p["body"]["reason"], "oncall: errors after enabling");
+    }
+
+    #[test]
+    fn injection_is_refused_before_anything_is_built() {
+        let a = load(None).unwrap();
+        for bad in [
+            json!({"deployment": "api; rm -rf /"}),
+            json!({"deployment": "api && curl evil"}),
+            json!({"deployment": "$(reboot)"}),
+            json!({"deployment": "--all"}),
+            json!({"deployment": "api\nrm"}),
+            json!({"deployment": "api", "namespace": "x --kubeconfig=/tmp/evil"}),
+            json!({"deployment": "api", "extra": "1"}),
+            json!({"deployment": 7}),
+        ] {
+            let e = a[0].plan(&bad).unwrap_err().to_string();
+            assert!(e.contains("bad arguments"), "{bad}: {e}");
+        }
+        for bad in [
+            json!({"flag": "../admin", "reason": "x"}),
+            json!({"flag": "a?b=c", "reason": "x"}),
+            json!({"flag": "ok", "reason": "x\r\nX-Evil: 1"}),
+        ] {
+            assert!(a[1].plan(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_field() {
+        let cases = [
+            ("name = \"x\"\ndescription = \"d\"\nrisk = \"live_action\"\n[command]\nargv = [\"true\"]\n", "area.verb"),
+            ("name = \"a.b\"\ndescription = \"d\"\nrisk = \"live_action\"\n[args.x]\ndescription = \"d\"\n[command]\nargv = [\"echo\", \"{x}\"]\n", "args.x: a string argument needs a `pattern`"),
+            ("name = \"a.b\"\ndescription = \"d\"\nrisk = \"live_action\"\n[command]\nargv = [\"echo\", \"{y}\"]\n", "command.argv[1]: {y} is not a declared argument"),
+            ("name = \"a.b\"\ndescription = \"d\"\nrisk = \"live_action\"\n[command]\nargv = [\"{y}\"]\n", "argv[0]"),
+            ("name = \"a.b\"\ndescription = \"d\"\nrisk = \"read\"\n[command]\nargv = [\"true\"]\n", "risk"),
+            ("name = \"a.b\"\ndescription = \"d\"\nrisk = \"live_action\"\n", "exactly one of"),
+            ("name = \"a.b\"\ndescription = \"d\"\nrisk = \"live_action\"\nshell = true\n[command]\nargv = [\"true\"]\n", "line 4"),
+        ];
+        for (text, needle) in cases {
+            let e = Action::parse(text, "t.toml").unwrap_err().to_string();
+            assert!(e.starts_with("t.toml: ") && e.contains(needle), "{needle}: {e}");
+        }
+    }
+}

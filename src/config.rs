@@ -43,6 +43,16 @@ pub struct Config {
     pub server: ServerSettings,
     /// The change log (deploys, config, flags) that `changes.recent` reads.
     pub changes: ChangeSettings,
+    /// Declarative actions (rollback, flag off, circuit open, ...).
+    pub actions: ActionSettings,
+}
+
+/// Where the declarative actions come from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActionSettings {
+    /// A directory of action files (`*.toml` but `policy.toml`); none: the shipped ones.
+    pub dir: Option<PathBuf>,
 }
 
 /// Where recent changes come from.
@@ -116,6 +126,7 @@ impl Default for Config {
             traces: TraceSettings::default(),
             server: ServerSettings::default(),
             changes: ChangeSettings::default(),
+            actions: ActionSettings::default(),
         }
     }
 }
@@ -449,18 +460,38 @@ impl Default for PgSettings {
     }
 }
 
-/// Policy settings (the full policy file arrives with the policy layer).
+/// Policy settings: the rules file, the environment, approvals, the audit log, redaction.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicySettings {
     /// How long an approval stays valid, in seconds.
     pub approval_ttl_s: u64,
+    /// The environment the policy's rules are applied in (`production`, `staging`, ...).
+    pub environment: String,
+    /// The policy file; none: the shipped `tools/policy.toml` (compiled in).
+    pub file: Option<PathBuf>,
+    /// The append-only, hash-chained audit log; none: kept in memory for this run only.
+    pub audit_file: Option<PathBuf>,
+    /// Extra secrets to redact, each `{ kind = "ticket", pattern = "TCK-[0-9]+" }`.
+    pub redact: Vec<CustomRedaction>,
+}
+
+/// A team's own secret pattern: every match is replaced by `[REDACTED:<kind>]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CustomRedaction {
+    pub kind: String,
+    pub pattern: String,
 }
 
 impl Default for PolicySettings {
     fn default() -> Self {
         PolicySettings {
             approval_ttl_s: 900,
+            environment: "production".into(),
+            file: None,
+            audit_file: None,
+            redact: vec![],
         }
     }
 }

@@ -103,6 +103,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show exactly what an action would run with these arguments, without running it.
+    DryRun {
+        /// The action, e.g. deploy.rollback.
+        tool: String,
+        /// Its arguments as a JSON object, e.g. '{"deployment": "storefront"}'.
+        #[arg(default_value = "{}")]
+        args: String,
+    },
+    /// The audit log of action requests, decisions, executions and effects.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain: exit 1 if any record was edited, removed or reordered.
+    Verify {
+        /// The log file (default: [policy] audit_file).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// The last record's hash, kept elsewhere: also catches records removed from the end.
+        #[arg(long)]
+        head: Option<String>,
+    },
 }
 
 /// Prints each investigation event on stderr as it happens.
@@ -173,7 +199,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let registry = Registry::builtin(config.clone());
+    // Action files and the policy are checked before anything runs: a broken one stops here.
+    let registry = match Registry::load(config.clone(), None) {
+        Ok(r) => r,
+        Err(e) => return usage_error(&e),
+    };
     match cli.command {
         Command::Triage {
             report,
@@ -396,6 +426,56 @@ fn main() -> ExitCode {
                 eprintln!("FAIL: {f}");
             }
             if failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Command::DryRun { tool, args } => {
+            let args: serde_json::Value = match serde_json::from_str(&args) {
+                Ok(v) => v,
+                Err(e) => return usage_error(&format!("the arguments are not JSON: {e}")),
+            };
+            match registry.dry_run(&tool, &args) {
+                Ok(plan) => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&plan).unwrap_or_default()
+                    );
+                    println!("(dry run: nothing was run; running it needs a human approver)");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => usage_error(&e.to_string()),
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { file, head },
+        } => {
+            let Some(file) = file.or_else(|| config.policy.audit_file.clone()) else {
+                return usage_error(
+                    "no audit log: pass --file or set [policy] audit_file in oncall.toml",
+                );
+            };
+            let text = match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) => return usage_error(&format!("cannot read {}: {e}", file.display())),
+            };
+            let r = oncall::policy::audit::verify(&text, head.as_deref());
+            for p in &r.problems {
+                println!("BROKEN: {p}");
+            }
+            println!(
+                "{}: {} record(s), head {}: {}",
+                file.display(),
+                r.records,
+                r.head,
+                if r.problems.is_empty() {
+                    "the chain is intact"
+                } else {
+                    "the chain is BROKEN"
+                }
+            );
+            if r.problems.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -115,23 +115,7 @@ fn default_timeout() -> u64 {
     30
 }
 
-/// The collector to run before and after an action, and what to compare.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Effect {
-    pub tool: String,
-    #[serde(default = "empty_object")]
-    pub args: Value,
-    /// JSON pointers into the tool's answer, each with a label ("p99 ms" = "/rows/0/window/p99_ms").
-    pub measure: BTreeMap<String, String>,
-    /// Seconds to wait after the action before measuring again.
-    #[serde(default)]
-    pub settle_s: u64,
-}
-
-fn empty_object() -> Value {
-    json!({})
-}
+pub use crate::tool::EffectCheck as Effect;
 
 #[derive(Debug, Clone)]
 struct Arg {
@@ -308,7 +292,9 @@ impl Action {
             }
             (None, Some(h)) => {
                 let method = reqwest::Method::from_bytes(h.method.to_uppercase().as_bytes())
-                    .map_err(|_| err(format!("http.method {:?} is not an HTTP method", h.method)))?;
+                    .map_err(|_| {
+                        err(format!("http.method {:?} is not an HTTP method", h.method))
+                    })?;
                 for p in placeholders(&h.url.replace("${", "{")) {
                     declared(&p, "http.url")?;
                 }
@@ -336,7 +322,7 @@ impl Action {
             }
             _ => {
                 return Err(err(
-                    "an action has exactly one of [command] or [http]".into(),
+                    "an action has exactly one of [command] or [http]".into()
                 ));
             }
         };
@@ -368,7 +354,10 @@ impl Action {
             Value::Null => Map::new(),
             other => return Err(bad(format!("expected an object, got {other}"))),
         };
-        if let Some(k) = obj.keys().find(|k| !self.args.iter().any(|a| &a.name == *k)) {
+        if let Some(k) = obj
+            .keys()
+            .find(|k| !self.args.iter().any(|a| &a.name == *k))
+        {
             return Err(bad(format!(
                 "unknown argument `{k}`; expected: {}",
                 self.args
@@ -518,11 +507,15 @@ impl Action {
                     .map_err(|e| fail(format!("{} {url}: {e}", method.as_str())))?;
                 let status = resp.status();
                 let body = resp.text().await.unwrap_or_default();
-                let body = crate::policy::redact::redact(&body.chars().take(4000).collect::<String>());
+                let body =
+                    crate::policy::redact::redact(&body.chars().take(4000).collect::<String>());
                 if status.is_success() {
                     Ok(json!({"status": status.as_u16(), "body": body}))
                 } else {
-                    Err(fail(format!("{} {url} answered {status}: {body}", method.as_str())))
+                    Err(fail(format!(
+                        "{} {url} answered {status}: {body}",
+                        method.as_str()
+                    )))
                 }
             }
         }
@@ -587,6 +580,10 @@ impl DynTool for Action {
 
     fn dry_run(&self, args: &Value) -> Result<Value, ToolError> {
         self.plan(args)
+    }
+
+    fn effect(&self, _args: &Value) -> Option<Effect> {
+        self.effect.clone()
     }
 }
 
@@ -655,16 +652,28 @@ mod tests {
             .unwrap();
         assert_eq!(
             p["argv"],
-            json!(["kubectl", "rollout", "undo", "deployment/storefront", "--namespace", "shop"])
+            json!([
+                "kubectl",
+                "rollout",
+                "undo",
+                "deployment/storefront",
+                "--namespace",
+                "shop"
+            ])
         );
         let flag = &a[1];
         let p = flag
             .plan(&json!({"flag": "new-checkout", "reason": "oncall: errors after enabling"}))
             .unwrap();
-        assert!(p["url"].as_str().unwrap().ends_with("/flags/new-checkout/disable"), "{p}");
+        assert!(
+            p["url"]
+                .as_str()
+                .unwrap()
+                .ends_with("/flags/new-checkout/disable"),
+            "{p}"
+        );
         assert_eq!(
-            p["headers"]["Authorization"],
-            "Bearer ${env:ONCALL_FLAGS_TOKEN}",
+            p["headers"]["Authorization"], "Bearer ${env:ONCALL_FLAGS_TOKEN}",
             "secrets are shown as references"
         );
         assert_eq!(p["body"]["reason"], "oncall: errors after enabling");
@@ -698,17 +707,41 @@ mod tests {
     #[test]
     fn bad_files_are_refused_with_the_field() {
         let cases = [
-            ("name = \"x\"\ndescription = \"d\"\nrisk = \"live_action\"\n[command]\nargv = [\"true\"]\n", "area.verb"),
-            ("name = \"a.b\"\ndescription = \"d\"\nrisk = \"live_action\"\n[args.x]\ndescription = \"d\"\n[command]\nargv = [\"echo\", \"{x}\"]\n", "args.x: a string argument needs a `pattern`"),
-            ("name = \"a.b\"\ndescription = \"d\"\nrisk = \"live_action\"\n[command]\nargv = [\"echo\", \"{y}\"]\n", "command.argv[1]: {y} is not a declared argument"),
-            ("name = \"a.b\"\ndescription = \"d\"\nrisk = \"live_action\"\n[command]\nargv = [\"{y}\"]\n", "argv[0]"),
-            ("name = \"a.b\"\ndescription = \"d\"\nrisk = \"read\"\n[command]\nargv = [\"true\"]\n", "risk"),
-            ("name = \"a.b\"\ndescription = \"d\"\nrisk = \"live_action\"\n", "exactly one of"),
-            ("name = \"a.b\"\ndescription = \"d\"\nrisk = \"live_action\"\nshell = true\n[command]\nargv = [\"true\"]\n", "line 4"),
+            (
+                "name = \"x\"\ndescription = \"d\"\nrisk = \"live_action\"\n[command]\nargv = [\"true\"]\n",
+                "area.verb",
+            ),
+            (
+                "name = \"a.b\"\ndescription = \"d\"\nrisk = \"live_action\"\n[args.x]\ndescription = \"d\"\n[command]\nargv = [\"echo\", \"{x}\"]\n",
+                "args.x: a string argument needs a `pattern`",
+            ),
+            (
+                "name = \"a.b\"\ndescription = \"d\"\nrisk = \"live_action\"\n[command]\nargv = [\"echo\", \"{y}\"]\n",
+                "command.argv[1]: {y} is not a declared argument",
+            ),
+            (
+                "name = \"a.b\"\ndescription = \"d\"\nrisk = \"live_action\"\n[command]\nargv = [\"{y}\"]\n",
+                "argv[0]",
+            ),
+            (
+                "name = \"a.b\"\ndescription = \"d\"\nrisk = \"read\"\n[command]\nargv = [\"true\"]\n",
+                "risk",
+            ),
+            (
+                "name = \"a.b\"\ndescription = \"d\"\nrisk = \"live_action\"\n",
+                "exactly one of",
+            ),
+            (
+                "name = \"a.b\"\ndescription = \"d\"\nrisk = \"live_action\"\nshell = true\n[command]\nargv = [\"true\"]\n",
+                "line 4",
+            ),
         ];
         for (text, needle) in cases {
             let e = Action::parse(text, "t.toml").unwrap_err().to_string();
-            assert!(e.starts_with("t.toml: ") && e.contains(needle), "{needle}: {e}");
+            assert!(
+                e.starts_with("t.toml: ") && e.contains(needle),
+                "{needle}: {e}"
+            );
         }
     }
 }

@@ -76,6 +76,25 @@ impl Tool for CancelBackend {
 
     crate::collectors::postgres::database_tool!();
 
+    fn effect(&self, a: &BackendArgs) -> Option<crate::tool::EffectCheck> {
+        Some(crate::tool::EffectCheck {
+            tool: "postgres.blocking".into(),
+            args: serde_json::json!({"database": a.database}),
+            measure: [
+                (
+                    "waiting sessions".to_string(),
+                    "/data/waiting_sessions".to_string(),
+                ),
+                (
+                    "longest wait s".to_string(),
+                    "/data/longest_wait_s".to_string(),
+                ),
+            ]
+            .into(),
+            settle_s: 1,
+        })
+    }
+
     fn dry_run(&self, a: &BackendArgs) -> Option<serde_json::Value> {
         Some(serde_json::json!({
             "kind": "sql",
@@ -102,6 +121,25 @@ impl Tool for TerminateBackend {
     type Output = BackendOutcome;
 
     crate::collectors::postgres::database_tool!();
+
+    fn effect(&self, a: &BackendArgs) -> Option<crate::tool::EffectCheck> {
+        Some(crate::tool::EffectCheck {
+            tool: "postgres.blocking".into(),
+            args: serde_json::json!({"database": a.database}),
+            measure: [
+                (
+                    "waiting sessions".to_string(),
+                    "/data/waiting_sessions".to_string(),
+                ),
+                (
+                    "longest wait s".to_string(),
+                    "/data/longest_wait_s".to_string(),
+                ),
+            ]
+            .into(),
+            settle_s: 1,
+        })
+    }
 
     fn dry_run(&self, a: &BackendArgs) -> Option<serde_json::Value> {
         Some(serde_json::json!({

@@ -53,6 +53,15 @@ impl Tool for SignalProcess {
     type Args = SignalArgs;
     type Output = SignalOutcome;
 
+    fn effect(&self, _args: &SignalArgs) -> Option<crate::tool::EffectCheck> {
+        Some(crate::tool::EffectCheck {
+            tool: "host.use_snapshot".into(),
+            args: serde_json::json!({}),
+            measure: [("abnormal signals".to_string(), "/abnormal".to_string())].into(),
+            settle_s: 2,
+        })
+    }
+
     fn dry_run(&self, args: &SignalArgs) -> Option<serde_json::Value> {
         let name = std::fs::read_to_string(format!("/proc/{}/comm", args.pid))
             .map(|s| s.trim().to_string())

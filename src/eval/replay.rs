@@ -150,7 +150,7 @@ pub fn registry(case: &Case, live: &Registry) -> Registry {
             }) as Box<dyn DynTool>
         })
         .collect();
-    Registry::from_tools(tools)
+    Registry::from_tools(tools).with_policy_of(live)
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ impl AuditLog {
             path: path.display().to_string(),
             reason,
         };
-        let (next, last) = match std::fs::read_to_string(path) {
+        let (next, last, kept) = match std::fs::read_to_string(path) {
             Ok(text) => {
                 let report = verify(&text, None);
                 if let Some(p) = report.problems.first() {
@@ -74,19 +74,23 @@ impl AuditLog {
                         "the chain is broken ({p}); run `oncall audit verify` and keep the file for review"
                     )));
                 }
-                (report.records as u64 + 1, report.head)
+                let kept: Vec<Record> = text
+                    .lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect();
+                (report.records as u64 + 1, report.head, kept)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| io(e.to_string()))?;
                 }
-                (1, GENESIS.to_string())
+                (1, GENESIS.to_string(), vec![])
             }
             Err(e) => return Err(io(e.to_string())),
         };
         Ok(AuditLog {
             path: Some(path.to_path_buf()),
-            state: Mutex::new((next, last, vec![])),
+            state: Mutex::new((next, last, kept)),
         })
     }
 
@@ -133,7 +137,7 @@ impl AuditLog {
         Ok(rec)
     }
 
-    /// The records appended through this handle.
+    /// Every record: those in the file when it was opened, then those appended since.
     pub fn records(&self) -> Vec<Record> {
         self.state.lock().map(|s| s.2.clone()).unwrap_or_default()
     }
@@ -222,8 +226,11 @@ mod tests {
         let p = dir.path().join("audit.jsonl");
         let a = AuditLog::open(&p).unwrap();
         for i in 0..n {
-            a.append("request", json!({"i": i, "dsn": "postgres://u:hunter2@db/app"}))
-                .unwrap();
+            a.append(
+                "request",
+                json!({"i": i, "dsn": "postgres://u:hunter2@db/app"}),
+            )
+            .unwrap();
         }
         let text = std::fs::read_to_string(&p).unwrap();
         (dir, p, text)
@@ -265,9 +272,7 @@ mod tests {
         let head = verify(&text, None).head;
         let truncated = lines[..3].join("\n");
         assert!(verify(&truncated, None).problems.is_empty());
-        assert!(
-            verify(&truncated, Some(&head)).problems[0].contains("removed from the end")
-        );
+        assert!(verify(&truncated, Some(&head)).problems[0].contains("removed from the end"));
     }
 
     #[test]

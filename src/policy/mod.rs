@@ -10,6 +10,7 @@
 //! secrets out of everything that reaches a model.
 
 pub mod audit;
+pub mod desk;
 pub mod redact;
 pub mod rules;
 

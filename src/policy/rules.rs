@@ -405,15 +405,31 @@ mod tests {
                 2,
                 "never allow",
             ),
-            ("[[rule]]\nrisk = \"live_action\"\neffect = \"allow\"\n", 1, "never"),
-            ("[[rule]]\neffect = \"forbid\"\n", 1, "needs `tools` or `risk`"),
+            (
+                "[[rule]]\nrisk = \"live_action\"\neffect = \"allow\"\n",
+                1,
+                "never",
+            ),
+            (
+                "[[rule]]\neffect = \"forbid\"\n",
+                1,
+                "needs `tools` or `risk`",
+            ),
             (
                 "[[rule]]\nrisk = \"write\"\neffect = \"approve\"\nrequesters = [\"agent\"]\n",
                 1,
                 "approvers",
             ),
-            ("[[rule]]\nrisk = \"read\"\neffect = \"maybe\"\n", 3, "maybe"),
-            ("[[rule]]\nrisk = \"read\"\neffect = \"allow\"\ncolour = 1\n", 4, "colour"),
+            (
+                "[[rule]]\nrisk = \"read\"\neffect = \"maybe\"\n",
+                3,
+                "maybe",
+            ),
+            (
+                "[[rule]]\nrisk = \"read\"\neffect = \"allow\"\ncolour = 1\n",
+                4,
+                "colour",
+            ),
             ("[[rule]\n", 1, ""),
         ];
         for (text, line, needle) in cases {
@@ -429,7 +445,10 @@ mod tests {
         let text = "[[rule]]\ntools = [\"deploy.*\"]\nenvironments = [\"production\"]\neffect = \"approve\"\nrequesters = [\"agent\", \"responder\"]\napprovers = [\"approver\"]\n\n[[rule]]\ntools = [\"deploy.*\"]\neffect = \"forbid\"\n";
         let p = Policy::load(text, "p.toml", &tools()).unwrap();
         let rb = spec("deploy.rollback", RiskClass::LiveAction);
-        assert!(p.may_request(&rb, "production", "agent", Actor::Agent).is_ok());
+        assert!(
+            p.may_request(&rb, "production", "agent", Actor::Agent)
+                .is_ok()
+        );
         assert!(matches!(
             p.may_request(&rb, "production", "vic", Actor::Viewer),
             Err(Refusal::MayNotRequest { .. })

@@ -52,6 +52,8 @@ pub enum ToolError {
     ApprovalRequired { tool: String, risk: RiskClass },
     #[error("the approval presented does not cover this call of `{tool}`: {why}; it was not run")]
     ApprovalMismatch { tool: String, why: String },
+    #[error("`{tool}` is forbidden by the policy ({why}); it was not run")]
+    Forbidden { tool: String, why: String },
     #[error("`{tool}` failed: {message}")]
     Failed { tool: String, message: String },
 }
@@ -100,6 +102,30 @@ pub trait Tool: Send + Sync + 'static {
     fn dry_run(&self, _args: &Self::Args) -> Option<Value> {
         None
     }
+
+    /// For actions: how to measure what a call with these arguments changed.
+    fn effect(&self, _args: &Self::Args) -> Option<EffectCheck> {
+        None
+    }
+}
+
+/// How an action's effect is measured: a read tool run before and after it, and the values to
+/// compare (labels to JSON pointers into that tool's answer).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EffectCheck {
+    pub tool: String,
+    #[serde(default = "empty_object")]
+    pub args: Value,
+    /// Labels to JSON pointers, e.g. `"p99 ms" = "/rows/0/window/p99_ms"`.
+    pub measure: std::collections::BTreeMap<String, String>,
+    /// Seconds to wait after the action before measuring again.
+    #[serde(default)]
+    pub settle_s: u64,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
 }
 
 /// The type-erased face of a [`Tool`], as the registry stores it.
@@ -107,6 +133,10 @@ pub trait Tool: Send + Sync + 'static {
 pub trait DynTool: Send + Sync {
     fn spec(&self) -> ToolSpec;
     async fn call_json(&self, args: Value) -> Result<Value, ToolError>;
+    /// For actions: how to measure what a call with these arguments changed.
+    fn effect(&self, _args: &Value) -> Option<EffectCheck> {
+        None
+    }
     /// What a call would do, checked but not run (actions); an error for tools without one.
     fn dry_run(&self, _args: &Value) -> Result<Value, ToolError> {
         Err(ToolError::Failed {
@@ -163,6 +193,11 @@ impl<T: Tool> DynTool for T {
             tool: T::NAME.into(),
             message: "this tool has no dry run (only actions do)".into(),
         })
+    }
+
+    fn effect(&self, args: &Value) -> Option<EffectCheck> {
+        let typed: T::Args = serde_json::from_value(args.clone()).ok()?;
+        Tool::effect(self, &typed)
     }
 }
 

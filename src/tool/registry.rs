@@ -14,24 +14,79 @@ use crate::collectors::traces::store::SpanStore;
 use crate::collectors::traces::{self as tr, Traces};
 use crate::config::Config;
 use crate::policy::Approval;
+use crate::policy::rules::{Actor, Effect, Policy};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-/// The ordered tool list plus the memory of approvals already spent.
+/// The ordered tool list, the policy that decides what may run, and the memory of approvals
+/// already spent.
 pub struct Registry {
     tools: Vec<Box<dyn DynTool>>,
     spent: Mutex<HashSet<String>>,
+    policy: Option<Arc<Policy>>,
+    env: String,
 }
 
 impl Registry {
-    /// Every built-in tool, in the order the model sees them (the traces tools unavailable).
+    /// Every built-in tool, the shipped actions and the shipped policy, in the order the model
+    /// sees them (the traces tools unavailable). For tests and library use; the binary uses
+    /// [`Registry::load`], which reads the configured actions and policy and reports their errors.
     pub fn builtin(config: Arc<Config>) -> Registry {
         Registry::with_span_store(config, None)
     }
 
-    /// Every built-in tool, with the traces tools reading `store` when there is one.
+    /// Like [`Registry::load`]; if the configured actions or policy cannot be loaded, it logs
+    /// why and uses the shipped ones (the binary checks them at startup first).
     pub fn with_span_store(config: Arc<Config>, store: Option<Arc<SpanStore>>) -> Registry {
+        Registry::load(config.clone(), store.clone()).unwrap_or_else(|e| {
+            tracing::error!("{e}; using the shipped actions and policy");
+            let mut shipped = (*config).clone();
+            shipped.actions.dir = None;
+            shipped.policy.file = None;
+            Registry::load(Arc::new(shipped), store).unwrap_or_else(|e| {
+                tracing::error!("{e}; no actions and no policy: only read tools run");
+                Registry::from_tools(vec![])
+            })
+        })
+    }
+
+    /// Every built-in tool plus the declarative actions (`[actions] dir`, else the shipped ones),
+    /// under the policy (`[policy] file`, else the shipped one) in `[policy] environment`. A
+    /// broken action file or policy is an error naming the file and the line or field.
+    pub fn load(config: Arc<Config>, store: Option<Arc<SpanStore>>) -> Result<Registry, String> {
+        let actions = crate::actions::declarative::load(config.actions.dir.as_deref())
+            .map_err(|e| e.to_string())?;
+        let mut r = Registry::tools(config.clone(), store);
+        for a in actions {
+            let name = a.spec().name;
+            if r.find(name).is_some() {
+                return Err(format!(
+                    "{}: {name} is a built-in tool; choose another name",
+                    a.file
+                ));
+            }
+            r.tools.push(Box::new(a));
+        }
+        let (text, file) = match &config.policy.file {
+            Some(p) => (
+                std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read the policy {}: {e}", p.display()))?,
+                p.display().to_string(),
+            ),
+            None => (
+                crate::policy::rules::DEFAULT.to_string(),
+                "tools/policy.toml (built in)".to_string(),
+            ),
+        };
+        let policy = Policy::load(&text, &file, &r.specs()).map_err(|e| e.to_string())?;
+        r.policy = Some(Arc::new(policy));
+        r.env = config.policy.environment.clone();
+        Ok(r)
+    }
+
+    /// The built-in tools alone, with no policy.
+    fn tools(config: Arc<Config>, store: Option<Arc<SpanStore>>) -> Registry {
         let dbs = Databases::from_config(&config);
         let traces = Traces {
             store,
@@ -65,11 +120,49 @@ impl Registry {
         ])
     }
 
-    /// A registry over a given list (tests use this for fakes).
+    /// A registry over a given list, with no policy file: reads run, everything else needs an
+    /// approval (tests use this for fakes).
     pub fn from_tools(tools: Vec<Box<dyn DynTool>>) -> Registry {
         Registry {
             tools,
             spent: Mutex::new(HashSet::new()),
+            policy: None,
+            env: "production".into(),
+        }
+    }
+
+    /// The same tools under another policy (replay registries keep the live one's policy).
+    pub fn with_policy_of(mut self, other: &Registry) -> Registry {
+        self.policy = other.policy.clone();
+        self.env = other.env.clone();
+        self
+    }
+
+    /// The policy in force, if any, and the environment it is applied in.
+    pub fn policy(&self) -> (Option<&Policy>, &str) {
+        (self.policy.as_deref(), &self.env)
+    }
+
+    /// What an action would do with these arguments, checked but not run.
+    pub fn dry_run(&self, name: &str, args: &Value) -> Result<Value, ToolError> {
+        let tool = self.find(name).ok_or_else(|| self.unknown(name))?;
+        tool.dry_run(args)
+    }
+
+    /// How to measure what an action with these arguments changed, if it says.
+    pub fn effect_of(&self, name: &str, args: &Value) -> Option<super::EffectCheck> {
+        self.find(name)?.effect(args)
+    }
+
+    fn unknown(&self, name: &str) -> ToolError {
+        ToolError::UnknownTool {
+            name: name.to_string(),
+            available: self
+                .tools
+                .iter()
+                .map(|t| t.spec().name)
+                .collect::<Vec<_>>()
+                .join(", "),
         }
     }
 
@@ -98,17 +191,40 @@ impl Registry {
         args: Value,
         approval: Option<&Approval>,
     ) -> Result<Value, ToolError> {
-        let tool = self.find(name).ok_or_else(|| ToolError::UnknownTool {
-            name: name.to_string(),
-            available: self
-                .tools
-                .iter()
-                .map(|t| t.spec().name)
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+        let tool = self.find(name).ok_or_else(|| self.unknown(name))?;
         let spec = tool.spec();
-        if spec.risk.needs_approval() {
+        // The policy, not the prompt, decides; without a policy file, risk decides.
+        let effect = match &self.policy {
+            Some(p) => {
+                let d = p.decide(&spec, &self.env);
+                if d.effect == Effect::Forbid {
+                    return Err(ToolError::Forbidden {
+                        tool: spec.name.to_string(),
+                        why: match d.rule {
+                            Some(r) => format!("{} line {} in {}", p.file, r.line, self.env),
+                            None => format!(
+                                "no rule in {} allows it in {}: denied by default",
+                                p.file, self.env
+                            ),
+                        },
+                    });
+                }
+                // Without an approval, the caller is the agent asking for it.
+                if approval.is_none()
+                    && d.effect == Effect::Approve
+                    && let Err(r) = p.may_request(&spec, &self.env, "the agent", Actor::Agent)
+                {
+                    return Err(ToolError::Forbidden {
+                        tool: spec.name.to_string(),
+                        why: r.to_string(),
+                    });
+                }
+                d.effect
+            }
+            None if spec.risk.needs_approval() => Effect::Approve,
+            None => Effect::Allow,
+        };
+        if effect == Effect::Approve {
             let approval = approval.ok_or_else(|| ToolError::ApprovalRequired {
                 tool: spec.name.to_string(),
                 risk: spec.risk,

@@ -1,0 +1,403 @@
+//! The approval desk: where a request for a live action becomes, at most once, an execution.
+//!
+//! 1. `request`: the agent or a person asks for a tool with exact arguments. The policy must let
+//!    them ask; the arguments are checked (the action's dry run) before the request exists. The
+//!    request binds the tool, the arguments, the requester and a hash of the evidence.
+//! 2. `decide`: an authenticated human approves or denies it. They must hold a role the policy
+//!    names as approver for this tool here, and must not be the requester. Requests expire.
+//! 3. `execute`: the call presented must be the approved one (same tool, same arguments). The
+//!    policy is checked again (by the registry), the approval is spent, the action runs once. The
+//!    action's collector is run before and after, and the measured effect is recorded. One live
+//!    action is in flight per incident: the next is refused until the last one's effect is in.
+//!
+//! Every step, and every refusal, is appended to the audit log. Executions already in the log are
+//! never run again, even after a restart.
+
+use super::audit::AuditLog;
+use super::rules::{Actor, Effect};
+use super::{ActionRequest, Approval, Human, PolicyError, approve, canonical_hash};
+use crate::tool::{EffectCheck, Registry, RiskClass, ToolError};
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+/// Where a request stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum State {
+    Pending,
+    Approved { by: String },
+    Denied { by: String, reason: String },
+    Executed { ok: bool },
+}
+
+/// A request and where it stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub incident: String,
+    pub request: ActionRequest,
+    pub state: State,
+    /// What the action would do (its dry run) when it was requested.
+    pub plan: Option<Value>,
+    #[serde(skip)]
+    approval: Option<Approval>,
+}
+
+/// The outcome of an execution.
+#[derive(Debug, Clone, Serialize)]
+pub struct Execution {
+    pub request: String,
+    pub output: Result<Value, String>,
+    /// "error ratio: 0.5 -> 0.01", "no change", or why it could not be measured.
+    pub effect: String,
+}
+
+/// Why the desk refused.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum DeskError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("{0}")]
+    Refused(String),
+    #[error("request {0} does not exist")]
+    NoSuchRequest(String),
+    #[error("the audit log could not be written: {0}; nothing was run")]
+    Audit(String),
+}
+
+/// The desk. One per server (or per test).
+pub struct Desk {
+    audit: Arc<AuditLog>,
+    ttl: Duration,
+    entries: Mutex<Vec<Entry>>,
+    /// incident -> the request whose effect is not measured yet.
+    in_flight: Mutex<HashMap<String, String>>,
+    /// Requests already executed, from this run and from the audit log.
+    executed: Mutex<HashSet<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, DeskError> {
+    m.lock()
+        .map_err(|_| DeskError::Refused("the desk's state is unavailable".into()))
+}
+
+impl Desk {
+    /// A desk writing to `audit`; requests and approvals live `ttl`.
+    pub fn new(audit: Arc<AuditLog>, ttl: Duration) -> Desk {
+        let executed = audit
+            .records()
+            .iter()
+            .filter(|r| r.kind == "execution")
+            .filter_map(|r| r.data["request"].as_str().map(str::to_string))
+            .collect();
+        Desk {
+            audit,
+            ttl,
+            entries: Mutex::new(vec![]),
+            in_flight: Mutex::new(HashMap::new()),
+            executed: Mutex::new(executed),
+        }
+    }
+
+    fn log(&self, kind: &str, data: Value) -> Result<(), DeskError> {
+        self.audit
+            .append(kind, data)
+            .map(|_| ())
+            .map_err(|e| DeskError::Audit(e.to_string()))
+    }
+
+    fn refuse(&self, request: &str, why: String) -> DeskError {
+        // A refusal that cannot be logged is still a refusal.
+        let _ = self.log("refusal", json!({"request": request, "why": why}));
+        DeskError::Refused(why)
+    }
+
+    /// All requests, newest last.
+    pub fn entries(&self) -> Vec<Entry> {
+        self.entries.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// Files a request for `tool` with `args`, by `who` acting as `actor`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn request(
+        &self,
+        reg: &Registry,
+        incident: &str,
+        tool: &str,
+        args: Value,
+        who: &str,
+        actor: Actor,
+        evidence: &[Value],
+    ) -> Result<ActionRequest, DeskError> {
+        let spec = reg
+            .spec(tool)
+            .ok_or_else(|| self.refuse("-", format!("no tool named `{tool}`")))?;
+        if spec.risk == RiskClass::Read {
+            return Err(self.refuse(
+                "-",
+                format!("`{tool}` only reads: it runs without a request"),
+            ));
+        }
+        let (policy, env) = reg.policy();
+        if let Some(p) = policy {
+            let d = p
+                .may_request(&spec, env, who, actor)
+                .map_err(|r| self.refuse("-", r.to_string()))?;
+            if d.effect != Effect::Approve {
+                return Err(self.refuse(
+                    "-",
+                    format!("`{tool}` needs no approval in {env}; no request was filed"),
+                ));
+            }
+        }
+        // The arguments are checked now, not at execution: a bad value never becomes a request.
+        let plan = match reg.dry_run(tool, &args) {
+            Ok(p) => Some(p),
+            Err(ToolError::BadArguments { message, .. }) => {
+                return Err(self.refuse("-", format!("bad arguments for `{tool}`: {message}")));
+            }
+            Err(_) => None,
+        };
+        let req = ActionRequest::new(tool, args, who, evidence);
+        self.log(
+            "request",
+            json!({"request": req.id, "incident": incident, "tool": req.tool, "args": req.args,
+                   "requested_by": who, "as": actor, "evidence_hash": req.evidence_hash, "plan": plan}),
+        )?;
+        lock(&self.entries)?.push(Entry {
+            incident: incident.to_string(),
+            request: req.clone(),
+            state: State::Pending,
+            plan,
+            approval: None,
+        });
+        Ok(req)
+    }
+
+    /// Approves or denies a pending request.
+    pub fn decide(
+        &self,
+        reg: &Registry,
+        request: &str,
+        human: &Human,
+        yes: bool,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<State, DeskError> {
+        let mut entries = lock(&self.entries)?;
+        let e = entries
+            .iter_mut()
+            .find(|e| e.request.id == request)
+            .ok_or_else(|| DeskError::NoSuchRequest(request.into()))?;
+        if e.state != State::Pending {
+            return Err(self.refuse(
+                request,
+                format!("request {request} was already decided ({:?})", e.state),
+            ));
+        }
+        if now >= e.request.created_at + self.ttl {
+            return Err(self.refuse(
+                request,
+                format!("request {request} expired; ask for it again if it is still needed"),
+            ));
+        }
+        if human.name == e.request.requested_by {
+            let err = PolicyError::SelfApproval {
+                who: human.name.clone(),
+            };
+            let _ = self.log(
+                "refusal",
+                json!({"request": request, "why": err.to_string()}),
+            );
+            return Err(err.into());
+        }
+        let spec = reg.spec(&e.request.tool).ok_or_else(|| {
+            self.refuse(request, format!("`{}` no longer exists", e.request.tool))
+        })?;
+        let (policy, env) = reg.policy();
+        if let Some(p) = policy {
+            p.may_approve(&spec, env, human)
+                .map_err(|r| self.refuse(request, r.to_string()))?;
+        }
+        if yes {
+            let approval = approve(&e.request, human, self.ttl, now).map_err(|err| {
+                let _ = self.log(
+                    "refusal",
+                    json!({"request": request, "why": err.to_string()}),
+                );
+                DeskError::Policy(err)
+            })?;
+            self.log(
+                "decision",
+                json!({"request": request, "approved": true, "by": human.name, "expires_at": now + self.ttl}),
+            )?;
+            e.approval = Some(approval);
+            e.state = State::Approved {
+                by: human.name.clone(),
+            };
+        } else {
+            self.log(
+                "decision",
+                json!({"request": request, "approved": false, "by": human.name, "reason": reason}),
+            )?;
+            e.state = State::Denied {
+                by: human.name.clone(),
+                reason: reason.to_string(),
+            };
+        }
+        Ok(e.state.clone())
+    }
+
+    /// Runs an approved request: `tool` and `args` are what the caller is about to run, and must
+    /// be exactly what was approved.
+    pub async fn execute(
+        &self,
+        reg: &Registry,
+        request: &str,
+        tool: &str,
+        args: &Value,
+        executor: &str,
+    ) -> Result<Execution, DeskError> {
+        let (incident, approval) = {
+            let entries = lock(&self.entries)?;
+            let e = entries
+                .iter()
+                .find(|e| e.request.id == request)
+                .ok_or_else(|| DeskError::NoSuchRequest(request.into()))?;
+            if lock(&self.executed)?.contains(request) {
+                return Err(self.refuse(
+                    request,
+                    format!("request {request} already ran; an approval runs at most once"),
+                ));
+            }
+            let approval = match (&e.state, &e.approval) {
+                (State::Approved { .. }, Some(a)) => a.clone(),
+                (s, _) => {
+                    return Err(self.refuse(
+                        request,
+                        format!("request {request} is not approved ({s:?}); nothing was run"),
+                    ));
+                }
+            };
+            if tool != e.request.tool {
+                return Err(self.refuse(
+                    request,
+                    format!(
+                        "request {request} approved `{}`, not `{tool}`; nothing was run",
+                        e.request.tool
+                    ),
+                ));
+            }
+            if canonical_hash(args) != canonical_hash(&e.request.args) {
+                return Err(self.refuse(
+                    request,
+                    format!(
+                        "the arguments differ from the approved ones ({} approved, {args} presented); nothing was run",
+                        e.request.args
+                    ),
+                ));
+            }
+            (e.incident.clone(), approval)
+        };
+        {
+            let mut flight = lock(&self.in_flight)?;
+            if let Some(other) = flight.get(&incident) {
+                let other = other.clone();
+                drop(flight);
+                return Err(self.refuse(
+                    request,
+                    format!(
+                        "request {other} is still in flight in incident {incident}; one live action at a time: wait until its effect is recorded"
+                    ),
+                ));
+            }
+            flight.insert(incident.clone(), request.to_string());
+            lock(&self.executed)?.insert(request.to_string());
+        }
+        let check = reg.effect_of(tool, args);
+        let before = match &check {
+            Some(c) => Some(measure(reg, c).await),
+            None => None,
+        };
+        let output = reg
+            .call(tool, args.clone(), Some(&approval))
+            .await
+            .map_err(|e| e.to_string());
+        let logged = self.log(
+            "execution",
+            json!({"request": request, "incident": incident, "tool": tool, "args": args,
+                   "by": executor, "approved_by": approval.approved_by(), "ok": output.is_ok(),
+                   "output": output.as_ref().ok(), "error": output.as_ref().err()}),
+        );
+        if let Ok(mut entries) = self.entries.lock()
+            && let Some(e) = entries.iter_mut().find(|e| e.request.id == request)
+        {
+            e.state = State::Executed { ok: output.is_ok() };
+        }
+        let effect = match (&check, before) {
+            (Some(c), Some(b)) if output.is_ok() => {
+                tokio::time::sleep(std::time::Duration::from_secs(c.settle_s)).await;
+                let after = measure(reg, c).await;
+                compare(c, &b, &after)
+            }
+            (_, _) if output.is_err() => "not measured: the action failed".to_string(),
+            _ => "not measured: the action names no collector to check".to_string(),
+        };
+        let logged = logged.and(self.log(
+            "effect",
+            json!({"request": request, "incident": incident, "effect": effect}),
+        ));
+        if let Ok(mut flight) = self.in_flight.lock() {
+            flight.remove(&incident);
+        }
+        logged?;
+        Ok(Execution {
+            request: request.to_string(),
+            output,
+            effect,
+        })
+    }
+}
+
+async fn measure(reg: &Registry, c: &EffectCheck) -> Result<Value, String> {
+    reg.call(&c.tool, c.args.clone(), None)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// "label: before -> after" for what changed, "no change" when nothing did.
+fn compare(
+    c: &EffectCheck,
+    before: &Result<Value, String>,
+    after: &Result<Value, String>,
+) -> String {
+    let (b, a) = match (before, after) {
+        (Ok(b), Ok(a)) => (b, a),
+        (Err(e), _) | (_, Err(e)) => return format!("could not be measured: {e}"),
+    };
+    let show = |v: Option<&Value>| match v {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Array(x)) => format!("{} item(s)", x.len()),
+        Some(other) => other.to_string(),
+        None => "n/a".into(),
+    };
+    let changed: Vec<String> = c
+        .measure
+        .iter()
+        .filter_map(|(label, ptr)| {
+            let (x, y) = (b.pointer(ptr), a.pointer(ptr));
+            (x != y).then(|| format!("{label}: {} -> {}", show(x), show(y)))
+        })
+        .collect();
+    if changed.is_empty() {
+        format!(
+            "no change in {} ({})",
+            c.tool,
+            c.measure.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    } else {
+        changed.join("; ")
+    }
+}

@@ -28,6 +28,29 @@ pub struct BackendOutcome {
     pub signalled: bool,
 }
 
+/// Both backend actions are checked by the blocking tree before and after.
+fn backend_effect(a: &BackendArgs) -> crate::tool::EffectCheck {
+    crate::tool::EffectCheck {
+        tool: "postgres.blocking".into(),
+        args: serde_json::json!({"database": a.database}),
+        measure: [
+            ("waiting sessions", "/data/waiting_sessions"),
+            ("longest wait s", "/data/longest_wait_s"),
+        ]
+        .map(|(l, p)| (l.to_string(), p.to_string()))
+        .into(),
+        settle_s: 1,
+    }
+}
+
+fn backend_plan(func: &str, a: &BackendArgs) -> serde_json::Value {
+    serde_json::json!({
+        "kind": "sql",
+        "database": a.database.clone().unwrap_or_else(|| "(the only configured database)".into()),
+        "would_run": format!("SELECT {func}({})", a.pid),
+    })
+}
+
 async fn signal(
     dbs: &Databases,
     tool: &str,
@@ -77,30 +100,11 @@ impl Tool for CancelBackend {
     crate::collectors::postgres::database_tool!();
 
     fn effect(&self, a: &BackendArgs) -> Option<crate::tool::EffectCheck> {
-        Some(crate::tool::EffectCheck {
-            tool: "postgres.blocking".into(),
-            args: serde_json::json!({"database": a.database}),
-            measure: [
-                (
-                    "waiting sessions".to_string(),
-                    "/data/waiting_sessions".to_string(),
-                ),
-                (
-                    "longest wait s".to_string(),
-                    "/data/longest_wait_s".to_string(),
-                ),
-            ]
-            .into(),
-            settle_s: 1,
-        })
+        Some(backend_effect(a))
     }
 
     fn dry_run(&self, a: &BackendArgs) -> Option<serde_json::Value> {
-        Some(serde_json::json!({
-            "kind": "sql",
-            "database": a.database.clone().unwrap_or_else(|| "(the only configured database)".into()),
-            "would_run": format!("SELECT pg_cancel_backend({})", a.pid),
-        }))
+        Some(backend_plan("pg_cancel_backend", a))
     }
 
     async fn call(&self, a: BackendArgs) -> Result<BackendOutcome, ToolError> {
@@ -123,30 +127,11 @@ impl Tool for TerminateBackend {
     crate::collectors::postgres::database_tool!();
 
     fn effect(&self, a: &BackendArgs) -> Option<crate::tool::EffectCheck> {
-        Some(crate::tool::EffectCheck {
-            tool: "postgres.blocking".into(),
-            args: serde_json::json!({"database": a.database}),
-            measure: [
-                (
-                    "waiting sessions".to_string(),
-                    "/data/waiting_sessions".to_string(),
-                ),
-                (
-                    "longest wait s".to_string(),
-                    "/data/longest_wait_s".to_string(),
-                ),
-            ]
-            .into(),
-            settle_s: 1,
-        })
+        Some(backend_effect(a))
     }
 
     fn dry_run(&self, a: &BackendArgs) -> Option<serde_json::Value> {
-        Some(serde_json::json!({
-            "kind": "sql",
-            "database": a.database.clone().unwrap_or_else(|| "(the only configured database)".into()),
-            "would_run": format!("SELECT pg_terminate_backend({})", a.pid),
-        }))
+        Some(backend_plan("pg_terminate_backend", a))
     }
 
     async fn call(&self, a: BackendArgs) -> Result<BackendOutcome, ToolError> {

@@ -199,6 +199,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = oncall::policy::redact::configure(&config.policy.redact) {
+        return usage_error(&e);
+    }
     // Action files and the policy are checked before anything runs: a broken one stops here.
     let registry = match Registry::load(config.clone(), None) {
         Ok(r) => r,

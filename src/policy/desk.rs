@@ -299,6 +299,9 @@ impl Desk {
                     ),
                 ));
             }
+            if let Err(why) = approval.covers(tool, args, Utc::now()) {
+                return Err(self.refuse(request, format!("{why}; nothing was run")));
+            }
             (e.incident.clone(), approval)
         };
         {
@@ -321,10 +324,23 @@ impl Desk {
             Some(c) => Some(measure(reg, c).await),
             None => None,
         };
-        let output = reg
-            .call(tool, args.clone(), Some(&approval))
-            .await
-            .map_err(|e| e.to_string());
+        let output = match reg.call(tool, args.clone(), Some(&approval)).await {
+            // The registry's own checks (the policy again, the approval) refused it: not run.
+            Err(
+                e @ (ToolError::Forbidden { .. }
+                | ToolError::ApprovalMismatch { .. }
+                | ToolError::ApprovalRequired { .. }),
+            ) => {
+                if let Ok(mut flight) = self.in_flight.lock() {
+                    flight.remove(&incident);
+                }
+                if let Ok(mut done) = self.executed.lock() {
+                    done.remove(request);
+                }
+                return Err(self.refuse(request, format!("{e}")));
+            }
+            other => other.map_err(|e| e.to_string()),
+        };
         let logged = self.log(
             "execution",
             json!({"request": request, "incident": incident, "tool": tool, "args": args,

@@ -10,7 +10,7 @@ use regex::Regex;
 use std::sync::LazyLock;
 
 struct Rule {
-    kind: &'static str,
+    kind: String,
     re: Regex,
     /// Which capture group holds the secret (0: the whole match).
     group: usize,
@@ -56,7 +56,7 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         .iter()
         .filter_map(|(kind, pat, group)| {
             Regex::new(pat).ok().map(|re| Rule {
-                kind,
+                kind: kind.to_string(),
                 re,
                 group: *group,
             })
@@ -64,10 +64,54 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         .collect()
 });
 
+/// The team's own patterns (`[policy] redact`), applied after the built-in ones.
+static CUSTOM: std::sync::RwLock<Vec<Rule>> = std::sync::RwLock::new(Vec::new());
+
+/// Installs the configured custom patterns for every later redaction. A pattern that does not
+/// compile is an error naming it; nothing is installed then.
+pub fn configure(custom: &[crate::config::CustomRedaction]) -> Result<(), String> {
+    let mut rules = vec![];
+    for c in custom {
+        if c.kind.is_empty()
+            || !c
+                .kind
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+        {
+            return Err(format!(
+                "[policy] redact: kind {:?} must be letters, digits or _",
+                c.kind
+            ));
+        }
+        let re = Regex::new(&c.pattern)
+            .map_err(|e| format!("[policy] redact: pattern for {:?}: {e}", c.kind))?;
+        rules.push(Rule {
+            kind: c.kind.clone(),
+            re,
+            group: 0,
+        });
+    }
+    let mut slot = CUSTOM
+        .write()
+        .map_err(|_| "the redactor's custom patterns are unavailable".to_string())?;
+    *slot = rules;
+    Ok(())
+}
+
 /// Replaces every secret in `text` with `[REDACTED:<kind>]`.
 pub fn redact(text: &str) -> String {
+    let mut out = apply(text, RULES.iter());
+    if let Ok(custom) = CUSTOM.read()
+        && !custom.is_empty()
+    {
+        out = apply(&out, custom.iter());
+    }
+    out
+}
+
+fn apply<'a>(text: &str, rules: impl Iterator<Item = &'a Rule>) -> String {
     let mut out = text.to_string();
-    for rule in RULES.iter() {
+    for rule in rules {
         let mut result = String::with_capacity(out.len());
         let mut last = 0;
         for caps in rule.re.captures_iter(&out) {

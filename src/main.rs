@@ -185,7 +185,8 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Log lines pass the same redactor as prompts.
+        .with_writer(|| oncall::policy::redact::RedactingStderr)
         .init();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -561,7 +561,10 @@ pub async fn investigate(
     model: &dyn ChatModel,
     events: &dyn EventSink,
 ) -> Result<Investigation, AgentError> {
-    let report = report.trim();
+    // The report is redacted once, here: the answer, the debug log, every event and every prompt
+    // only ever hold the redacted text.
+    let redacted = crate::policy::redact::redact(report.trim());
+    let report = redacted.as_str();
     if report.is_empty() {
         return Err(AgentError::EmptyReport);
     }

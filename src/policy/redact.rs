@@ -135,6 +135,22 @@ fn apply<'a>(text: &str, rules: impl Iterator<Item = &'a Rule>) -> String {
     out
 }
 
+/// A writer for log lines: each write is redacted, then goes to stderr. The log formatter writes
+/// one whole line per call, so a secret is never split across writes.
+pub struct RedactingStderr;
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = redact(&String::from_utf8_lossy(buf));
+        std::io::stderr().write_all(text.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// Keys whose values are secrets whatever they look like.
 const SECRET_KEYS: [&str; 9] = [
     "password",

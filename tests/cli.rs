@@ -143,3 +143,58 @@ fn committed_tool_schemas_are_current() {
         "tools/schemas.json is stale: regenerate with UPDATE_TOOL_SCHEMAS=1"
     );
 }
+
+#[test]
+fn audit_verify_exits_1_on_a_tampered_log_and_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let log = oncall::policy::audit::AuditLog::open(&path).unwrap();
+    for i in 0..3 {
+        log.append("request", serde_json::json!({"i": i})).unwrap();
+    }
+    let f = path.display().to_string();
+    let (code, out, err) = oncall(&["audit", "verify", "--file", &f], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("3 record(s)") && out.contains("intact"),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("\"i\":1", "\"i\":5", 1)).unwrap();
+    let (code, out, _) = oncall(&["audit", "verify", "--file", &f], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("BROKEN: line 2: record 2 was edited"), "{out}");
+    let (code, _, err) = oncall(&["audit", "verify"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("audit_file"), "{err}");
+}
+
+#[test]
+fn dry_run_shows_the_argv_and_refuses_injection() {
+    let (code, out, err) = oncall(
+        &[
+            "dry-run",
+            "deploy.rollback",
+            r#"{"deployment": "storefront"}"#,
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("deployment/storefront") && out.contains("nothing was run"),
+        "{out}"
+    );
+    let (code, _, err) = oncall(
+        &[
+            "dry-run",
+            "deploy.rollback",
+            r#"{"deployment": "api; rm -rf /"}"#,
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("does not match its pattern"), "{err}");
+    let (code, _, err) = oncall(&["dry-run", "host.use_snapshot", "{}"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no dry run"), "{err}");
+}

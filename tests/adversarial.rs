@@ -703,3 +703,102 @@ fn a_policy_that_would_let_a_live_action_run_freely_is_refused_at_startup() {
         assert!(e.to_string().contains("never"), "{text}: {e}");
     }
 }
+
+/// A TEST DOUBLE of a feature-flag service (no real one runs here): a loopback HTTP server that
+/// captures the one request it gets and answers 200.
+fn capture_server() -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = vec![0u8; 8192];
+        let mut got = Vec::new();
+        while let Ok(n) = s.read(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got);
+            if let Some(i) = text.find("\r\n\r\n") {
+                let len: usize = text
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                if got.len() >= i + 4 + len {
+                    break;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            .unwrap();
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    (url, h)
+}
+
+#[tokio::test]
+async fn an_approved_http_action_sends_exactly_its_dry_run() {
+    let (url, server) = capture_server();
+    // SAFETY of the test: this binary's other tests do not read these variables.
+    unsafe {
+        std::env::set_var("ONCALL_FLAGS_URL", &url);
+        std::env::set_var("ONCALL_FLAGS_TOKEN", "flag-token-seeded-123");
+    }
+    let b = bench();
+    let audit = Arc::new(AuditLog::in_memory());
+    let desk = Desk::new(audit.clone(), Duration::minutes(15));
+    let args = json!({"flag": "new-checkout", "reason": "errors after enabling it"});
+    let req = desk
+        .request(
+            &b.reg,
+            "inc-4",
+            "flag.disable",
+            args.clone(),
+            "agent",
+            Actor::Agent,
+            &[],
+        )
+        .unwrap();
+    desk.decide(
+        &b.reg,
+        &req.id,
+        &human("ana", HumanRole::Approver),
+        true,
+        "",
+        Utc::now(),
+    )
+    .unwrap();
+    let ex = desk
+        .execute(&b.reg, &req.id, "flag.disable", &args, "ana")
+        .await
+        .expect("executed");
+    assert!(ex.output.is_ok(), "{:?}", ex.output);
+    let got = server.join().unwrap();
+    assert!(
+        got.starts_with("POST /flags/new-checkout/disable HTTP/1.1"),
+        "{got}"
+    );
+    assert!(
+        got.contains("authorization: Bearer flag-token-seeded-123"),
+        "{got}"
+    );
+    assert!(
+        got.ends_with(r#"{"reason":"errors after enabling it"}"#),
+        "{got}"
+    );
+    // The token went to the flag service and nowhere else: not into the audit log.
+    let log = serde_json::to_string(&audit.records()).unwrap();
+    assert!(!log.contains("flag-token-seeded-123"));
+    assert!(
+        ex.effect.starts_with("could not be measured"),
+        "{}",
+        ex.effect
+    );
+}

@@ -353,6 +353,8 @@ impl Desk {
             e.state = State::Executed { ok: output.is_ok() };
         }
         let effect = match (&check, before) {
+            // No baseline: waiting to measure again would show nothing.
+            (Some(_), Some(Err(e))) if output.is_ok() => format!("could not be measured: {e}"),
             (Some(c), Some(b)) if output.is_ok() => {
                 tokio::time::sleep(std::time::Duration::from_secs(c.settle_s)).await;
                 let after = measure(reg, c).await;

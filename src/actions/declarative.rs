@@ -416,22 +416,25 @@ impl Action {
         Ok(out)
     }
 
-    fn fill(t: &str, values: &BTreeMap<String, String>, enc: impl Fn(&str) -> String) -> String {
-        let mut s = t.to_string();
-        for (k, v) in values {
-            s = s.replace(&format!("{{{k}}}"), &enc(v));
-        }
-        s
-    }
-
     /// What would run, exactly, as JSON: argv, or method, URL, headers (environment references
     /// shown, not their values) and body.
     pub fn plan(&self, args: &Value) -> Result<Value, ToolError> {
+        self.build(args, Env::Keep)
+    }
+
+    /// The call built from the templates; `env` says whether `${env:NAME}` is resolved.
+    fn build(&self, args: &Value, env: Env) -> Result<Value, ToolError> {
         let v = self.values(args)?;
+        let fail = |message: String| ToolError::Failed {
+            tool: self.spec.name.to_string(),
+            message,
+        };
+        let text = |t: &str, enc: &dyn Fn(&str) -> String| render(t, &v, enc, env).map_err(fail);
+        let same = |s: &str| s.to_string();
         Ok(match &self.template {
             Template::Command { argv, timeout } => json!({
                 "kind": "command",
-                "argv": argv.iter().map(|a| Action::fill(a, &v, str::to_string)).collect::<Vec<_>>(),
+                "argv": argv.iter().map(|a| text(a, &same)).collect::<Result<Vec<_>, _>>()?,
                 "timeout_s": timeout.as_secs(),
             }),
             Template::Http {
@@ -440,19 +443,25 @@ impl Action {
                 headers,
                 body,
                 timeout,
-            } => json!({
-                "kind": "http",
-                "method": method.as_str(),
-                "url": Action::fill(url, &v, percent_encode),
-                "headers": headers.iter().map(|(k, h)| (k.clone(), json!(Action::fill(h, &v, str::to_string)))).collect::<Map<_, _>>(),
-                "body": body.as_ref().map(|b| fill_json(b, &v)),
-                "timeout_s": timeout.as_secs(),
-            }),
+            } => {
+                let mut hs = Map::new();
+                for (k, h) in headers {
+                    hs.insert(k.clone(), json!(text(h, &same)?));
+                }
+                json!({
+                    "kind": "http",
+                    "method": method.as_str(),
+                    "url": text(url, &percent_encode)?,
+                    "headers": hs,
+                    "body": body.as_ref().map(|b| render_json(b, &v, env)).transpose().map_err(fail)?,
+                    "timeout_s": timeout.as_secs(),
+                })
+            }
         })
     }
 
     async fn run(&self, args: Value) -> Result<Value, ToolError> {
-        let plan = self.plan(&args)?;
+        let plan = self.build(&args, Env::Resolve)?;
         let fail = |message: String| ToolError::Failed {
             tool: self.spec.name.to_string(),
             message,
@@ -486,17 +495,14 @@ impl Action {
             Template::Http {
                 method, timeout, ..
             } => {
-                let url = resolve_env(plan["url"].as_str().unwrap_or_default())
-                    .map_err(|e| fail(format!("url: {e}")))?;
+                let url = plan["url"].as_str().unwrap_or_default().to_string();
                 let client = reqwest::Client::builder()
                     .timeout(*timeout)
                     .build()
                     .map_err(|e| fail(e.to_string()))?;
                 let mut req = client.request(method.clone(), &url);
                 for (k, h) in plan["headers"].as_object().into_iter().flatten() {
-                    let val = resolve_env(h.as_str().unwrap_or_default())
-                        .map_err(|e| fail(format!("header {k}: {e}")))?;
-                    req = req.header(k.as_str(), val);
+                    req = req.header(k.as_str(), h.as_str().unwrap_or_default());
                 }
                 if !plan["body"].is_null() {
                     req = req.json(&plan["body"]);
@@ -522,21 +528,50 @@ impl Action {
     }
 }
 
-/// Replaces `${env:NAME}` with the variable's value; a missing variable is an error.
-fn resolve_env(s: &str) -> Result<String, String> {
+/// What rendering does with `${env:NAME}`: keep the reference (dry runs) or put in its value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Env {
+    Keep,
+    Resolve,
+}
+
+/// Renders a template in one pass: `{arg}` becomes the encoded value and `${env:NAME}` is kept
+/// or resolved (a missing variable is an error). Inserted values are never scanned again, so a
+/// value that itself contains `{other}` or `${env:SECRET}` stays literal text.
+fn render(
+    t: &str,
+    values: &BTreeMap<String, String>,
+    enc: &dyn Fn(&str) -> String,
+    env: Env,
+) -> Result<String, String> {
     let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find("${env:") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 6..];
-        let j = after
-            .find('}')
-            .ok_or_else(|| format!("unclosed ${{env:...}} in {s:?}"))?;
-        let name = &after[..j];
-        out.push_str(
-            &std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?,
-        );
-        rest = &after[j + 1..];
+    let mut rest = t;
+    while let Some(i) = rest.find('{') {
+        let Some(j) = rest[i + 1..].find('}') else {
+            break;
+        };
+        let (name, end) = (&rest[i + 1..i + 1 + j], i + 2 + j);
+        let var = name
+            .strip_prefix("env:")
+            .filter(|_| rest[..i].ends_with('$'));
+        match (var, values.get(name)) {
+            (Some(var), _) => {
+                out.push_str(&rest[..i - 1]);
+                match env {
+                    Env::Keep => out.push_str(&rest[i - 1..end]),
+                    Env::Resolve => out.push_str(
+                        &std::env::var(var)
+                            .map_err(|_| format!("environment variable {var} is not set"))?,
+                    ),
+                }
+            }
+            (None, Some(v)) => {
+                out.push_str(&rest[..i]);
+                out.push_str(&enc(v));
+            }
+            (None, None) => out.push_str(&rest[..end]),
+        }
+        rest = &rest[end..];
     }
     out.push_str(rest);
     Ok(out)
@@ -554,18 +589,22 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-/// Fills placeholders in every string of a JSON template; values stay JSON strings.
-fn fill_json(t: &Value, values: &BTreeMap<String, String>) -> Value {
-    match t {
-        Value::String(s) => Value::String(Action::fill(s, values, str::to_string)),
-        Value::Array(a) => Value::Array(a.iter().map(|x| fill_json(x, values)).collect()),
+/// Renders every string of a JSON template; values stay JSON strings.
+fn render_json(t: &Value, values: &BTreeMap<String, String>, env: Env) -> Result<Value, String> {
+    Ok(match t {
+        Value::String(s) => Value::String(render(s, values, &|v| v.to_string(), env)?),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| render_json(x, values, env))
+                .collect::<Result<_, _>>()?,
+        ),
         Value::Object(m) => Value::Object(
             m.iter()
-                .map(|(k, x)| (k.clone(), fill_json(x, values)))
-                .collect(),
+                .map(|(k, x)| Ok((k.clone(), render_json(x, values, env)?)))
+                .collect::<Result<_, String>>()?,
         ),
         other => other.clone(),
-    }
+    })
 }
 
 #[async_trait]
@@ -702,6 +741,23 @@ mod tests {
         ] {
             assert!(a[1].plan(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn values_are_inserted_once_and_never_read_as_templates() {
+        let a = Action::parse(
+            "name = \"t.send\"\ndescription = \"d\"\nrisk = \"live_action\"\n[args.a]\ndescription = \"d\"\npattern = \".*\"\n[args.b]\ndescription = \"d\"\npattern = \"x\"\n[http]\nmethod = \"POST\"\nurl = \"${env:T_SEND_URL}/{a}\"\nheaders = { X-A = \"{a} {b}\" }\nbody = { a = \"{a}\" }\n",
+            "t.toml",
+        )
+        .unwrap();
+        let p = a.plan(&json!({"a": "{b} ${env:HOME}", "b": "x"})).unwrap();
+        assert_eq!(p["headers"]["X-A"], "{b} ${env:HOME} x");
+        assert_eq!(p["body"]["a"], "{b} ${env:HOME}");
+        assert_eq!(p["url"], "${env:T_SEND_URL}/%7Bb%7D%20%24%7Benv%3AHOME%7D");
+        let e = a
+            .build(&json!({"a": "v", "b": "x"}), Env::Resolve)
+            .unwrap_err();
+        assert!(e.to_string().contains("T_SEND_URL is not set"), "{e}");
     }
 
     #[test]

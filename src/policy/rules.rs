@@ -37,16 +37,6 @@ pub enum Actor {
     Approver,
 }
 
-impl Actor {
-    fn of(role: Role) -> Actor {
-        match role {
-            Role::Viewer => Actor::Viewer,
-            Role::Responder => Actor::Responder,
-            Role::Approver => Actor::Approver,
-        }
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
@@ -213,19 +203,6 @@ impl Policy {
                     "live actions may require an approval or be forbidden, never be allowed".into(),
                 ));
             }
-            if r.effect == Effect::Allow
-                && r.tools.is_empty()
-                && r.risk.is_none_or(|x| x != RiskClass::Read)
-                && tools
-                    .iter()
-                    .any(|s| s.risk == RiskClass::LiveAction && r.risk.is_none_or(|x| x == s.risk))
-            {
-                return Err(err(
-                    line,
-                    "this rule would allow live actions; allow only `risk = \"read\"` or named tools"
-                        .into(),
-                ));
-            }
             if r.effect == Effect::Approve && r.approvers.is_empty() {
                 return Err(err(
                     line,
@@ -336,17 +313,6 @@ impl Policy {
                 rule: self.where_(&d),
             }),
         }
-    }
-
-    /// The actor a person acts as (their strongest role).
-    pub fn actor_of(human: &Human) -> Actor {
-        human
-            .roles
-            .iter()
-            .copied()
-            .max_by_key(|r| *r as u8)
-            .map(Actor::of)
-            .unwrap_or(Actor::Viewer)
     }
 }
 

@@ -38,6 +38,16 @@ impl Strength {
 /// The prior of every new hypothesis: low, so confidence above it comes from evidence.
 pub const PRIOR: f64 = 0.2;
 
+/// The board's update rule: evidence for moves confidence `c` toward 1 by `weight` of the way,
+/// evidence against moves it toward 0 by the same share.
+pub fn updated(c: f64, supports: bool, weight: f64) -> f64 {
+    if supports {
+        c + (1.0 - c) * weight
+    } else {
+        c * (1.0 - weight)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HypothesisStatus {
@@ -216,11 +226,7 @@ impl Board {
                 call: call.to_string(),
             });
         }
-        h.confidence = if supports {
-            h.confidence + (1.0 - h.confidence) * weight
-        } else {
-            h.confidence * (1.0 - weight)
-        };
+        h.confidence = updated(h.confidence, supports, weight);
         h.confidence = (h.confidence * 1000.0).round() / 1000.0;
         h.evidence.push(Evidence {
             call: call.to_string(),

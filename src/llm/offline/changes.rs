@@ -7,13 +7,13 @@
 //! or a host-wide change). A recent change with nothing wrong, or a change to one service while
 //! another fails, is shown but not blamed.
 
-use crate::agent::board::{PRIOR, Strength};
+use crate::agent::board::{PRIOR, Strength, updated};
 use crate::collectors::changes::{ChangeKind, ChangesAnswer, RecentChange};
 use crate::config::Thresholds;
 use crate::taxonomy::Category;
 
 /// The category a kind of change falls under.
-pub fn category_of(kind: ChangeKind) -> Category {
+fn category_of(kind: ChangeKind) -> Category {
     match kind {
         ChangeKind::Deploy | ChangeKind::Infra => Category::ChangeBadDeploy,
         ChangeKind::Config | ChangeKind::Flag => Category::ChangeBadConfig,
@@ -21,7 +21,7 @@ pub fn category_of(kind: ChangeKind) -> Category {
 }
 
 /// The newest change recent enough to suspect.
-pub fn suspect<'a>(a: &'a ChangesAnswer, th: &Thresholds) -> Option<&'a RecentChange> {
+fn suspect<'a>(a: &'a ChangesAnswer, th: &Thresholds) -> Option<&'a RecentChange> {
     a.changes
         .iter()
         .filter(|c| c.minutes_ago <= th.changes.suspect_within_min)
@@ -40,12 +40,9 @@ pub struct Symptom<'a> {
 impl Symptom<'_> {
     /// The confidence the board would give it (the board's own update rule).
     pub fn confidence(&self) -> f64 {
-        self.citations
-            .iter()
-            .fold(PRIOR, |c, (_, supports, s)| match supports {
-                true => c + (1.0 - c) * s.weight(),
-                false => c * (1.0 - s.weight()),
-            })
+        self.citations.iter().fold(PRIOR, |c, (_, supports, s)| {
+            updated(c, *supports, s.weight())
+        })
     }
 
     /// Whether it is about `service`: its component, or the culprit it names (a process).
@@ -65,6 +62,7 @@ impl Symptom<'_> {
 /// What the rule concluded: statement, component, culprit, and citations (call, supports,
 /// strength, note).
 pub struct ChangeVerdict {
+    pub category: Category,
     pub statement: String,
     pub component: String,
     pub culprit: String,
@@ -110,6 +108,7 @@ pub fn judge(
         (None, None) => "host".into(),
     };
     let mut v = ChangeVerdict {
+        category: category_of(change.kind),
         statement: format!(
             "The {} \"{}\" ({when} ago, {scope}) introduced the regression",
             kind_word(change.kind),

@@ -413,9 +413,8 @@ fn change_judged(
         })
         .collect();
     let v = changes::judge(&f.call, &answer, &symptoms, th)?;
-    let kind = changes::suspect(&answer, th)?.kind;
     Some((
-        Subject::Change(changes::category_of(kind)),
+        Subject::Change(v.category),
         Judged {
             statement: v.statement,
             component: v.component,

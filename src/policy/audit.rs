@@ -68,16 +68,12 @@ impl AuditLog {
         };
         let (next, last, kept) = match std::fs::read_to_string(path) {
             Ok(text) => {
-                let report = verify(&text, None);
+                let (report, kept) = check(&text, None);
                 if let Some(p) = report.problems.first() {
                     return Err(io(format!(
                         "the chain is broken ({p}); run `oncall audit verify` and keep the file for review"
                     )));
                 }
-                let kept: Vec<Record> = text
-                    .lines()
-                    .filter_map(|l| serde_json::from_str(l).ok())
-                    .collect();
                 (report.records as u64 + 1, report.head, kept)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -164,6 +160,12 @@ pub struct VerifyReport {
 /// Checks a log's chain: each record's hash, its link to the one before, and the sequence. With
 /// `expected_head`, also that the log ends where it should (nothing removed from the end).
 pub fn verify(text: &str, expected_head: Option<&str>) -> VerifyReport {
+    check(text, expected_head).0
+}
+
+/// [`verify`], keeping the records it read.
+fn check(text: &str, expected_head: Option<&str>) -> (VerifyReport, Vec<Record>) {
+    let mut records = vec![];
     let mut problems = vec![];
     let mut prev = GENESIS.to_string();
     let mut expected_seq = 1u64;
@@ -201,6 +203,7 @@ pub fn verify(text: &str, expected_head: Option<&str>) -> VerifyReport {
         }
         prev = r.hash.clone();
         expected_seq = r.seq + 1;
+        records.push(r);
     }
     if let Some(h) = expected_head
         && h != prev
@@ -210,11 +213,14 @@ pub fn verify(text: &str, expected_head: Option<&str>) -> VerifyReport {
             &prev[..12.min(prev.len())]
         ));
     }
-    VerifyReport {
-        records: n,
-        head: prev,
-        problems,
-    }
+    (
+        VerifyReport {
+            records: n,
+            head: prev,
+            problems,
+        },
+        records,
+    )
 }
 
 #[cfg(test)]

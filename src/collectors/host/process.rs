@@ -83,28 +83,42 @@ impl ProcessSampler {
             .refresh_processes_specifics(ProcessesToUpdate::All, true, kind());
         let me = std::process::id();
         let mib = 1024.0 * 1024.0;
-        let all: Vec<ProcessInfo> = self
-            .sys
-            .processes()
-            .iter()
-            .filter(|(pid, p)| pid.as_u32() != me && p.thread_kind().is_none())
-            .map(|(pid, p)| {
-                let before = self
-                    .rss_before
-                    .get(&pid.as_u32())
-                    .copied()
-                    .unwrap_or(p.memory());
-                ProcessInfo {
-                    pid: pid.as_u32(),
-                    name: p.name().to_string_lossy().into_owned(),
-                    cpu_pct: super::signal::round2(p.cpu_usage() as f64),
-                    rss_mib: super::signal::round2(p.memory() as f64 / mib),
-                    rss_growth_mib_per_s: super::signal::round2(
-                        (p.memory() as f64 - before as f64) / mib / window_s,
-                    ),
-                }
-            })
-            .collect();
+        // One pass over the processes: their CPU and memory, and who did disk I/O.
+        let mut all: Vec<ProcessInfo> = vec![];
+        let mut top_io: Vec<IoUse> = vec![];
+        for (pid, p) in self.sys.processes() {
+            if pid.as_u32() == me || p.thread_kind().is_some() {
+                continue;
+            }
+            let before = self
+                .rss_before
+                .get(&pid.as_u32())
+                .copied()
+                .unwrap_or(p.memory());
+            let info = ProcessInfo {
+                pid: pid.as_u32(),
+                name: p.name().to_string_lossy().into_owned(),
+                cpu_pct: super::signal::round2(p.cpu_usage() as f64),
+                rss_mib: super::signal::round2(p.memory() as f64 / mib),
+                rss_growth_mib_per_s: super::signal::round2(
+                    (p.memory() as f64 - before as f64) / mib / window_s,
+                ),
+            };
+            let d = p.disk_usage();
+            let (read, write) = (
+                super::signal::round2(d.read_bytes as f64 / mib / window_s),
+                super::signal::round2(d.written_bytes as f64 / mib / window_s),
+            );
+            if read + write >= 1.0 {
+                top_io.push(IoUse {
+                    pid: info.pid,
+                    name: info.name.clone(),
+                    read_mib_per_s: read,
+                    write_mib_per_s: write,
+                });
+            }
+            all.push(info);
+        }
         let names: Vec<(u32, String)> = all.iter().map(|p| (p.pid, p.name.clone())).collect();
         let ranked = |key: fn(&ProcessInfo) -> f64| {
             let mut v = all.clone();
@@ -122,22 +136,6 @@ impl ProcessSampler {
             .collect();
         growing.sort_by(|a, b| b.rss_growth_mib_per_s.total_cmp(&a.rss_growth_mib_per_s));
         growing.truncate(top);
-        let mut top_io: Vec<IoUse> = self
-            .sys
-            .processes()
-            .iter()
-            .filter(|(pid, p)| pid.as_u32() != me && p.thread_kind().is_none())
-            .map(|(pid, p)| {
-                let d = p.disk_usage();
-                IoUse {
-                    pid: pid.as_u32(),
-                    name: p.name().to_string_lossy().into_owned(),
-                    read_mib_per_s: super::signal::round2(d.read_bytes as f64 / mib / window_s),
-                    write_mib_per_s: super::signal::round2(d.written_bytes as f64 / mib / window_s),
-                }
-            })
-            .filter(|u| u.read_mib_per_s + u.write_mib_per_s >= 1.0)
-            .collect();
         top_io.sort_by(|a, b| {
             (b.read_mib_per_s + b.write_mib_per_s)
                 .total_cmp(&(a.read_mib_per_s + a.write_mib_per_s))

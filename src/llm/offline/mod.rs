@@ -55,6 +55,29 @@ pub struct Finding {
     pub citations: Vec<Citation>,
 }
 
+impl Finding {
+    /// A hypothesis that the answer of `call` rules out: stated as the hypothesis, blaming
+    /// nothing, with that answer cited strongly against it.
+    pub fn ruled_out(
+        statement: impl Into<String>,
+        component: impl Into<String>,
+        call: &str,
+        note: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            statement: statement.into(),
+            component: component.into(),
+            culprit: None,
+            citations: vec![cite(
+                call,
+                false,
+                crate::agent::board::Strength::Strong,
+                note,
+            )],
+        }
+    }
+}
+
 /// The host categories in the order the USE sweep checks them, with the report's suspects first.
 pub fn host_order(hints: &ReportHints) -> Vec<Category> {
     let mut order: Vec<Category> = hints

@@ -130,20 +130,15 @@ fn slow_query(e: &DbEvidence, th: &Thresholds, component: String) -> Result<Find
                 )
             })
             .unwrap_or_else(|| "no statement ran".into());
-        return Ok(Finding {
-            statement: "A slow query dominating the database".into(),
+        return Ok(Finding::ruled_out(
+            "A slow query dominating the database",
             component,
-            culprit: None,
-            citations: vec![cite(
-                call,
-                false,
-                Strength::Strong,
-                format!(
-                    "in the {} ms window {} statements took {} ms; {busiest}",
-                    t.window_ms, t.active_statements, t.window_total_ms
-                ),
-            )],
-        });
+            call,
+            format!(
+                "in the {} ms window {} statements took {} ms; {busiest}",
+                t.window_ms, t.active_statements, t.window_total_ms
+            ),
+        ));
     };
     let before = q
         .before_mean_ms
@@ -266,17 +261,12 @@ fn locks(e: &DbEvidence, th: &Thresholds, component: String) -> Result<Finding, 
                 )
             })
             .unwrap_or_default();
-        return Ok(Finding {
-            statement: "Sessions blocked behind a lock holder".into(),
+        return Ok(Finding::ruled_out(
+            "Sessions blocked behind a lock holder",
             component,
-            culprit: None,
-            citations: vec![cite(
-                call,
-                false,
-                Strength::Strong,
-                format!("no session waits on a lock{idle}"),
-            )],
-        });
+            call,
+            format!("no session waits on a lock{idle}"),
+        ));
     };
     let s = &root.session;
     let idle = s.state.starts_with("idle in transaction");
@@ -438,12 +428,12 @@ fn connections(e: &DbEvidence, th: &Thresholds, component: String) -> Result<Fin
     );
     let st = level(c.used_pct, th.postgres.connections_used_pct);
     if st == Status::Normal {
-        return Ok(Finding {
-            statement: "Connections at or near the limit".into(),
+        return Ok(Finding::ruled_out(
+            "Connections at or near the limit",
             component,
-            culprit: None,
-            citations: vec![cite(call, false, Strength::Strong, note)],
-        });
+            call,
+            note,
+        ));
     }
     Ok(Finding {
         statement: format!(

@@ -98,12 +98,12 @@ pub fn judge(category: Category, e: &TraceEvidence, th: &Thresholds) -> Result<F
                     )],
                 })
             } else {
-                Ok(Finding {
-                    statement: "A slow downstream dependency".into(),
-                    component: "traces".into(),
-                    culprit: None,
-                    citations: vec![cite(call, false, Strength::Strong, note)],
-                })
+                Ok(Finding::ruled_out(
+                    "A slow downstream dependency",
+                    "traces",
+                    call,
+                    note,
+                ))
             }
         }
         Category::DbSlowQuery => {
@@ -180,21 +180,16 @@ pub fn judge(category: Category, e: &TraceEvidence, th: &Thresholds) -> Result<F
                 } else {
                     "no error starts in the entry service"
                 };
-                return Ok(Finding {
-                    statement: if want_downstream {
-                        "A failing downstream dependency".into()
+                return Ok(Finding::ruled_out(
+                    if want_downstream {
+                        "A failing downstream dependency"
                     } else {
-                        "The service's own errors rising".into()
+                        "The service's own errors rising"
                     },
-                    component: "traces".into(),
-                    culprit: None,
-                    citations: vec![cite(
-                        call,
-                        false,
-                        Strength::Strong,
-                        format!("{what}; {} error groups in the window", errs.groups.len()),
-                    )],
-                });
+                    "traces",
+                    call,
+                    format!("{what}; {} error groups in the window", errs.groups.len()),
+                ));
             };
             let note = format!(
                 "{} error spans start in {} of service {} (\"{}\", e.g. trace {}); the entry service {} fails {:.0}% of the time",

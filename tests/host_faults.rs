@@ -24,17 +24,12 @@ fn cores() -> usize {
         .unwrap_or(2)
 }
 
-fn top(answer: &Value) -> &Value {
-    &hypotheses(answer)[0]
-}
-
-#[test]
-fn busy_loop_on_more_threads_than_cores_is_top1_cpu_saturation_naming_the_process() {
-    let _g = serial();
+/// A process busy-looping on twice as many threads as cores, given time to show in the stats.
+fn cpu_hog(name: &str) -> Fault {
     let threads = (cores() * 2).to_string();
     let hog = Fault::start(&[
         "--name",
-        "ledger-sync",
+        name,
         "cpu",
         "--threads",
         &threads,
@@ -42,6 +37,17 @@ fn busy_loop_on_more_threads_than_cores_is_top1_cpu_saturation_naming_the_proces
         "60",
     ]);
     std::thread::sleep(Duration::from_millis(800));
+    hog
+}
+
+fn top(answer: &Value) -> &Value {
+    &hypotheses(answer)[0]
+}
+
+#[test]
+fn busy_loop_on_more_threads_than_cores_is_top1_cpu_saturation_naming_the_process() {
+    let _g = serial();
+    let hog = cpu_hog("ledger-sync");
     let answer = triage_json("the api is slow", &[]);
     let h = top(&answer);
     assert_eq!(
@@ -222,17 +228,7 @@ fn a_host_wide_change_right_before_a_cpu_hog_is_blamed_first_and_reverting_it_pr
         ),
     )
     .expect("write the change log");
-    let threads = (cores() * 2).to_string();
-    let hog = Fault::start(&[
-        "--name",
-        "edge-proxy",
-        "cpu",
-        "--threads",
-        &threads,
-        "--seconds",
-        "60",
-    ]);
-    std::thread::sleep(Duration::from_millis(800));
+    let hog = cpu_hog("edge-proxy");
     let log = log.display().to_string();
     let answer = triage_json(
         "502s for users since a few minutes",

@@ -45,6 +45,33 @@ pub struct Config {
     pub changes: ChangeSettings,
     /// Declarative actions (rollback, flag off, circuit open, ...).
     pub actions: ActionSettings,
+    /// Slack: the slash command, app mentions and approval buttons.
+    pub slack: SlackSettings,
+}
+
+/// Slack settings. Slack is on when the signing secret's variable is set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlackSettings {
+    /// Variable holding the app's signing secret (verifies every request from Slack).
+    pub signing_secret_env: String,
+    /// Variable holding the bot token (`xoxb-...`) used to post into threads.
+    pub bot_token_env: String,
+    /// The Web API base URL (tests point it at a local capture server).
+    pub api_base: String,
+    /// Slack user id -> oncall name, for the people who may press Approve. Nobody else can.
+    pub approvers: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for SlackSettings {
+    fn default() -> Self {
+        SlackSettings {
+            signing_secret_env: "SLACK_SIGNING_SECRET".into(),
+            bot_token_env: "SLACK_BOT_TOKEN".into(),
+            api_base: "https://slack.com/api".into(),
+            approvers: Default::default(),
+        }
+    }
 }
 
 /// Where the declarative actions come from.
@@ -100,6 +127,25 @@ pub struct ServerSettings {
     pub max_concurrent_exports: usize,
     /// Spans accepted per second; beyond it exports get 429 with Retry-After.
     pub max_spans_per_s: u64,
+    /// Where the embedded incident store and audit log live.
+    pub data_dir: PathBuf,
+    /// The incident store: none means `sqlite:<data_dir>/oncall.db`; `postgres://...` lets several
+    /// replicas share one PostgreSQL.
+    pub database_url: Option<String>,
+    /// This replica's name (default: the host name); it owns the investigations it runs.
+    pub replica: Option<String>,
+    /// A request taking longer is answered 503 (streams excepted).
+    pub request_timeout_s: u64,
+    /// Requests handled at once; beyond it new ones get 503 at once instead of queueing.
+    pub max_concurrent_requests: usize,
+    /// Requests per second per caller (token or Slack team); beyond it 429 with Retry-After.
+    pub requests_per_s: u64,
+    /// Live event streams open at once; beyond it 503.
+    pub max_streams: usize,
+    /// Investigations running at once; beyond it new incidents wait their turn.
+    pub max_investigations: usize,
+    /// How long an approved action waits for the incident's previous action to be verified.
+    pub action_wait_s: u64,
 }
 
 impl Default for ServerSettings {
@@ -110,6 +156,15 @@ impl Default for ServerSettings {
             max_body_bytes: 8 << 20,
             max_concurrent_exports: 8,
             max_spans_per_s: 500_000,
+            data_dir: PathBuf::from("oncall-data"),
+            database_url: None,
+            replica: None,
+            request_timeout_s: 30,
+            max_concurrent_requests: 1024,
+            requests_per_s: 200,
+            max_streams: 2000,
+            max_investigations: 2,
+            action_wait_s: 600,
         }
     }
 }
@@ -127,6 +182,7 @@ impl Default for Config {
             server: ServerSettings::default(),
             changes: ChangeSettings::default(),
             actions: ActionSettings::default(),
+            slack: SlackSettings::default(),
         }
     }
 }

@@ -50,8 +50,8 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// Serve: receive OpenTelemetry traces (OTLP/HTTP, POST /v1/traces) and run investigations
-    /// over HTTP (POST /api/v1/triage). Every request needs the bearer token.
+    /// Serve the copilot: web page, incident API with live events, approvals, Slack, and OTLP
+    /// trace ingest. Every request needs a bearer token (the first start prints one).
     Serve {
         /// Address to listen on (default from [server] listen: 127.0.0.1:4318).
         #[arg(long, value_name = "ADDR")]
@@ -115,6 +115,23 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Bearer tokens for the server's web page and API.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token for NAME with a role; it is printed once and stored only as a hash.
+    Add {
+        /// Who holds it (shown in the timeline and the audit log).
+        name: String,
+        /// viewer (read), responder (open incidents, chat), approver (decide actions).
+        #[arg(long, default_value = "responder")]
+        role: String,
     },
 }
 
@@ -253,25 +270,79 @@ fn main() -> ExitCode {
             if let Some(l) = listen {
                 cfg.server.listen = l;
             }
-            let token = match std::env::var(&cfg.server.token_env) {
-                Ok(t) if !t.trim().is_empty() => t,
-                _ => {
-                    use rand::Rng;
-                    let t: String = rand::rng()
-                        .sample_iter(rand::distr::Alphanumeric)
-                        .take(32)
-                        .map(char::from)
-                        .collect();
-                    eprintln!(
-                        "oncall serve: {} is not set; generated a token for this run: {t}\n  send it as: Authorization: Bearer {t}",
-                        cfg.server.token_env
-                    );
-                    t
+            let operator = std::env::var(&cfg.server.token_env)
+                .ok()
+                .filter(|t| !t.trim().is_empty());
+            let cfg = Arc::new(cfg);
+            let served = runtime.block_on(async {
+                let st = oncall::server::AppState::start(cfg.clone(), operator.as_deref()).await?;
+                if operator.is_none() {
+                    let first = st
+                        .store
+                        .token_count()
+                        .await
+                        .map_err(|e| oncall::server::ServerError::Setup(e.to_string()))?
+                        == 0;
+                    if first {
+                        let t = oncall::server::auth::new_token();
+                        st.store
+                            .put_token(
+                                "admin",
+                                oncall::policy::Role::Approver,
+                                &oncall::server::auth::token_sha(&t),
+                            )
+                            .await
+                            .map_err(|e| oncall::server::ServerError::Setup(e.to_string()))?;
+                        eprintln!(
+                            "oncall serve: first start; made the token of `admin` (approver). It is shown once, keep it:\n  {t}\n  sign in to the web page with it, or send Authorization: Bearer {t}\n  more tokens: oncall token add NAME --role viewer|responder|approver"
+                        );
+                    }
                 }
-            };
-            match runtime.block_on(oncall::server::serve(Arc::new(cfg), &token)) {
+                oncall::server::serve(st).await
+            });
+            match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e @ oncall::server::ServerError::Bind { .. }) => usage_error(&e.to_string()),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Token {
+            command: TokenCommand::Add { name, role },
+        } => {
+            let role = match oncall::server::auth::parse_role(&role) {
+                Ok(r) => r,
+                Err(e) => return usage_error(&e),
+            };
+            if name.trim().is_empty() || name.trim() == "oncall" {
+                return usage_error(
+                    "give the token holder a name (not `oncall`, the agent's name)",
+                );
+            }
+            let s = &config.server;
+            let url = s
+                .database_url
+                .clone()
+                .unwrap_or_else(|| format!("sqlite:{}", s.data_dir.join("oncall.db").display()));
+            let t = oncall::server::auth::new_token();
+            let stored = runtime.block_on(async {
+                let store = oncall::incidents::open(&url).await?;
+                store
+                    .put_token(name.trim(), role, &oncall::server::auth::token_sha(&t))
+                    .await
+            });
+            match stored {
+                Ok(()) => {
+                    eprintln!(
+                        "token for {} ({}); shown once, only its hash is stored:",
+                        name.trim(),
+                        oncall::incidents::role_label(role)
+                    );
+                    println!("{t}");
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::FAILURE

@@ -269,8 +269,13 @@ fn span(i: u64) -> Span {
     }
 }
 
-async fn in_process(config: Config) -> String {
-    let state = AppState::new(Arc::new(config), TOKEN);
+async fn in_process(mut config: Config) -> String {
+    // The incident store and audit log go to a directory that lives as long as the test process.
+    let dir = tempfile::tempdir().unwrap().keep();
+    config.server.data_dir = dir;
+    let state = AppState::start(Arc::new(config), Some(TOKEN))
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app(state)).await });

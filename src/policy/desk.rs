@@ -8,7 +8,8 @@
 //! 3. `execute`: the call presented must be the approved one (same tool, same arguments). The
 //!    policy is checked again (by the registry), the approval is spent, the action runs once. The
 //!    action's collector is run before and after, and the measured effect is recorded. One live
-//!    action is in flight per incident: the next is refused until the last one's effect is in.
+//!    action is in flight per incident: the next waits (see [`Desk::waiting`]) until the last
+//!    one's effect is in, and is refused if that takes too long.
 //!
 //! Every step, and every refusal, is appended to the audit log. Executions already in the log are
 //! never run again, even after a restart.
@@ -76,6 +77,71 @@ pub struct Desk {
     in_flight: Mutex<HashMap<String, String>>,
     /// Requests already executed, from this run and from the audit log.
     executed: Mutex<HashSet<String>>,
+    /// Woken whenever an incident's action in flight is done.
+    turn: tokio::sync::Notify,
+    wait: std::time::Duration,
+}
+
+/// Rebuilds the requests and where they stand from audit records.
+fn restore(records: &[super::audit::Record]) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = vec![];
+    for r in records {
+        let d = &r.data;
+        let id = d["request"].as_str().unwrap_or_default();
+        match r.kind.as_str() {
+            "request" => entries.push(Entry {
+                incident: d["incident"].as_str().unwrap_or_default().to_string(),
+                request: ActionRequest {
+                    id: id.to_string(),
+                    tool: d["tool"].as_str().unwrap_or_default().to_string(),
+                    args: d["args"].clone(),
+                    requested_by: d["requested_by"].as_str().unwrap_or_default().to_string(),
+                    evidence_hash: d["evidence_hash"].as_str().unwrap_or_default().to_string(),
+                    created_at: r.at,
+                },
+                state: State::Pending,
+                plan: Some(d["plan"].clone()).filter(|p| !p.is_null()),
+                approval: None,
+            }),
+            "decision" => {
+                let Some(e) = entries.iter_mut().find(|e| e.request.id == id) else {
+                    continue;
+                };
+                let by = d["by"].as_str().unwrap_or_default().to_string();
+                if d["approved"] == json!(true) {
+                    let expires_at = d["expires_at"]
+                        .as_str()
+                        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.with_timezone(&Utc))
+                        .unwrap_or(r.at);
+                    e.approval = Some(Approval {
+                        id: e.request.id.clone(),
+                        tool: e.request.tool.clone(),
+                        args_hash: canonical_hash(&e.request.args),
+                        evidence_hash: e.request.evidence_hash.clone(),
+                        requested_by: e.request.requested_by.clone(),
+                        approved_by: by.clone(),
+                        expires_at,
+                    });
+                    e.state = State::Approved { by };
+                } else {
+                    e.state = State::Denied {
+                        by,
+                        reason: d["reason"].as_str().unwrap_or_default().to_string(),
+                    };
+                }
+            }
+            "execution" => {
+                if let Some(e) = entries.iter_mut().find(|e| e.request.id == id) {
+                    e.state = State::Executed {
+                        ok: d["ok"] == json!(true),
+                    };
+                }
+            }
+            _ => {}
+        }
+    }
+    entries
 }
 
 fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, DeskError> {
@@ -85,20 +151,49 @@ fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, DeskError> {
 
 impl Desk {
     /// A desk writing to `audit`; requests and approvals live `ttl`.
+    ///
+    /// Requests, decisions and executions already in the audit log are read back, so a restarted
+    /// server shows the same pending and approved requests and never runs an executed one again.
     pub fn new(audit: Arc<AuditLog>, ttl: Duration) -> Desk {
-        let executed = audit
-            .records()
+        let records = audit.records();
+        let executed = records
             .iter()
             .filter(|r| r.kind == "execution")
             .filter_map(|r| r.data["request"].as_str().map(str::to_string))
             .collect();
+        let entries = restore(&records);
         Desk {
             audit,
             ttl,
-            entries: Mutex::new(vec![]),
+            entries: Mutex::new(entries),
             in_flight: Mutex::new(HashMap::new()),
             executed: Mutex::new(executed),
+            turn: tokio::sync::Notify::new(),
+            wait: std::time::Duration::ZERO,
         }
+    }
+
+    /// How long an approved execution waits for the incident's action in flight to have its
+    /// effect recorded, before it is refused. Zero (the default) refuses at once.
+    pub fn waiting(mut self, wait: std::time::Duration) -> Desk {
+        self.wait = wait;
+        self
+    }
+
+    /// The request with this id, if any.
+    pub fn entry(&self, id: &str) -> Option<Entry> {
+        self.entries
+            .lock()
+            .ok()
+            .and_then(|e| e.iter().find(|e| e.request.id == id).cloned())
+    }
+
+    /// Frees the incident's slot and wakes executions waiting for it.
+    fn release(&self, incident: &str) {
+        if let Ok(mut flight) = self.in_flight.lock() {
+            flight.remove(incident);
+        }
+        self.turn.notify_waiters();
     }
 
     fn log(&self, kind: &str, data: Value) -> Result<(), DeskError> {
@@ -299,25 +394,64 @@ impl Desk {
                     ),
                 ));
             }
+            if approval.evidence_hash != e.request.evidence_hash {
+                return Err(self.refuse(
+                    request,
+                    format!(
+                        "request {request}'s approval was made on other evidence; nothing was run"
+                    ),
+                ));
+            }
             if let Err(why) = approval.covers(tool, args, Utc::now()) {
                 return Err(self.refuse(request, format!("{why}; nothing was run")));
             }
             (e.incident.clone(), approval)
         };
-        {
-            let mut flight = lock(&self.in_flight)?;
-            if let Some(other) = flight.get(&incident) {
-                let other = other.clone();
-                drop(flight);
-                return Err(self.refuse(
-                    request,
-                    format!(
-                        "request {other} is still in flight in incident {incident}; one live action at a time: wait until its effect is recorded"
-                    ),
-                ));
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            let woken = self.turn.notified();
+            {
+                let mut flight = lock(&self.in_flight)?;
+                match flight.get(&incident) {
+                    None => {
+                        let mut done = lock(&self.executed)?;
+                        if done.contains(request) {
+                            drop(done);
+                            drop(flight);
+                            return Err(self.refuse(
+                                request,
+                                format!(
+                                    "request {request} already ran; an approval runs at most once"
+                                ),
+                            ));
+                        }
+                        flight.insert(incident.clone(), request.to_string());
+                        done.insert(request.to_string());
+                        break;
+                    }
+                    Some(other) if tokio::time::Instant::now() >= deadline => {
+                        let other = other.clone();
+                        drop(flight);
+                        return Err(self.refuse(
+                            request,
+                            format!(
+                                "request {other} is still in flight in incident {incident}; one live action at a time: wait until its effect is recorded"
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                }
             }
-            flight.insert(incident.clone(), request.to_string());
-            lock(&self.executed)?.insert(request.to_string());
+            // The next one waits until the last one's effect is recorded.
+            let _ = tokio::time::timeout_at(deadline, woken).await;
+        }
+        // The approval may have expired while this one waited.
+        if let Err(why) = approval.covers(tool, args, Utc::now()) {
+            self.release(&incident);
+            if let Ok(mut done) = self.executed.lock() {
+                done.remove(request);
+            }
+            return Err(self.refuse(request, format!("{why}; nothing was run")));
         }
         let check = reg.effect_of(tool, args);
         let before = match &check {
@@ -331,9 +465,7 @@ impl Desk {
                 | ToolError::ApprovalMismatch { .. }
                 | ToolError::ApprovalRequired { .. }),
             ) => {
-                if let Ok(mut flight) = self.in_flight.lock() {
-                    flight.remove(&incident);
-                }
+                self.release(&incident);
                 if let Ok(mut done) = self.executed.lock() {
                     done.remove(request);
                 }
@@ -367,9 +499,7 @@ impl Desk {
             "effect",
             json!({"request": request, "incident": incident, "effect": effect}),
         ));
-        if let Ok(mut flight) = self.in_flight.lock() {
-            flight.remove(&incident);
-        }
+        self.release(&incident);
         logged?;
         Ok(Execution {
             request: request.to_string(),

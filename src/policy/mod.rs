@@ -19,8 +19,10 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// Roles a person can hold, weakest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+/// Roles a person can hold, weakest first; each role can do what the ones before it can.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Viewer,
@@ -33,6 +35,19 @@ pub enum Role {
 pub struct Human {
     pub name: String,
     pub roles: Vec<Role>,
+}
+
+impl Human {
+    /// A person holding `role` and every weaker one.
+    pub fn with_role(name: &str, role: Role) -> Human {
+        Human {
+            name: name.to_string(),
+            roles: [Role::Viewer, Role::Responder, Role::Approver]
+                .into_iter()
+                .filter(|r| *r <= role)
+                .collect(),
+        }
+    }
 }
 
 /// Why an approval was refused.

@@ -9,23 +9,38 @@
 //! get 429, both with Retry-After, as the OTLP/HTTP spec asks. Handlers are thin: they decode,
 //! call the domain code, and map its errors to status codes.
 
+mod api;
+pub mod auth;
+pub mod metrics;
 mod otlp;
+mod runner;
+pub mod slack;
+mod slack_bridge;
+mod sse;
 
 use crate::agent::events::Silent;
 use crate::collectors::traces::store::SpanStore;
 use crate::config::Config;
+use crate::incidents::Store;
+use crate::policy::audit::AuditLog;
+use crate::policy::desk::Desk;
 use crate::tool::Registry;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, broadcast};
+use tower::ServiceBuilder;
+use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +49,8 @@ pub enum ServerError {
     Bind { addr: String, reason: String },
     #[error("the server stopped: {0}")]
     Serve(String),
+    #[error("the server cannot start: {0}")]
+    Setup(String),
 }
 
 /// A token bucket for spans per second.
@@ -63,63 +80,140 @@ impl Bucket {
 /// What every handler shares.
 pub struct AppState {
     pub config: Arc<Config>,
-    pub store: Arc<SpanStore>,
+    /// The embedded span store OTLP exports fill.
+    pub spans: Arc<SpanStore>,
     pub registry: Registry,
-    token_sha: [u8; 32],
+    /// Incidents: the append-only event logs.
+    pub store: Arc<dyn Store>,
+    /// Action requests, decisions and executions (audited).
+    pub desk: Arc<Desk>,
+    pub audit: Arc<AuditLog>,
+    pub metrics: Arc<metrics::Metrics>,
+    /// This replica's name; it owns the investigations it runs.
+    pub replica: String,
+    /// `(incident, seq)` of every event this replica appended: wakes the event streams.
+    notify: broadcast::Sender<(String, i64)>,
+    /// Incidents with a round of investigation running here.
+    running: Mutex<HashSet<String>>,
+    investigations: Semaphore,
+    streams: Arc<Semaphore>,
+    operator_sha: Option<String>,
+    token_cache: auth::TokenCache,
+    limiter: auth::Limiter,
+    slack: Option<Arc<slack_bridge::Bridge>>,
     exports: Semaphore,
     spans_per_s: Mutex<Bucket>,
 }
 
 impl AppState {
-    /// State for a server that requires `token`.
-    pub fn new(config: Arc<Config>, token: &str) -> Arc<AppState> {
-        let store = Arc::new(SpanStore::new(
+    /// Opens the incident store (running its migrations) and the audit log, loads tools and
+    /// policy, and marks investigations this replica left unfinished as interrupted.
+    /// `operator_token`, when given, is accepted as `admin` with the approver role.
+    pub async fn start(
+        config: Arc<Config>,
+        operator_token: Option<&str>,
+    ) -> Result<Arc<AppState>, ServerError> {
+        let s = &config.server;
+        let url = s
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:{}", s.data_dir.join("oncall.db").display()));
+        let store = crate::incidents::open(&url)
+            .await
+            .map_err(|e| ServerError::Setup(e.to_string()))?;
+        let audit_path = config
+            .policy
+            .audit_file
+            .clone()
+            .unwrap_or_else(|| s.data_dir.join("audit.jsonl"));
+        let audit =
+            Arc::new(AuditLog::open(&audit_path).map_err(|e| ServerError::Setup(e.to_string()))?);
+        let spans = Arc::new(SpanStore::new(
             config.traces.max_bytes as usize,
             config.traces.retention_s,
         ));
-        let rate = config.server.max_spans_per_s as f64;
-        Arc::new(AppState {
-            registry: Registry::with_span_store(config.clone(), Some(store.clone())),
+        let registry =
+            Registry::load(config.clone(), Some(spans.clone())).map_err(ServerError::Setup)?;
+        let desk = Arc::new(
+            Desk::new(
+                audit.clone(),
+                chrono::Duration::seconds(config.policy.approval_ttl_s as i64),
+            )
+            .waiting(std::time::Duration::from_secs(s.action_wait_s)),
+        );
+        let replica = s
+            .replica
+            .clone()
+            .unwrap_or_else(|| sysinfo::System::host_name().unwrap_or_else(|_| "oncall".into()));
+        let rate = s.max_spans_per_s as f64;
+        let slack = slack_bridge::Bridge::from_config(&config).map(Arc::new);
+        let st = Arc::new(AppState {
+            spans,
+            registry,
             store,
-            token_sha: Sha256::digest(token.trim().as_bytes()).into(),
-            exports: Semaphore::new(config.server.max_concurrent_exports.max(1)),
+            desk,
+            audit,
+            metrics: Arc::new(metrics::Metrics::default()),
+            replica,
+            notify: broadcast::channel(4096).0,
+            running: Mutex::new(HashSet::new()),
+            investigations: Semaphore::new(s.max_investigations.max(1)),
+            streams: Arc::new(Semaphore::new(s.max_streams.max(1))),
+            operator_sha: operator_token
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(auth::token_sha),
+            token_cache: auth::TokenCache::default(),
+            limiter: auth::Limiter::new(s.requests_per_s),
+            slack,
+            exports: Semaphore::new(s.max_concurrent_exports.max(1)),
             spans_per_s: Mutex::new(Bucket {
                 tokens: rate,
                 rate,
                 at: Instant::now(),
             }),
             config,
-        })
+        });
+        let n = runner::mark_interrupted(&st)
+            .await
+            .map_err(ServerError::Setup)?;
+        if n > 0 {
+            tracing::warn!(
+                "{n} investigation(s) were interrupted by the last stop; resume them from the incident"
+            );
+        }
+        Ok(st)
     }
 
-    /// Whether the headers carry the server's token. Compares digests, so the time taken does
-    /// not depend on how much of the token was right.
-    fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(given) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-        else {
-            return false;
-        };
-        let d: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
-        d.iter()
-            .zip(self.token_sha.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    /// Appends an event to an incident's log and wakes its streams. Returns once it is stored.
+    pub async fn publish(
+        &self,
+        incident: &str,
+        kind: &str,
+        actor: &str,
+        data: serde_json::Value,
+    ) -> Result<crate::incidents::Event, crate::incidents::StoreError> {
+        let mut data = data;
+        crate::policy::redact::redact_value(&mut data);
+        let e = self.store.append(incident, kind, actor, data).await?;
+        let _ = self.notify.send((incident.to_string(), e.seq));
+        Ok(e)
     }
-}
 
-async fn require_token(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    if st.authorized(req.headers()) {
-        next.run(req).await
-    } else {
-        let mut r = (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": "missing or wrong bearer token: send Authorization: Bearer <token>"}))).into_response();
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-        r
+    /// Sets an incident's status (a `status_changed` event) and wakes its streams.
+    pub async fn set_status(
+        &self,
+        incident: &str,
+        status: crate::incidents::Status,
+        severity: Option<&str>,
+    ) -> Result<(), crate::incidents::StoreError> {
+        let owner =
+            (status == crate::incidents::Status::Investigating).then_some(self.replica.as_str());
+        self.store
+            .set_status(incident, status, severity, owner)
+            .await?;
+        let _ = self.notify.send((incident.to_string(), i64::MAX));
+        Ok(())
     }
 }
 
@@ -130,15 +224,49 @@ async fn healthz() -> &'static str {
 /// What an API handler can answer besides success. The client gets a plain message; the detail
 /// of an internal failure goes to the log only.
 #[derive(Debug)]
-enum ApiError {
+pub(crate) enum ApiError {
     BadRequest(String),
+    TooLarge(String),
+    NotFound(String),
+    Forbidden(String),
+    Conflict(String),
+    Unavailable(String),
     Internal(String),
+}
+
+impl From<crate::incidents::StoreError> for ApiError {
+    fn from(e: crate::incidents::StoreError) -> Self {
+        match e {
+            crate::incidents::StoreError::NoSuchIncident(id) => {
+                ApiError::NotFound(format!("no incident {id}"))
+            }
+            crate::incidents::StoreError::Invalid(m) => ApiError::BadRequest(m),
+            other => {
+                tracing::error!("incident store: {other}");
+                ApiError::Unavailable("the incident store is unavailable; try again".into())
+            }
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, m),
+            ApiError::Unavailable(m) => {
+                let mut r = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(serde_json::json!({"error": m})),
+                )
+                    .into_response();
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                return r;
+            }
             ApiError::Internal(detail) => {
                 tracing::error!("{detail}");
                 (
@@ -152,12 +280,19 @@ impl IntoResponse for ApiError {
 }
 
 /// The JSON body, or a 400 that says what to send.
-fn body<T>(
+pub(crate) fn body<T>(
     b: Result<Json<T>, axum::extract::rejection::JsonRejection>,
     expected: &str,
 ) -> Result<T, ApiError> {
-    b.map(|Json(t)| t)
-        .map_err(|e| ApiError::BadRequest(format!("{e}: send {expected}")))
+    b.map(|Json(t)| t).map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!(
+                "{e}: the most this server takes is [server] max_body_bytes"
+            ))
+        } else {
+            ApiError::BadRequest(format!("{e}: send {expected}"))
+        }
+    })
 }
 
 fn model(st: &AppState) -> Result<Box<dyn crate::llm::ChatModel>, ApiError> {
@@ -228,24 +363,82 @@ async fn record(
 
 /// The router, testable without a socket.
 pub fn app(st: Arc<AppState>) -> Router {
-    let limit = st.config.server.max_body_bytes;
-    let protected = Router::new()
+    use crate::policy::Role;
+    let s = &st.config.server;
+    let limit = s.max_body_bytes;
+    let role = |r: Role| middleware::from_fn_with_state((st.clone(), r), auth::require);
+    let viewer = Router::new()
+        .route("/api/v1/me", get(api::me))
+        .route("/api/v1/incidents", get(api::list))
+        .route("/api/v1/incidents/{id}", get(api::show))
+        .route("/api/v1/incidents/{id}/events", get(sse::events))
+        .route("/api/v1/incidents/{id}/postmortem", get(api::postmortem))
+        .route("/api/v1/approvals", get(api::approvals))
+        .route("/api/v1/tools", get(api::tools))
+        .route("/api/v1/openapi.json", get(api::openapi))
+        .route("/metrics", get(api::metrics))
+        .route("/readyz", get(api::readyz))
+        .layer(role(Role::Viewer));
+    let responder = Router::new()
+        .route("/api/v1/incidents", post(api::open))
+        .route("/api/v1/alerts", post(api::alerts))
+        .route("/api/v1/incidents/{id}/messages", post(api::message))
+        .route("/api/v1/incidents/{id}/resume", post(api::resume))
+        .route("/api/v1/incidents/{id}/actions", post(api::request_action))
         .route("/v1/traces", post(otlp::export))
         .route("/api/v1/triage", post(triage))
         .route("/api/v1/record", post(record))
-        .layer(middleware::from_fn_with_state(st.clone(), require_token));
+        .layer(role(Role::Responder));
+    let approver = Router::new()
+        .route("/api/v1/approvals/{id}/decision", post(api::decision))
+        .layer(role(Role::Approver));
+    let slack = slack_bridge::routes(st.clone());
     Router::new()
         .route("/healthz", get(healthz))
-        .merge(protected)
+        .route("/", get(api::page))
+        .merge(viewer)
+        .merge(responder)
+        .merge(approver)
+        .merge(slack)
+        .layer(middleware::from_fn_with_state(
+            st.metrics.clone(),
+            metrics::track,
+        ))
         // The limit applies to the decompressed body too: the decompression layer sits outside it.
         .layer(DefaultBodyLimit::max(limit))
         .layer(RequestDecompressionLayer::new())
+        .layer(CompressionLayer::new())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            std::time::Duration::from_secs(s.request_timeout_s.max(1)),
+        ))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    overloaded()
+                }))
+                .load_shed()
+                .concurrency_limit(s.max_concurrent_requests.max(1)),
+        )
+        .layer(TraceLayer::new_for_http())
         .with_state(st)
 }
 
+/// The answer to a request beyond `[server] max_concurrent_requests`.
+fn overloaded() -> Response {
+    let mut r = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({"error": "oncall is overloaded; retry in a second"})),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    r
+}
+
 /// Binds and serves until the process ends.
-pub async fn serve(config: Arc<Config>, token: &str) -> Result<(), ServerError> {
-    let addr = config.server.listen.clone();
+pub async fn serve(st: Arc<AppState>) -> Result<(), ServerError> {
+    let addr = st.config.server.listen.clone();
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|e| ServerError::Bind {
@@ -254,9 +447,9 @@ pub async fn serve(config: Arc<Config>, token: &str) -> Result<(), ServerError> 
         })?;
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
     eprintln!(
-        "oncall serve: listening on http://{local} (POST /v1/traces, POST /api/v1/triage, GET /healthz)"
+        "oncall serve: listening on http://{local}\n  web page: http://{local}/   API: http://{local}/api/v1/openapi.json   OTLP: POST http://{local}/v1/traces"
     );
-    axum::serve(listener, app(AppState::new(config, token)))
+    axum::serve(listener, app(st))
         .await
         .map_err(|e| ServerError::Serve(e.to_string()))
 }

@@ -94,7 +94,7 @@ pub async fn export(
             ),
         );
     }
-    st.store.insert(&converted.spans, now_ns());
+    st.spans.insert(&converted.spans, now_ns());
     reply(
         StatusCode::OK,
         format.content_type(),

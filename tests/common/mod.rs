@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod server;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

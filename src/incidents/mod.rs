@@ -1,0 +1,454 @@
+//! The incident store: every incident is an append-only log of timestamped events (report, tool
+//! calls, hypothesis changes, messages, action requests and decisions, executions and their
+//! measured effects). Everything else the server shows is a view of that log.
+//!
+//! Two backends behave the same:
+//! - [`sqlite::SqliteStore`], the embedded default: one file in WAL mode, `synchronous = FULL`, so
+//!   an event is on disk before its append returns;
+//! - [`postgres::PgStore`], for several oncall replicas sharing one PostgreSQL
+//!   (`[server] database_url = "postgres://..."`).
+//!
+//! Migrations run when a store opens. An append is acknowledged only after its transaction
+//! committed: an acknowledged event survives a crash of the process.
+
+pub mod postgres;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Where an incident stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// An investigation is running.
+    Investigating,
+    /// The investigation finished; people are deciding, fixing, or talking to it.
+    Waiting,
+    /// The server stopped in the middle of an investigation; it can be resumed.
+    Interrupted,
+    Resolved,
+    Closed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Investigating => "investigating",
+            Status::Waiting => "waiting",
+            Status::Interrupted => "interrupted",
+            Status::Resolved => "resolved",
+            Status::Closed => "closed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "investigating" => Status::Investigating,
+            "waiting" => Status::Waiting,
+            "interrupted" => Status::Interrupted,
+            "resolved" => Status::Resolved,
+            "closed" => Status::Closed,
+            _ => return None,
+        })
+    }
+}
+
+/// One incident (its summary row; the story is in its events).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// `YYYY-MM-DD-NN`: the day it was opened and its number that day.
+    pub id: String,
+    pub title: String,
+    pub status: Status,
+    /// P0-P4 once triage ran, empty before.
+    pub severity: String,
+    /// `web`, `api`, `alert`, `slack`.
+    pub source: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The replica running its investigation (to mark it interrupted after that replica died).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The Slack thread it lives in, as `channel/ts`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slack_thread: Option<String>,
+}
+
+/// One entry of an incident's log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// 1, 2, 3, ... within the incident, without gaps.
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    /// Who caused it: a person's name, `oncall` for the agent, `slack:U123`.
+    pub actor: String,
+    pub data: Value,
+}
+
+/// A bearer token's holder. Only the sha256 of a token is stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenHolder {
+    pub name: String,
+    pub role: crate::policy::Role,
+}
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the incident store {what}: {reason}")]
+    Open { what: String, reason: String },
+    #[error("the incident store failed: {0}")]
+    Backend(String),
+    #[error("no incident {0}")]
+    NoSuchIncident(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What opens an incident.
+#[derive(Debug, Clone)]
+pub struct NewIncident {
+    pub title: String,
+    pub source: String,
+    pub actor: String,
+    /// The first event (`report`, its data).
+    pub report: Value,
+    pub owner: Option<String>,
+}
+
+/// The store's contract; both backends pass the same tests.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Opens an incident and appends its `report` event in one transaction.
+    async fn create(&self, new: NewIncident) -> Result<(Incident, Event), StoreError>;
+    /// Appends one event; returns it once it is committed.
+    async fn append(
+        &self,
+        incident: &str,
+        kind: &str,
+        actor: &str,
+        data: Value,
+    ) -> Result<Event, StoreError>;
+    /// Events with `seq > after`, oldest first, at most `limit`.
+    async fn events(
+        &self,
+        incident: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Event>, StoreError>;
+    async fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError>;
+    /// Newest first.
+    async fn list(&self, limit: i64) -> Result<Vec<Incident>, StoreError>;
+    /// Sets status (and, when given, severity and owner) and appends a `status_changed` event.
+    async fn set_status(
+        &self,
+        id: &str,
+        status: Status,
+        severity: Option<&str>,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError>;
+    async fn set_slack_thread(&self, id: &str, thread: &str) -> Result<(), StoreError>;
+    async fn by_slack_thread(&self, thread: &str) -> Result<Option<Incident>, StoreError>;
+    /// Incidents in `status` whose investigation `owner` ran.
+    async fn owned(&self, owner: &str, status: Status) -> Result<Vec<Incident>, StoreError>;
+    /// Stores a token's sha256 (hex) for `name` with `role`; replaces that name's token.
+    async fn put_token(
+        &self,
+        name: &str,
+        role: crate::policy::Role,
+        sha256_hex: &str,
+    ) -> Result<(), StoreError>;
+    async fn token(&self, sha256_hex: &str) -> Result<Option<TokenHolder>, StoreError>;
+    async fn token_count(&self) -> Result<i64, StoreError>;
+    /// A cheap round trip (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Opens the store `url` names: `postgres://...` or `postgresql://...` for PostgreSQL,
+/// `sqlite:PATH` or a plain path for SQLite.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::connect(url).await?))
+    } else {
+        let path = url.strip_prefix("sqlite:").unwrap_or(url);
+        let path = path.strip_prefix("//").unwrap_or(path);
+        Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(
+            path,
+        ))?))
+    }
+}
+
+/// The id for the `n`th incident of the day `at`.
+pub(crate) fn incident_id(at: DateTime<Utc>, n: i64) -> String {
+    format!("{}-{n:02}", at.format("%Y-%m-%d"))
+}
+
+/// A short title from a report: its first line, at most 80 characters.
+pub fn title_of(report: &str) -> String {
+    let first = report.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let t: String = first.trim().chars().take(80).collect();
+    if first.trim().chars().count() > 80 {
+        format!("{t}…")
+    } else {
+        t
+    }
+}
+
+/// The word for a role.
+pub fn role_label(r: crate::policy::Role) -> &'static str {
+    role_str(r)
+}
+
+pub(crate) fn role_str(r: crate::policy::Role) -> &'static str {
+    match r {
+        crate::policy::Role::Viewer => "viewer",
+        crate::policy::Role::Responder => "responder",
+        crate::policy::Role::Approver => "approver",
+    }
+}
+
+pub(crate) fn parse_role(s: &str) -> Option<crate::policy::Role> {
+    Some(match s {
+        "viewer" => crate::policy::Role::Viewer,
+        "responder" => crate::policy::Role::Responder,
+        "approver" => crate::policy::Role::Approver,
+        _ => return None,
+    })
+}
+
+/// The behaviour both backends must have; the SQLite unit test and the PostgreSQL integration
+/// test (`tests/store.rs`) run it. Test support, not API.
+#[doc(hidden)]
+pub mod contract {
+    use super::*;
+    use serde_json::json;
+
+    pub async fn behaves(store: &dyn Store) {
+        let (inc, first) = store
+            .create(NewIncident {
+                title: "checkout slow".into(),
+                source: "api".into(),
+                actor: "ana".into(),
+                report: json!({"text": "checkout slow"}),
+                owner: Some("r1".into()),
+            })
+            .await
+            .expect("create");
+        assert_eq!(first.seq, 1);
+        assert_eq!(first.kind, "report");
+        assert_eq!(inc.status, Status::Investigating);
+        assert!(inc.id.len() == 13, "{}", inc.id);
+        let (second, _) = store
+            .create(NewIncident {
+                title: "second".into(),
+                source: "web".into(),
+                actor: "bo".into(),
+                report: json!({"text": "x"}),
+                owner: None,
+            })
+            .await
+            .expect("create 2");
+        assert_ne!(inc.id, second.id);
+        for i in 0..5 {
+            let e = store
+                .append(&inc.id, "notice", "oncall", json!({"i": i}))
+                .await
+                .expect("append");
+            assert_eq!(e.seq, i + 2);
+        }
+        let after = store.events(&inc.id, 3, 100).await.expect("events");
+        assert_eq!(
+            after.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![4, 5, 6]
+        );
+        assert_eq!(after[0].data, json!({"i": 2}));
+        assert!(matches!(
+            store.append("1999-01-01-01", "x", "y", json!({})).await,
+            Err(StoreError::NoSuchIncident(_))
+        ));
+        assert_eq!(
+            store
+                .owned("r1", Status::Investigating)
+                .await
+                .expect("owned")[0]
+                .id,
+            inc.id
+        );
+        store
+            .set_status(&inc.id, Status::Waiting, Some("P1"), None)
+            .await
+            .expect("status");
+        let got = store.incident(&inc.id).await.expect("get").expect("some");
+        assert_eq!(got.status, Status::Waiting);
+        assert_eq!(got.severity, "P1");
+        assert!(
+            store
+                .owned("r1", Status::Investigating)
+                .await
+                .expect("owned")
+                .is_empty()
+        );
+        let last = store.events(&inc.id, 0, 100).await.expect("events");
+        assert_eq!(last.last().map(|e| e.kind.as_str()), Some("status_changed"));
+        let list = store.list(10).await.expect("list");
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].id, second.id, "newest first");
+        store
+            .set_slack_thread(&second.id, "C1/1700000000.000100")
+            .await
+            .expect("thread");
+        assert_eq!(
+            store
+                .by_slack_thread("C1/1700000000.000100")
+                .await
+                .expect("by thread")
+                .map(|i| i.id),
+            Some(second.id.clone())
+        );
+        assert_eq!(store.token_count().await.expect("count"), 0);
+        store
+            .put_token("ana", crate::policy::Role::Approver, "ab12")
+            .await
+            .expect("put");
+        store
+            .put_token("ana", crate::policy::Role::Viewer, "cd34")
+            .await
+            .expect("replace");
+        assert!(store.token("ab12").await.expect("token").is_none());
+        assert_eq!(
+            store.token("cd34").await.expect("token"),
+            Some(TokenHolder {
+                name: "ana".into(),
+                role: crate::policy::Role::Viewer
+            })
+        );
+        store.ping().await.expect("ping");
+    }
+
+    /// Concurrent appends to one incident get distinct, gapless sequence numbers.
+    pub async fn concurrent_appends(store: Arc<dyn Store>) {
+        let (inc, _) = store
+            .create(NewIncident {
+                title: "t".into(),
+                source: "api".into(),
+                actor: "a".into(),
+                report: json!({}),
+                owner: None,
+            })
+            .await
+            .expect("create");
+        let mut tasks = vec![];
+        for i in 0..40 {
+            let s = store.clone();
+            let id = inc.id.clone();
+            tasks.push(tokio::spawn(async move {
+                s.append(&id, "notice", "t", json!({"i": i})).await
+            }));
+        }
+        for t in tasks {
+            t.await.expect("join").expect("append");
+        }
+        let seqs: Vec<i64> = store
+            .events(&inc.id, 0, 1000)
+            .await
+            .expect("events")
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, (1..=41).collect::<Vec<_>>());
+    }
+}
+
+/// The schema, one migration per entry, applied in order; `schema_version` holds how many ran.
+/// Plain SQL both SQLite and PostgreSQL accept, so both backends have the same tables.
+pub(crate) const MIGRATIONS: &[&str] = &["CREATE TABLE incidents (
+        id TEXT PRIMARY KEY,
+        day TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        title TEXT NOT NULL,
+        status TEXT NOT NULL,
+        severity TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        owner TEXT,
+        slack_thread TEXT UNIQUE,
+        UNIQUE (day, n)
+    );
+    CREATE TABLE events (
+        incident TEXT NOT NULL REFERENCES incidents(id),
+        seq BIGINT NOT NULL,
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (incident, seq)
+    );
+    CREATE TABLE tokens (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        sha256 TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX incidents_status ON incidents (status, owner);"];
+
+/// Timestamps are stored as fixed-width RFC 3339 text, so text order is time order.
+pub(crate) fn ts(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+pub(crate) fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| StoreError::Backend(format!("bad timestamp {s:?} in the store: {e}")))
+}
+
+/// Builds an [`Incident`] from a row's columns.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn incident_from(
+    id: String,
+    title: String,
+    status: String,
+    severity: String,
+    source: String,
+    created_at: String,
+    updated_at: String,
+    owner: Option<String>,
+    slack_thread: Option<String>,
+) -> Result<Incident, StoreError> {
+    Ok(Incident {
+        status: Status::parse(&status).ok_or_else(|| {
+            StoreError::Backend(format!("unknown status {status:?} in the store"))
+        })?,
+        id,
+        title,
+        severity,
+        source,
+        created_at: parse_ts(&created_at)?,
+        updated_at: parse_ts(&updated_at)?,
+        owner,
+        slack_thread,
+    })
+}
+
+pub(crate) fn event_from(
+    seq: i64,
+    at: String,
+    kind: String,
+    actor: String,
+    data: String,
+) -> Result<Event, StoreError> {
+    Ok(Event {
+        seq,
+        at: parse_ts(&at)?,
+        kind,
+        actor,
+        data: serde_json::from_str(&data)
+            .map_err(|e| StoreError::Backend(format!("bad event data in the store: {e}")))?,
+    })
+}

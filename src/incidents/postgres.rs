@@ -1,0 +1,393 @@
+//! The incident store in PostgreSQL, for several oncall replicas sharing one database.
+//!
+//! The same tables as SQLite (see [`super::MIGRATIONS`]). Appends to one incident are serialized
+//! by a row lock on the incident (`SELECT ... FOR UPDATE`), so sequence numbers stay gapless
+//! across replicas; opening an incident takes a transaction-scoped advisory lock to number it.
+//! A small pool of connections is reopened when the database went away and came back.
+
+use super::*;
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, NoTls};
+
+const POOL: usize = 4;
+/// Advisory lock keys (arbitrary, fixed): migrations, incident numbering.
+const LOCK_MIGRATE: i64 = 0x6f6e_6361_6c6c_0001;
+const LOCK_NUMBER: i64 = 0x6f6e_6361_6c6c_0002;
+
+pub struct PgStore {
+    url: String,
+    pool: Vec<Mutex<Option<Client>>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// A connection error without the password the URL may carry.
+fn describe(e: &tokio_postgres::Error) -> String {
+    crate::policy::redact::redact(&e.to_string())
+}
+
+async fn connect_one(url: &str) -> Result<Client, StoreError> {
+    let (client, conn) =
+        tokio_postgres::connect(url, NoTls)
+            .await
+            .map_err(|e| StoreError::Open {
+                what: crate::policy::redact::redact(url),
+                reason: describe(&e),
+            })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!("incident store connection closed: {}", describe(&e));
+        }
+    });
+    Ok(client)
+}
+
+impl PgStore {
+    /// Connects, and runs pending migrations (one replica at a time).
+    pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let mut first = connect_one(url).await?;
+        let tx = first.transaction().await.map_err(backend)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_MIGRATE])
+            .await
+            .map_err(backend)?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            .await
+            .map_err(backend)?;
+        let done: i32 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+            .await
+            .map_err(backend)?
+            .get(0);
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+            tx.batch_execute(m).await.map_err(|e| StoreError::Open {
+                what: "postgres".into(),
+                reason: format!("migration {} failed: {}", i + 1, describe(&e)),
+            })?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES ($1)",
+                &[&(i as i32 + 1)],
+            )
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        let mut pool = vec![Mutex::new(Some(first))];
+        for _ in 1..POOL {
+            pool.push(Mutex::new(None));
+        }
+        Ok(PgStore {
+            url: url.to_string(),
+            pool,
+            next: Default::default(),
+        })
+    }
+
+    /// A live connection from the pool (reconnecting a closed one).
+    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, StoreError> {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.pool.len();
+        let mut slot = self.pool[i].lock().await;
+        if slot.as_ref().is_none_or(|c| c.is_closed()) {
+            *slot = Some(connect_one(&self.url).await?);
+        }
+        Ok(slot)
+    }
+
+    async fn incidents(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Incident>, StoreError> {
+        let mut g = self.client().await?;
+        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        let rows = c.query(sql, params).await.map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                incident_from(
+                    r.get(0),
+                    r.get(1),
+                    r.get(2),
+                    r.get(3),
+                    r.get(4),
+                    r.get(5),
+                    r.get(6),
+                    r.get(7),
+                    r.get(8),
+                )
+            })
+            .collect()
+    }
+}
+
+const INCIDENT_COLS: &str =
+    "id, title, status, severity, source, created_at, updated_at, owner, slack_thread";
+
+async fn append_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    incident: &str,
+    kind: &str,
+    actor: &str,
+    data: &Value,
+    at: DateTime<Utc>,
+) -> Result<Event, StoreError> {
+    let locked = tx
+        .query_opt(
+            "SELECT 1 FROM incidents WHERE id = $1 FOR UPDATE",
+            &[&incident],
+        )
+        .await
+        .map_err(backend)?;
+    if locked.is_none() {
+        return Err(StoreError::NoSuchIncident(incident.to_string()));
+    }
+    let seq: i64 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE incident = $1",
+            &[&incident],
+        )
+        .await
+        .map_err(backend)?
+        .get(0);
+    tx.execute(
+        "INSERT INTO events (incident, seq, at, kind, actor, data) VALUES ($1, $2, $3, $4, $5, $6)",
+        &[&incident, &seq, &ts(at), &kind, &actor, &data.to_string()],
+    )
+    .await
+    .map_err(backend)?;
+    tx.execute(
+        "UPDATE incidents SET updated_at = $2 WHERE id = $1",
+        &[&incident, &ts(at)],
+    )
+    .await
+    .map_err(backend)?;
+    Ok(Event {
+        seq,
+        at,
+        kind: kind.to_string(),
+        actor: actor.to_string(),
+        data: data.clone(),
+    })
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn create(&self, new: NewIncident) -> Result<(Incident, Event), StoreError> {
+        let mut g = self.client().await?;
+        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        let now = Utc::now();
+        let day = now.format("%Y-%m-%d").to_string();
+        let tx = c.transaction().await.map_err(backend)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_NUMBER])
+            .await
+            .map_err(backend)?;
+        let n: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(n), 0)::BIGINT + 1 FROM incidents WHERE day = $1",
+                &[&day],
+            )
+            .await
+            .map_err(backend)?
+            .get(0);
+        let id = incident_id(now, n);
+        tx.execute(
+            "INSERT INTO incidents (id, day, n, title, status, severity, source, created_at, updated_at, owner)
+             VALUES ($1, $2, $3, $4, 'investigating', '', $5, $6, $6, $7)",
+            &[&id, &day, &(n as i32), &new.title, &new.source, &ts(now), &new.owner],
+        )
+        .await
+        .map_err(backend)?;
+        let ev = append_in(&tx, &id, "report", &new.actor, &new.report, now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok((
+            Incident {
+                id,
+                title: new.title,
+                status: Status::Investigating,
+                severity: String::new(),
+                source: new.source,
+                created_at: now,
+                updated_at: now,
+                owner: new.owner,
+                slack_thread: None,
+            },
+            ev,
+        ))
+    }
+
+    async fn append(
+        &self,
+        incident: &str,
+        kind: &str,
+        actor: &str,
+        data: Value,
+    ) -> Result<Event, StoreError> {
+        let mut g = self.client().await?;
+        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        let tx = c.transaction().await.map_err(backend)?;
+        let ev = append_in(&tx, incident, kind, actor, &data, Utc::now()).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(ev)
+    }
+
+    async fn events(
+        &self,
+        incident: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut g = self.client().await?;
+        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        let rows = c
+            .query(
+                "SELECT seq, at, kind, actor, data FROM events
+                 WHERE incident = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                &[&incident, &after, &limit],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| event_from(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+            .collect()
+    }
+
+    async fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
+        Ok(self
+            .incidents(
+                &format!("SELECT {INCIDENT_COLS} FROM incidents WHERE id = $1"),
+                &[&id],
+            )
+            .await?
+            .pop())
+    }
+
+    async fn list(&self, limit: i64) -> Result<Vec<Incident>, StoreError> {
+        self.incidents(
+            &format!(
+                "SELECT {INCIDENT_COLS} FROM incidents ORDER BY created_at DESC, n DESC LIMIT $1"
+            ),
+            &[&limit],
+        )
+        .await
+    }
+
+    async fn set_status(
+        &self,
+        id: &str,
+        status: Status,
+        severity: Option<&str>,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut g = self.client().await?;
+        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        let tx = c.transaction().await.map_err(backend)?;
+        let n = tx
+            .execute(
+                "UPDATE incidents SET status = $2, severity = COALESCE($3, severity),
+                 owner = COALESCE($4, owner) WHERE id = $1",
+                &[&id, &status.as_str(), &severity, &owner],
+            )
+            .await
+            .map_err(backend)?;
+        if n == 0 {
+            return Err(StoreError::NoSuchIncident(id.to_string()));
+        }
+        append_in(
+            &tx,
+            id,
+            "status_changed",
+            "oncall",
+            &serde_json::json!({"status": status}),
+            Utc::now(),
+        )
+        .await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn set_slack_thread(&self, id: &str, thread: &str) -> Result<(), StoreError> {
+        let mut g = self.client().await?;
+        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        c.execute(
+            "UPDATE incidents SET slack_thread = $2 WHERE id = $1",
+            &[&id, &thread],
+        )
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn by_slack_thread(&self, thread: &str) -> Result<Option<Incident>, StoreError> {
+        Ok(self
+            .incidents(
+                &format!("SELECT {INCIDENT_COLS} FROM incidents WHERE slack_thread = $1"),
+                &[&thread],
+            )
+            .await?
+            .pop())
+    }
+
+    async fn owned(&self, owner: &str, status: Status) -> Result<Vec<Incident>, StoreError> {
+        self.incidents(
+            &format!(
+                "SELECT {INCIDENT_COLS} FROM incidents WHERE owner = $1 AND status = $2 ORDER BY id"
+            ),
+            &[&owner, &status.as_str()],
+        )
+        .await
+    }
+
+    async fn put_token(
+        &self,
+        name: &str,
+        role: crate::policy::Role,
+        sha256_hex: &str,
+    ) -> Result<(), StoreError> {
+        let mut g = self.client().await?;
+        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        c.execute(
+            "INSERT INTO tokens (name, role, sha256, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (name) DO UPDATE SET role = excluded.role, sha256 = excluded.sha256,
+             created_at = excluded.created_at",
+            &[&name, &role_str(role), &sha256_hex, &ts(Utc::now())],
+        )
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn token(&self, sha256_hex: &str) -> Result<Option<TokenHolder>, StoreError> {
+        let mut g = self.client().await?;
+        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        let row = c
+            .query_opt(
+                "SELECT name, role FROM tokens WHERE sha256 = $1",
+                &[&sha256_hex],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(row.and_then(|r| {
+            let role: String = r.get(1);
+            parse_role(&role).map(|role| TokenHolder {
+                name: r.get(0),
+                role,
+            })
+        }))
+    }
+
+    async fn token_count(&self) -> Result<i64, StoreError> {
+        let mut g = self.client().await?;
+        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        Ok(c.query_one("SELECT COUNT(*) FROM tokens", &[])
+            .await
+            .map_err(backend)?
+            .get(0))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut g = self.client().await?;
+        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        c.simple_query("SELECT 1").await.map_err(backend)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,456 @@
+//! The embedded incident store: one SQLite file in WAL mode with `synchronous = FULL`.
+//!
+//! One connection writes (appends are serialized, as SQLite serializes writers anyway) and one
+//! reads, so SSE streams reading the log never wait behind an fsync. Calls run on tokio's
+//! blocking pool.
+
+use super::*;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+use std::sync::Mutex;
+
+pub struct SqliteStore {
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn connection(path: &Path) -> Result<Connection, StoreError> {
+    let open = |reason: String| StoreError::Open {
+        what: path.display().to_string(),
+        reason,
+    };
+    let c = Connection::open(path).map_err(|e| open(e.to_string()))?;
+    c.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(|e| open(e.to_string()))?;
+    c.pragma_update(None, "journal_mode", "WAL")
+        .map_err(|e| open(e.to_string()))?;
+    c.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| open(e.to_string()))?;
+    c.pragma_update(None, "foreign_keys", "ON")
+        .map_err(|e| open(e.to_string()))?;
+    Ok(c)
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the file and runs pending migrations.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                what: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+        let mut w = connection(path)?;
+        migrate(&mut w).map_err(|e| StoreError::Open {
+            what: path.display().to_string(),
+            reason: format!("migration failed: {e}"),
+        })?;
+        let r = connection(path)?;
+        Ok(SqliteStore {
+            writer: Arc::new(Mutex::new(w)),
+            reader: Arc::new(Mutex::new(r)),
+        })
+    }
+
+    async fn with<T: Send + 'static>(
+        conn: &Arc<Mutex<Connection>>,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn.lock().map_err(|_| {
+                StoreError::Backend("the SQLite connection's lock was poisoned".into())
+            })?;
+            f(&mut c)
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+fn migrate(c: &mut Connection) -> rusqlite::Result<()> {
+    c.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let done: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+        [],
+        |r| r.get(0),
+    )?;
+    for (i, m) in MIGRATIONS.iter().enumerate().skip(done as usize) {
+        tx.execute_batch(m)?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            params![i as i64 + 1],
+        )?;
+    }
+    tx.commit()
+}
+
+const INCIDENT_COLS: &str =
+    "id, title, status, severity, source, created_at, updated_at, owner, slack_thread";
+
+fn incident_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<[Option<String>; 9]> {
+    Ok([
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+    ])
+}
+
+fn to_incident(c: [Option<String>; 9]) -> Result<Incident, StoreError> {
+    let [
+        id,
+        title,
+        status,
+        severity,
+        source,
+        created,
+        updated,
+        owner,
+        thread,
+    ] = c;
+    incident_from(
+        id.unwrap_or_default(),
+        title.unwrap_or_default(),
+        status.unwrap_or_default(),
+        severity.unwrap_or_default(),
+        source.unwrap_or_default(),
+        created.unwrap_or_default(),
+        updated.unwrap_or_default(),
+        owner,
+        thread,
+    )
+}
+
+fn query_incidents(
+    c: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> Result<Vec<Incident>, StoreError> {
+    let mut st = c.prepare_cached(sql).map_err(backend)?;
+    let rows = st
+        .query_map(p, incident_row)
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    rows.into_iter().map(to_incident).collect()
+}
+
+fn append_in(
+    tx: &rusqlite::Transaction<'_>,
+    incident: &str,
+    kind: &str,
+    actor: &str,
+    data: &Value,
+    at: DateTime<Utc>,
+) -> Result<Event, StoreError> {
+    let exists: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM incidents WHERE id = ?1",
+            params![incident],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    if exists.is_none() {
+        return Err(StoreError::NoSuchIncident(incident.to_string()));
+    }
+    let seq: i64 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE incident = ?1",
+            params![incident],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    tx.execute(
+        "INSERT INTO events (incident, seq, at, kind, actor, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![incident, seq, ts(at), kind, actor, data.to_string()],
+    )
+    .map_err(backend)?;
+    tx.execute(
+        "UPDATE incidents SET updated_at = ?2 WHERE id = ?1",
+        params![incident, ts(at)],
+    )
+    .map_err(backend)?;
+    Ok(Event {
+        seq,
+        at,
+        kind: kind.to_string(),
+        actor: actor.to_string(),
+        data: data.clone(),
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create(&self, new: NewIncident) -> Result<(Incident, Event), StoreError> {
+        Self::with(&self.writer, move |c| {
+            let now = Utc::now();
+            let day = now.format("%Y-%m-%d").to_string();
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let n: i64 = tx
+                .query_row(
+                    "SELECT COALESCE(MAX(n), 0) + 1 FROM incidents WHERE day = ?1",
+                    params![day],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            let id = incident_id(now, n);
+            tx.execute(
+                "INSERT INTO incidents (id, day, n, title, status, severity, source, created_at, updated_at, owner)
+                 VALUES (?1, ?2, ?3, ?4, 'investigating', '', ?5, ?6, ?6, ?7)",
+                params![id, day, n, new.title, new.source, ts(now), new.owner],
+            )
+            .map_err(backend)?;
+            let ev = append_in(&tx, &id, "report", &new.actor, &new.report, now)?;
+            tx.commit().map_err(backend)?;
+            let inc = Incident {
+                id,
+                title: new.title,
+                status: Status::Investigating,
+                severity: String::new(),
+                source: new.source,
+                created_at: now,
+                updated_at: now,
+                owner: new.owner,
+                slack_thread: None,
+            };
+            Ok((inc, ev))
+        })
+        .await
+    }
+
+    async fn append(
+        &self,
+        incident: &str,
+        kind: &str,
+        actor: &str,
+        data: Value,
+    ) -> Result<Event, StoreError> {
+        let (incident, kind, actor) = (incident.to_string(), kind.to_string(), actor.to_string());
+        Self::with(&self.writer, move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let ev = append_in(&tx, &incident, &kind, &actor, &data, Utc::now())?;
+            tx.commit().map_err(backend)?;
+            Ok(ev)
+        })
+        .await
+    }
+
+    async fn events(
+        &self,
+        incident: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Event>, StoreError> {
+        let incident = incident.to_string();
+        Self::with(&self.reader, move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT seq, at, kind, actor, data FROM events
+                     WHERE incident = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map(params![incident, after, limit], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<(i64, String, String, String, String)>, _>>()
+                .map_err(backend)?;
+            rows.into_iter()
+                .map(|(s, a, k, ac, d)| event_from(s, a, k, ac, d))
+                .collect()
+        })
+        .await
+    }
+
+    async fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
+        let id = id.to_string();
+        Self::with(&self.reader, move |c| {
+            Ok(query_incidents(
+                c,
+                &format!("SELECT {INCIDENT_COLS} FROM incidents WHERE id = ?1"),
+                params![id],
+            )?
+            .pop())
+        })
+        .await
+    }
+
+    async fn list(&self, limit: i64) -> Result<Vec<Incident>, StoreError> {
+        Self::with(&self.reader, move |c| {
+            query_incidents(
+                c,
+                &format!(
+                    "SELECT {INCIDENT_COLS} FROM incidents ORDER BY created_at DESC, n DESC LIMIT ?1"
+                ),
+                params![limit],
+            )
+        })
+        .await
+    }
+
+    async fn set_status(
+        &self,
+        id: &str,
+        status: Status,
+        severity: Option<&str>,
+        owner: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let (id, severity, owner) = (
+            id.to_string(),
+            severity.map(str::to_string),
+            owner.map(str::to_string),
+        );
+        Self::with(&self.writer, move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let n = tx
+                .execute(
+                    "UPDATE incidents SET status = ?2, severity = COALESCE(?3, severity),
+                     owner = COALESCE(?4, owner) WHERE id = ?1",
+                    params![id, status.as_str(), severity, owner],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NoSuchIncident(id));
+            }
+            append_in(
+                &tx,
+                &id,
+                "status_changed",
+                "oncall",
+                &serde_json::json!({"status": status}),
+                Utc::now(),
+            )?;
+            tx.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn set_slack_thread(&self, id: &str, thread: &str) -> Result<(), StoreError> {
+        let (id, thread) = (id.to_string(), thread.to_string());
+        Self::with(&self.writer, move |c| {
+            c.execute(
+                "UPDATE incidents SET slack_thread = ?2 WHERE id = ?1",
+                params![id, thread],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn by_slack_thread(&self, thread: &str) -> Result<Option<Incident>, StoreError> {
+        let thread = thread.to_string();
+        Self::with(&self.reader, move |c| {
+            Ok(query_incidents(
+                c,
+                &format!("SELECT {INCIDENT_COLS} FROM incidents WHERE slack_thread = ?1"),
+                params![thread],
+            )?
+            .pop())
+        })
+        .await
+    }
+
+    async fn owned(&self, owner: &str, status: Status) -> Result<Vec<Incident>, StoreError> {
+        let owner = owner.to_string();
+        Self::with(&self.reader, move |c| {
+            query_incidents(
+                c,
+                &format!(
+                    "SELECT {INCIDENT_COLS} FROM incidents WHERE owner = ?1 AND status = ?2 ORDER BY id"
+                ),
+                params![owner, status.as_str()],
+            )
+        })
+        .await
+    }
+
+    async fn put_token(
+        &self,
+        name: &str,
+        role: crate::policy::Role,
+        sha256_hex: &str,
+    ) -> Result<(), StoreError> {
+        let (name, sha) = (name.to_string(), sha256_hex.to_string());
+        Self::with(&self.writer, move |c| {
+            c.execute(
+                "INSERT INTO tokens (name, role, sha256, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET role = excluded.role, sha256 = excluded.sha256,
+                 created_at = excluded.created_at",
+                params![name, role_str(role), sha, ts(Utc::now())],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn token(&self, sha256_hex: &str) -> Result<Option<TokenHolder>, StoreError> {
+        let sha = sha256_hex.to_string();
+        Self::with(&self.reader, move |c| {
+            let row: Option<(String, String)> = c
+                .query_row(
+                    "SELECT name, role FROM tokens WHERE sha256 = ?1",
+                    params![sha],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            Ok(row
+                .and_then(|(name, role)| parse_role(&role).map(|role| TokenHolder { name, role })))
+        })
+        .await
+    }
+
+    async fn token_count(&self) -> Result<i64, StoreError> {
+        Self::with(&self.reader, |c| {
+            c.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0))
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Self::with(&self.reader, |c| {
+            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map(|_| ())
+                .map_err(backend)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_store_keeps_the_contract() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SqliteStore::open(&dir.path().join("oncall.db")).expect("open");
+        super::contract::behaves(&s).await;
+        super::contract::concurrent_appends(Arc::new(s)).await;
+        // Reopening runs no migration twice and keeps everything.
+        let again = SqliteStore::open(&dir.path().join("oncall.db")).expect("reopen");
+        assert_eq!(again.list(10).await.expect("list").len(), 3);
+    }
+}

@@ -1,0 +1,487 @@
+//! The incident API: open an incident (report or alert webhook), read it, talk to it, decide its
+//! approvals, read its post-mortem draft; plus the web page, tools, OpenAPI, readiness and
+//! metrics. Handlers decode, call the domain code, and map its errors to status codes.
+
+use super::auth::{Caller, role_name};
+use super::runner::{self, DecideError};
+use super::{ApiError, AppState, body};
+use crate::incidents::{NewIncident, Status, title_of};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
+/// Reports longer than this are refused (a report is words, not a log dump).
+const MAX_REPORT_CHARS: usize = 20_000;
+
+/// The web page: one file, no build step. It holds no data; it signs in with a token.
+pub async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:",
+            ),
+        ],
+        Html(include_str!("web/index.html")),
+    )
+        .into_response()
+}
+
+pub async fn me(Extension(c): Extension<Caller>) -> Json<Value> {
+    Json(json!({"name": c.name, "role": role_name(c.role)}))
+}
+
+pub async fn readyz(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    st.store.ping().await?;
+    Ok(Json(json!({"store": "ok", "replica": st.replica})))
+}
+
+pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.metrics.render(),
+    )
+        .into_response()
+}
+
+pub async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}
+
+pub async fn tools(State(st): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!(st.registry.specs()))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    limit: Option<i64>,
+}
+
+pub async fn list(
+    State(st): State<Arc<AppState>>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(format!("{e}: use ?limit=N")))?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(json!(st.store.list(limit).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenRequest {
+    report: String,
+    title: Option<String>,
+}
+
+/// Opens an incident and starts its investigation in the background.
+pub async fn open(
+    State(st): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    b: JsonBody<OpenRequest>,
+) -> Result<Response, ApiError> {
+    let req = body(b, r#"{"report": "what is wrong, in plain words"}"#)?;
+    let id = open_incident(&st, &req.report, req.title.as_deref(), "api", &c.name).await?;
+    Ok(accepted(&id))
+}
+
+fn accepted(id: &str) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "id": id,
+            "status": "investigating",
+            "events": format!("/api/v1/incidents/{id}/events"),
+        })),
+    )
+        .into_response()
+}
+
+/// Opens an incident from a report and starts investigating it. Shared by the API, the alert
+/// webhook and Slack.
+pub(crate) async fn open_incident(
+    st: &Arc<AppState>,
+    report: &str,
+    title: Option<&str>,
+    source: &str,
+    actor: &str,
+) -> Result<String, ApiError> {
+    let report = report.trim();
+    if report.is_empty() {
+        return Err(ApiError::BadRequest(
+            "the report is empty: say what is wrong (symptom, where, since when)".into(),
+        ));
+    }
+    if report.chars().count() > MAX_REPORT_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "the report is longer than {MAX_REPORT_CHARS} characters; describe the symptom and let oncall measure the rest"
+        )));
+    }
+    let report = crate::policy::redact::redact(report);
+    let title = title
+        .map(|t| crate::policy::redact::redact(t.trim()))
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| title_of(&report));
+    let (inc, ev) = st
+        .store
+        .create(NewIncident {
+            title,
+            source: source.to_string(),
+            actor: actor.to_string(),
+            report: json!({"text": report}),
+            owner: Some(st.replica.clone()),
+        })
+        .await?;
+    let _ = st.notify.send((inc.id.clone(), ev.seq));
+    runner::start_round(st, &inc.id);
+    Ok(inc.id)
+}
+
+/// Alertmanager's webhook: the firing alerts of one notification open one incident.
+pub async fn alerts(
+    State(st): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    b: JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let v = body(
+        b,
+        "an Alertmanager webhook body ({\"alerts\": [{\"status\", \"labels\", \"annotations\"}]})",
+    )?;
+    let Some(alerts) = v["alerts"].as_array() else {
+        return Err(ApiError::BadRequest(
+            "no `alerts` array: send Alertmanager's webhook body".into(),
+        ));
+    };
+    let firing: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| a["status"].as_str().unwrap_or("firing") == "firing")
+        .collect();
+    if firing.is_empty() {
+        return Ok((
+            StatusCode::OK,
+            Json(json!({"incidents": [], "note": "no firing alert in this notification; nothing was opened"})),
+        )
+            .into_response());
+    }
+    let s = |a: &Value, k: &str, f: &str| a[k][f].as_str().unwrap_or_default().to_string();
+    let mut report = String::new();
+    for a in &firing {
+        let name = s(a, "labels", "alertname");
+        let sev = s(a, "labels", "severity");
+        let target = ["service", "job", "instance", "pod", "deployment", "datname"]
+            .iter()
+            .map(|k| s(a, "labels", k))
+            .find(|x| !x.is_empty())
+            .unwrap_or_default();
+        let text = [
+            s(a, "annotations", "summary"),
+            s(a, "annotations", "description"),
+        ]
+        .into_iter()
+        .filter(|x| !x.is_empty())
+        .collect::<Vec<_>>()
+        .join(" — ");
+        report.push_str(&format!(
+            "ALERT {name}{}{}: {text} (since {})\n",
+            if sev.is_empty() {
+                String::new()
+            } else {
+                format!(" [{sev}]")
+            },
+            if target.is_empty() {
+                String::new()
+            } else {
+                format!(" on {target}")
+            },
+            a["startsAt"].as_str().unwrap_or("now"),
+        ));
+    }
+    let title = firing
+        .first()
+        .map(|a| format!("alert: {}", s(a, "labels", "alertname")));
+    let id = open_incident(&st, &report, title.as_deref(), "alert", &c.name).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"incidents": [id]}))).into_response())
+}
+
+/// The incident, its events, and its action requests.
+pub async fn show(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let inc = st
+        .store
+        .incident(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    let events = st.store.events(&id, 0, 100_000).await?;
+    Ok(Json(json!({
+        "incident": inc,
+        "events": events,
+        "approvals": approvals_of(&st, Some(&id), None),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRequest {
+    text: String,
+}
+
+/// A person's message in the incident. It starts a follow-up round when none is running.
+pub async fn message(
+    State(st): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    b: JsonBody<MessageRequest>,
+) -> Result<Response, ApiError> {
+    let req = body(b, r#"{"text": "..."}"#)?;
+    post_message(&st, &id, &req.text, &c.name).await
+}
+
+pub(crate) async fn post_message(
+    st: &Arc<AppState>,
+    id: &str,
+    text: &str,
+    actor: &str,
+) -> Result<Response, ApiError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(ApiError::BadRequest("the message is empty".into()));
+    }
+    if text.chars().count() > MAX_REPORT_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "the message is longer than {MAX_REPORT_CHARS} characters"
+        )));
+    }
+    let inc = st
+        .store
+        .incident(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    if inc.status == Status::Closed {
+        return Err(ApiError::Conflict(format!("incident {id} is closed")));
+    }
+    let e = st
+        .publish(id, "message", actor, json!({"text": text}))
+        .await?;
+    let started = runner::start_round(st, id);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"seq": e.seq, "investigating": started})),
+    )
+        .into_response())
+}
+
+/// Runs the investigation of an incident again (after an interruption, or on demand).
+pub async fn resume(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let inc = st
+        .store
+        .incident(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    if inc.status == Status::Closed {
+        return Err(ApiError::Conflict(format!("incident {id} is closed")));
+    }
+    if !runner::start_round(&st, &id) {
+        return Err(ApiError::Conflict(format!(
+            "incident {id} is being investigated right now"
+        )));
+    }
+    Ok(accepted(&id))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequestBody {
+    tool: String,
+    #[serde(default)]
+    args: Value,
+    #[serde(default)]
+    why: String,
+}
+
+/// A person asks for a live action in an incident; an approver (not them) decides.
+pub async fn request_action(
+    State(st): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    b: JsonBody<ActionRequestBody>,
+) -> Result<Response, ApiError> {
+    let req = body(
+        b,
+        r#"{"tool": "deploy.rollback", "args": {"deployment": "api"}, "why": "..."}"#,
+    )?;
+    if st.store.incident(&id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no incident {id}")));
+    }
+    let actor = match c.role {
+        crate::policy::Role::Approver => crate::policy::rules::Actor::Approver,
+        crate::policy::Role::Responder => crate::policy::rules::Actor::Responder,
+        crate::policy::Role::Viewer => crate::policy::rules::Actor::Viewer,
+    };
+    let args = if req.args.is_null() {
+        json!({})
+    } else {
+        req.args
+    };
+    let filed = st
+        .desk
+        .request(
+            &st.registry,
+            &id,
+            &req.tool,
+            args.clone(),
+            &c.name,
+            actor,
+            &[],
+        )
+        .map_err(|e| match e {
+            crate::policy::desk::DeskError::Audit(m) => ApiError::Internal(m),
+            other => ApiError::BadRequest(other.to_string()),
+        })?;
+    let plan = st.desk.entry(&filed.id).and_then(|e| e.plan);
+    st.publish(
+        &id,
+        "action_requested",
+        &c.name,
+        json!({"request": filed.id, "tool": req.tool, "args": args, "plan": plan, "why": req.why}),
+    )
+    .await?;
+    st.metrics
+        .count(&st.metrics.approvals, &[("event", "requested")]);
+    if let Some(slack) = &st.slack {
+        slack.approval_requested(&st, &id, &filed.id).await;
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"request": filed.id, "state": {"state": "pending"}, "plan": plan})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct ApprovalQuery {
+    incident: Option<String>,
+    state: Option<String>,
+}
+
+pub async fn approvals(
+    State(st): State<Arc<AppState>>,
+    q: Result<Query<ApprovalQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) =
+        q.map_err(|e| ApiError::BadRequest(format!("{e}: use ?incident=ID&state=pending")))?;
+    if let Some(s) = &q.state
+        && !["pending", "approved", "denied", "executed"].contains(&s.as_str())
+    {
+        return Err(ApiError::BadRequest(format!(
+            "unknown state {s:?}: use pending, approved, denied or executed"
+        )));
+    }
+    Ok(Json(approvals_of(
+        &st,
+        q.incident.as_deref(),
+        q.state.as_deref(),
+    )))
+}
+
+fn approvals_of(st: &AppState, incident: Option<&str>, state: Option<&str>) -> Value {
+    let ttl = chrono::Duration::seconds(st.config.policy.approval_ttl_s as i64);
+    let list: Vec<Value> = st
+        .desk
+        .entries()
+        .into_iter()
+        .filter(|e| incident.is_none_or(|i| e.incident == i))
+        .map(|e| {
+            json!({
+                "id": e.request.id,
+                "incident": e.incident,
+                "tool": e.request.tool,
+                "args": e.request.args,
+                "requested_by": e.request.requested_by,
+                "created_at": e.request.created_at,
+                "expires_at": e.request.created_at + ttl,
+                "evidence_hash": e.request.evidence_hash,
+                "state": e.state,
+                "plan": e.plan,
+            })
+        })
+        .filter(|v| state.is_none_or(|s| v["state"]["state"] == s))
+        .collect();
+    json!(list)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRequest {
+    approve: bool,
+    #[serde(default)]
+    reason: String,
+}
+
+/// An approver approves (and so runs, once) or denies a request.
+pub async fn decision(
+    State(st): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    b: JsonBody<DecisionRequest>,
+) -> Result<Response, ApiError> {
+    let req = body(
+        b,
+        r#"{"approve": true|false, "reason": "why (for a denial)"}"#,
+    )?;
+    if !req.approve && req.reason.trim().is_empty() {
+        return Err(ApiError::BadRequest(
+            "a denial needs a reason: send {\"approve\": false, \"reason\": \"...\"}".into(),
+        ));
+    }
+    let state = runner::decide(&st, &id, &c.human(), req.approve, req.reason.trim())
+        .await
+        .map_err(|e| match e {
+            DecideError::NotFound(m) => ApiError::NotFound(m),
+            DecideError::Forbidden(m) => ApiError::Forbidden(m),
+            DecideError::Conflict(m) => ApiError::Conflict(m),
+            DecideError::Internal(m) => ApiError::Internal(m),
+        })?;
+    Ok(Json(json!({
+        "state": state,
+        "execution": null,
+        "note": if req.approve {
+            "approved: it runs now, once; its result and measured effect arrive as action_executed and action_verified events"
+        } else {
+            "denied: it will not run"
+        },
+    }))
+    .into_response())
+}
+
+/// The post-mortem draft, from the incident's own log.
+pub async fn postmortem(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let inc = st
+        .store
+        .incident(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    let events = st.store.events(&id, 0, 100_000).await?;
+    let md = crate::postmortem::draft(&inc, &events);
+    Ok(([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], md).into_response())
+}

@@ -1,0 +1,160 @@
+//! `/metrics` in Prometheus text format: requests, investigations, tool calls and their
+//! latencies, tokens, approvals, open event streams.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::time::Instant;
+
+type Labels = Vec<(String, String)>;
+type Hist = Family<Labels, Histogram, fn() -> Histogram>;
+
+fn latency() -> Histogram {
+    // 0.25 ms .. about 8 s.
+    Histogram::new(exponential_buckets(0.00025, 2.0, 16))
+}
+
+fn slow() -> Histogram {
+    // 50 ms .. about 14 min.
+    Histogram::new(exponential_buckets(0.05, 2.0, 15))
+}
+
+/// Every metric oncall exports.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<Labels, Counter>,
+    pub request_seconds: Hist,
+    pub investigations: Family<Labels, Counter>,
+    pub investigation_seconds: Hist,
+    pub tool_calls: Family<Labels, Counter>,
+    pub tool_seconds: Hist,
+    pub tokens: Family<Labels, Counter>,
+    pub approvals: Family<Labels, Counter>,
+    pub streams: Gauge,
+    pub slack_requests: Family<Labels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("oncall");
+        let requests = Family::<Labels, Counter>::default();
+        let request_seconds: Hist = Family::new_with_constructor(latency);
+        let investigations = Family::<Labels, Counter>::default();
+        let investigation_seconds: Hist = Family::new_with_constructor(slow);
+        let tool_calls = Family::<Labels, Counter>::default();
+        let tool_seconds: Hist = Family::new_with_constructor(slow);
+        let tokens = Family::<Labels, Counter>::default();
+        let approvals = Family::<Labels, Counter>::default();
+        let streams = Gauge::default();
+        let slack_requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_seconds",
+            "Time to the response head, by route",
+            request_seconds.clone(),
+        );
+        registry.register(
+            "investigations",
+            "Investigation rounds by outcome",
+            investigations.clone(),
+        );
+        registry.register(
+            "investigation_seconds",
+            "Duration of an investigation round",
+            investigation_seconds.clone(),
+        );
+        registry.register(
+            "tool_calls",
+            "Tool calls by tool and result",
+            tool_calls.clone(),
+        );
+        registry.register(
+            "tool_call_seconds",
+            "Tool call latency by tool",
+            tool_seconds.clone(),
+        );
+        registry.register("llm_tokens", "Model tokens by kind", tokens.clone());
+        registry.register(
+            "approvals",
+            "Action requests, decisions and executions by event",
+            approvals.clone(),
+        );
+        registry.register("event_streams", "Open event streams (SSE)", streams.clone());
+        registry.register(
+            "slack_requests",
+            "Requests from Slack by endpoint and outcome",
+            slack_requests.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            investigations,
+            investigation_seconds,
+            tool_calls,
+            tool_seconds,
+            tokens,
+            approvals,
+            streams,
+            slack_requests,
+        }
+    }
+}
+
+pub fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+impl Metrics {
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::error!("metrics encoding failed: {e}");
+        }
+        out
+    }
+
+    pub fn count(&self, family: &Family<Labels, Counter>, pairs: &[(&str, &str)]) {
+        family.get_or_create(&labels(pairs)).inc();
+    }
+}
+
+/// Counts and times every request by its route template (never the raw path: ids would make
+/// unbounded series).
+pub async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    m.requests
+        .get_or_create(&labels(&[
+            ("route", &route),
+            ("method", &method),
+            ("status", &status),
+        ]))
+        .inc();
+    m.request_seconds
+        .get_or_create(&labels(&[("route", &route)]))
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}

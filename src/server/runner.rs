@@ -1,0 +1,499 @@
+//! Investigations and actions in the background, each step written to the incident's log.
+//!
+//! A round of investigation runs the same agent as `oncall triage`; every agent event becomes an
+//! incident event the moment it happens (so it streams live), the finished board becomes an
+//! `investigation_finished` event, and each stabilizing action it proposes is filed at the
+//! approval desk as a request by `oncall` (the agent can only ask). An approved request runs in
+//! the background: `action_executed`, then `action_verified` with the measured effect.
+
+use super::AppState;
+use crate::agent::events::{Event as AgentEvent, EventSink};
+use crate::incidents::{Event, Status};
+use crate::policy::Human;
+use crate::policy::rules::Actor;
+use crate::tool::RiskClass;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Forwards agent events into a channel; a writer task appends them in order.
+struct Forward(mpsc::UnboundedSender<AgentEvent>);
+
+impl EventSink for Forward {
+    fn emit(&self, event: &AgentEvent) {
+        let _ = self.0.send(event.clone());
+    }
+}
+
+/// The incident event for an agent event: its kind and data (the agent's own fields).
+fn as_incident_event(e: &AgentEvent) -> Option<(String, Value)> {
+    let mut v = serde_json::to_value(e).ok()?;
+    let kind = v.get("event")?.as_str()?.to_string();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("event");
+    }
+    // `started` and `finished` are written by the round itself, with more to say.
+    (kind != "started" && kind != "finished").then_some((kind, v))
+}
+
+/// What a new round investigates: the report, then every message people posted since.
+pub fn round_text(events: &[Event]) -> String {
+    let mut text = String::new();
+    for e in events {
+        let t = e.data["text"].as_str().unwrap_or_default();
+        match e.kind.as_str() {
+            "report" => {
+                text.push_str(t);
+                text.push('\n');
+            }
+            "message" => {
+                text.push_str(&format!("Follow-up from {}: {t}\n", e.actor));
+            }
+            _ => {}
+        }
+    }
+    text
+}
+
+/// Starts a round of investigation in the background (unless one is running for this incident).
+/// Returns false when one was already running.
+pub fn start_round(st: &Arc<AppState>, incident: &str) -> bool {
+    {
+        let Ok(mut running) = st.running.lock() else {
+            return false;
+        };
+        if !running.insert(incident.to_string()) {
+            return false;
+        }
+    }
+    let (st, incident) = (st.clone(), incident.to_string());
+    tokio::spawn(async move {
+        if let Err(e) = round(&st, &incident).await {
+            tracing::error!("investigation of {incident}: {e}");
+            st.metrics
+                .count(&st.metrics.investigations, &[("outcome", "error")]);
+            let _ = st
+                .publish(
+                    &incident,
+                    "notice",
+                    "oncall",
+                    json!({"message": format!("the investigation stopped: {e}")}),
+                )
+                .await;
+            let _ = st.set_status(&incident, Status::Waiting, None).await;
+        }
+        if let Ok(mut running) = st.running.lock() {
+            running.remove(&incident);
+        }
+    });
+    true
+}
+
+async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
+    let _turn = match st.investigations.try_acquire() {
+        Ok(p) => p,
+        Err(_) => {
+            st.publish(
+                incident,
+                "notice",
+                "oncall",
+                json!({"message": "every investigator is busy; this one starts when one is free"}),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            st.investigations
+                .acquire()
+                .await
+                .map_err(|e| e.to_string())?
+        }
+    };
+    let started = std::time::Instant::now();
+    st.set_status(incident, Status::Investigating, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let history = st
+        .store
+        .events(incident, 0, 100_000)
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = round_text(&history);
+    let n = history
+        .iter()
+        .filter(|e| e.kind == "investigation_started")
+        .count()
+        + 1;
+    let model = match crate::llm::build(&st.config) {
+        Ok(m) => m,
+        Err(e) => {
+            st.publish(
+                incident,
+                "notice",
+                "oncall",
+                json!({"message": format!("the model is not available ({e}); the offline reasoner investigates")}),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            Box::new(crate::llm::offline::OfflineModel::new(
+                st.config.thresholds.clone(),
+            ))
+        }
+    };
+    st.publish(
+        incident,
+        "investigation_started",
+        "oncall",
+        json!({"round": n, "reasoner": model.name()}),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<AgentEvent>();
+    let writer = {
+        let (st, incident) = (st.clone(), incident.to_string());
+        tokio::spawn(async move {
+            while let Some(e) = rx.recv().await {
+                match &e {
+                    AgentEvent::ToolAnswered { tool, ok, ms, .. } => {
+                        let ok = if *ok { "ok" } else { "error" };
+                        st.metrics
+                            .count(&st.metrics.tool_calls, &[("tool", tool), ("result", ok)]);
+                        st.metrics
+                            .tool_seconds
+                            .get_or_create(&super::metrics::labels(&[("tool", tool)]))
+                            .observe(*ms as f64 / 1000.0);
+                    }
+                    AgentEvent::ModelStep {
+                        prompt_tokens,
+                        completion_tokens,
+                        ..
+                    } => {
+                        st.metrics
+                            .tokens
+                            .get_or_create(&super::metrics::labels(&[("kind", "prompt")]))
+                            .inc_by(*prompt_tokens);
+                        st.metrics
+                            .tokens
+                            .get_or_create(&super::metrics::labels(&[("kind", "completion")]))
+                            .inc_by(*completion_tokens);
+                    }
+                    _ => {}
+                }
+                if let Some((kind, data)) = as_incident_event(&e)
+                    && let Err(err) = st.publish(&incident, &kind, "oncall", data).await
+                {
+                    tracing::error!("incident {incident}: event not stored: {err}");
+                }
+            }
+        })
+    };
+    let result = crate::agent::investigate(
+        &text,
+        &st.registry,
+        &st.config,
+        model.as_ref(),
+        &Forward(tx),
+    )
+    .await;
+    // Every agent event is in the log before the round's result.
+    let _ = writer.await;
+    st.metrics
+        .investigation_seconds
+        .get_or_create(&vec![])
+        .observe(started.elapsed().as_secs_f64());
+    let inv = match result {
+        Ok(inv) => inv,
+        Err(e) => {
+            st.metrics
+                .count(&st.metrics.investigations, &[("outcome", "failed")]);
+            st.publish(
+                incident,
+                "notice",
+                "oncall",
+                json!({"message": format!("the investigation failed: {e}")}),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            st.set_status(incident, Status::Waiting, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+    };
+    st.metrics.count(
+        &st.metrics.investigations,
+        &[(
+            "outcome",
+            if inv.abstained { "no_fault" } else { "finding" },
+        )],
+    );
+    st.publish(
+        incident,
+        "investigation_finished",
+        "oncall",
+        json!({
+            "round": n,
+            "reasoner": inv.reasoner,
+            "conclusion": inv.conclusion,
+            "severity": inv.triage.severity,
+            "triage": inv.triage,
+            "hypotheses": inv.hypotheses,
+            "abstained": inv.abstained,
+            "stabilize": inv.stabilize,
+            "next_steps": inv.next_steps,
+            "debug_log": inv.debug_log,
+            "answer": inv.answer,
+            "notices": inv.notices,
+            "tokens": inv.tokens,
+        }),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let evidence: Vec<Value> = inv
+        .tool_calls
+        .iter()
+        .filter_map(|c| c.output.clone())
+        .collect();
+    for a in &inv.stabilize {
+        file_request(st, incident, &a.tool, &a.args, &a.why, &evidence).await;
+    }
+    st.set_status(incident, Status::Waiting, Some(&inv.triage.severity))
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(slack) = &st.slack {
+        slack.round_finished(st, incident, &inv).await;
+    }
+    Ok(())
+}
+
+/// Files the agent's request for a live action, unless the same one is already open.
+async fn file_request(
+    st: &Arc<AppState>,
+    incident: &str,
+    tool: &str,
+    args: &Value,
+    why: &str,
+    evidence: &[Value],
+) {
+    let Some(spec) = st.registry.spec(tool) else {
+        return; // `manual`: a step only a person can take; it is in the finished event.
+    };
+    if spec.risk == RiskClass::Read {
+        return;
+    }
+    let open = st.desk.entries().into_iter().any(|e| {
+        e.incident == incident
+            && e.request.tool == tool
+            && &e.request.args == args
+            && matches!(
+                e.state,
+                crate::policy::desk::State::Pending | crate::policy::desk::State::Approved { .. }
+            )
+    });
+    if open {
+        return;
+    }
+    match st.desk.request(
+        &st.registry,
+        incident,
+        tool,
+        args.clone(),
+        "oncall",
+        Actor::Agent,
+        evidence,
+    ) {
+        Ok(req) => {
+            st.metrics
+                .count(&st.metrics.approvals, &[("event", "requested")]);
+            let plan = st.desk.entry(&req.id).and_then(|e| e.plan);
+            let _ = st
+                .publish(
+                    incident,
+                    "action_requested",
+                    "oncall",
+                    json!({"request": req.id, "tool": tool, "args": args, "plan": plan, "why": why}),
+                )
+                .await;
+            if let Some(slack) = &st.slack {
+                slack.approval_requested(st, incident, &req.id).await;
+            }
+        }
+        Err(e) => {
+            let _ = st
+                .publish(
+                    incident,
+                    "notice",
+                    "oncall",
+                    json!({"message": format!("{tool} {args} could not be filed for approval: {e}")}),
+                )
+                .await;
+        }
+    }
+}
+
+/// Why a decision was refused, as an HTTP status and message.
+pub enum DecideError {
+    NotFound(String),
+    Forbidden(String),
+    Conflict(String),
+    Internal(String),
+}
+
+/// A human's decision on a request. An approval starts the execution in the background.
+pub async fn decide(
+    st: &Arc<AppState>,
+    request: &str,
+    human: &Human,
+    approve: bool,
+    reason: &str,
+) -> Result<crate::policy::desk::State, DecideError> {
+    use crate::policy::desk::DeskError;
+    let state = st
+        .desk
+        .decide(
+            &st.registry,
+            request,
+            human,
+            approve,
+            reason,
+            chrono::Utc::now(),
+        )
+        .map_err(|e| match e {
+            DeskError::NoSuchRequest(_) => DecideError::NotFound(e.to_string()),
+            DeskError::Policy(_) => DecideError::Forbidden(e.to_string()),
+            DeskError::Refused(m) if m.contains("may not") || m.contains("role") => {
+                DecideError::Forbidden(m)
+            }
+            DeskError::Refused(m) => DecideError::Conflict(m),
+            DeskError::Audit(m) => DecideError::Internal(m),
+        })?;
+    let Some(entry) = st.desk.entry(request) else {
+        return Err(DecideError::NotFound(format!("request {request} vanished")));
+    };
+    let incident = entry.incident.clone();
+    st.metrics.count(
+        &st.metrics.approvals,
+        &[("event", if approve { "approved" } else { "denied" })],
+    );
+    let (kind, data) = if approve {
+        (
+            "action_approved",
+            json!({"request": request, "by": human.name}),
+        )
+    } else {
+        (
+            "action_denied",
+            json!({"request": request, "by": human.name, "reason": reason}),
+        )
+    };
+    st.publish(&incident, kind, &human.name, data)
+        .await
+        .map_err(|e| DecideError::Internal(e.to_string()))?;
+    if let Some(slack) = &st.slack {
+        slack.decided(st, request, &human.name, approve).await;
+    }
+    if approve {
+        let (st, request, executor) = (st.clone(), request.to_string(), human.name.clone());
+        tokio::spawn(async move { execute(&st, &incident, &request, &executor).await });
+    }
+    Ok(state)
+}
+
+/// Runs an approved request once and records what it did and what it changed.
+async fn execute(st: &Arc<AppState>, incident: &str, request: &str, executor: &str) {
+    let Some(entry) = st.desk.entry(request) else {
+        return;
+    };
+    let result = st
+        .desk
+        .execute(
+            &st.registry,
+            request,
+            &entry.request.tool,
+            &entry.request.args,
+            executor,
+        )
+        .await;
+    match result {
+        Ok(x) => {
+            st.metrics.count(
+                &st.metrics.approvals,
+                &[(
+                    "event",
+                    if x.output.is_ok() {
+                        "executed"
+                    } else {
+                        "failed"
+                    },
+                )],
+            );
+            let data = match &x.output {
+                Ok(out) => {
+                    json!({"request": request, "tool": entry.request.tool, "ok": true, "output": out})
+                }
+                Err(e) => {
+                    json!({"request": request, "tool": entry.request.tool, "ok": false, "error": e})
+                }
+            };
+            let _ = st
+                .publish(incident, "action_executed", executor, data)
+                .await;
+            let _ = st
+                .publish(
+                    incident,
+                    "action_verified",
+                    "oncall",
+                    json!({"request": request, "effect": x.effect}),
+                )
+                .await;
+            if let Some(slack) = &st.slack {
+                slack
+                    .say(
+                        st,
+                        incident,
+                        &format!(
+                            "{} {}: {}",
+                            entry.request.tool,
+                            if x.output.is_ok() { "ran" } else { "failed" },
+                            x.effect
+                        ),
+                    )
+                    .await;
+            }
+        }
+        Err(e) => {
+            st.metrics
+                .count(&st.metrics.approvals, &[("event", "refused")]);
+            let _ = st
+                .publish(
+                    incident,
+                    "notice",
+                    "oncall",
+                    json!({"message": format!("request {request} was not run: {e}")}),
+                )
+                .await;
+        }
+    }
+}
+
+/// After a restart: every investigation this replica was running is marked interrupted.
+pub async fn mark_interrupted(st: &Arc<AppState>) -> Result<usize, String> {
+    let stale = st
+        .store
+        .owned(&st.replica, Status::Investigating)
+        .await
+        .map_err(|e| e.to_string())?;
+    for inc in &stale {
+        st.publish(
+            &inc.id,
+            "interrupted",
+            "oncall",
+            json!({"reason": "oncall stopped during this investigation; resume it to run it again"}),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        st.set_status(&inc.id, Status::Interrupted, None)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(stale.len())
+}

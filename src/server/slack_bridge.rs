@@ -1,0 +1,408 @@
+//! Slack wired to incidents: `/oncall <report>` and app mentions open or continue an incident in
+//! a thread; the investigation posts its result there; each action request appears with
+//! Approve / Deny buttons that only mapped approvers can use.
+//!
+//! Every Slack request is verified ([`slack::verify`], then replay refusal) before anything
+//! else, acknowledged at once, and handled in the background, so the acknowledgement stays well
+//! inside Slack's 3 seconds whatever the investigation does. Events Slack resends (same
+//! `event_id`) are acknowledged and not acted on twice.
+
+use super::slack::{self, Interaction, SlackClient};
+use super::{AppState, api, runner};
+use crate::policy::{Human, Role};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// Slack's side of the server: the signing secret, the Web API client, who may approve.
+pub struct Bridge {
+    secret: String,
+    client: Option<SlackClient>,
+    approvers: BTreeMap<String, String>,
+    replays: slack::Dedup,
+    events: slack::Dedup,
+    /// request id -> (channel, ts) of its approval message, to replace it once decided.
+    approval_messages: Mutex<HashMap<String, (String, String)>>,
+}
+
+impl Bridge {
+    /// Slack is on when the signing secret's variable is set. Without a bot token oncall still
+    /// answers Slack's requests but cannot post into threads (it says so in the log).
+    pub fn from_config(config: &crate::config::Config) -> Option<Bridge> {
+        let c = &config.slack;
+        let secret = std::env::var(&c.signing_secret_env)
+            .ok()
+            .filter(|s| !s.trim().is_empty())?;
+        let client = match std::env::var(&c.bot_token_env) {
+            Ok(t) if !t.trim().is_empty() => match SlackClient::new(t.trim()) {
+                Ok(mut cl) => {
+                    cl.base_url = c.api_base.trim_end_matches('/').to_string();
+                    Some(cl)
+                }
+                Err(e) => {
+                    tracing::warn!("Slack client: {e}");
+                    None
+                }
+            },
+            _ => {
+                tracing::warn!(
+                    "{} is not set: oncall verifies Slack's requests but cannot post into threads",
+                    c.bot_token_env
+                );
+                None
+            }
+        };
+        Some(Bridge {
+            secret: secret.trim().to_string(),
+            client,
+            approvers: c.approvers.clone(),
+            replays: slack::Dedup::default(),
+            events: slack::Dedup::default(),
+            approval_messages: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The incident's thread as (channel, ts).
+    async fn thread(&self, st: &AppState, incident: &str) -> Option<(String, String)> {
+        let inc = st.store.incident(incident).await.ok()??;
+        let t = inc.slack_thread?;
+        let (c, ts) = t.split_once('/')?;
+        Some((c.to_string(), ts.to_string()))
+    }
+
+    async fn post(&self, channel: &str, thread: Option<&str>, m: slack::Message) -> Option<String> {
+        let client = self.client.as_ref()?;
+        match client
+            .post_message(channel, thread, &m.text, Some(m.blocks))
+            .await
+        {
+            Ok(ts) => Some(ts),
+            Err(e) => {
+                tracing::warn!("Slack post to {channel}: {e}");
+                None
+            }
+        }
+    }
+
+    /// Posts `text` into the incident's thread, if it has one.
+    pub async fn say(&self, st: &AppState, incident: &str, text: &str) {
+        if let Some((c, ts)) = self.thread(st, incident).await {
+            self.post(&c, Some(&ts), slack::text_message(text)).await;
+        }
+    }
+
+    /// The result of a round of investigation, in the thread.
+    pub async fn round_finished(
+        &self,
+        st: &AppState,
+        incident: &str,
+        inv: &crate::agent::Investigation,
+    ) {
+        let mut text = format!("*{}* {}\n{}", inv.triage.severity, incident, inv.conclusion);
+        for h in inv.hypotheses.iter().take(3) {
+            text.push_str(&format!(
+                "\n• {} {} {:.2} `{}`: {}",
+                h.id,
+                crate::agent::outcome_word(h),
+                h.confidence,
+                h.category.label(),
+                h.statement
+            ));
+        }
+        self.say(st, incident, &text).await;
+    }
+
+    /// An approval message with buttons, in the thread.
+    pub async fn approval_requested(&self, st: &AppState, incident: &str, request: &str) {
+        let Some((c, ts)) = self.thread(st, incident).await else {
+            return;
+        };
+        let Some(e) = st.desk.entry(request) else {
+            return;
+        };
+        let plan = e.plan.clone().unwrap_or(Value::Null);
+        let m = slack::approval_message(&slack::ApprovalView {
+            request_id: request,
+            tool: &e.request.tool,
+            args: &e.request.args,
+            plan: &plan,
+            why: "requested by oncall; only a mapped approver can decide",
+        });
+        if let Some(msg_ts) = self.post(&c, Some(&ts), m).await
+            && let Ok(mut map) = self.approval_messages.lock()
+        {
+            map.insert(request.to_string(), (c, msg_ts));
+        }
+    }
+
+    /// Replaces the approval message once the request is decided (from Slack or the web).
+    pub async fn decided(&self, st: &AppState, request: &str, by: &str, approve: bool) {
+        let Some(client) = &self.client else { return };
+        let at = self
+            .approval_messages
+            .lock()
+            .ok()
+            .and_then(|m| m.get(request).cloned());
+        let (Some((channel, ts)), Some(e)) = (at, st.desk.entry(request)) else {
+            return;
+        };
+        let plan = e.plan.clone().unwrap_or(Value::Null);
+        let view = slack::ApprovalView {
+            request_id: request,
+            tool: &e.request.tool,
+            args: &e.request.args,
+            plan: &plan,
+            why: "",
+        };
+        let outcome = if approve {
+            slack::Outcome::Approved { by: by.to_string() }
+        } else {
+            slack::Outcome::Denied {
+                by: by.to_string(),
+                reason: None,
+            }
+        };
+        let m = slack::decided_message(&view, &outcome);
+        if let Err(err) = client
+            .update_message(&channel, &ts, &m.text, Some(m.blocks))
+            .await
+        {
+            tracing::warn!("Slack update of the approval message: {err}");
+        }
+    }
+
+    /// Verifies a request as Slack signs it, and refuses replays.
+    fn check(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), slack::SlackError> {
+        let h = |n: &str| {
+            headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        let now = chrono::Utc::now().timestamp();
+        let sig = h(slack::HEADER_SIGNATURE);
+        slack::verify(&self.secret, &h(slack::HEADER_TIMESTAMP), &sig, body, now)?;
+        self.replays.refuse_replay(&sig, now)
+    }
+}
+
+/// `/slack/commands`, `/slack/events`, `/slack/interactions`.
+pub fn routes(_st: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/slack/commands", post(command))
+        .route("/slack/events", post(events))
+        .route("/slack/interactions", post(interaction))
+}
+
+fn plain(status: StatusCode, text: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+/// The bridge and a verified request, or the refusal.
+fn verified<'a>(
+    st: &'a AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    endpoint: &str,
+) -> Result<&'a Bridge, Response> {
+    let Some(b) = st.slack.as_deref() else {
+        return Err(plain(
+            StatusCode::NOT_FOUND,
+            "Slack is not configured on this server (set the signing secret's variable, [slack] signing_secret_env)".into(),
+        ));
+    };
+    if let Err(e) = b.check(headers, body) {
+        st.metrics.count(
+            &st.metrics.slack_requests,
+            &[("endpoint", endpoint), ("outcome", "refused")],
+        );
+        return Err(plain(StatusCode::UNAUTHORIZED, e.to_string()));
+    }
+    st.metrics.count(
+        &st.metrics.slack_requests,
+        &[("endpoint", endpoint), ("outcome", "accepted")],
+    );
+    Ok(b)
+}
+
+/// `/oncall <report>`: opens an incident and a thread for it.
+async fn command(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let bridge = match verified(&st, &headers, &body, "commands") {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let cmd = match slack::parse_command(&body) {
+        Ok(c) => c,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    if cmd.text.trim().is_empty() {
+        return Json(json!({
+            "response_type": "ephemeral",
+            "text": "Usage: /oncall <what is wrong, in plain words>, e.g. /oncall checkout p99 > 2s since the deploy",
+        }))
+        .into_response();
+    }
+    let actor = format!("slack:{}", cmd.user_id);
+    let id = match api::open_incident(&st, &cmd.text, None, "slack", &actor).await {
+        Ok(id) => id,
+        Err(e) => {
+            return Json(json!({"response_type": "ephemeral", "text": format!("{e:?}")}))
+                .into_response();
+        }
+    };
+    // The thread is made in the background: posting to Slack must not delay the acknowledgement.
+    if bridge.client.is_some() {
+        let (st2, id2) = (st.clone(), id.clone());
+        let channel = cmd.channel_id.clone();
+        let opener = format!(
+            "Incident *{id}* opened by <@{}>: {}\nInvestigating; progress follows in this thread.",
+            cmd.user_id,
+            slack::escape(&cmd.text)
+        );
+        tokio::spawn(async move {
+            let Some(b) = st2.slack.as_deref() else {
+                return;
+            };
+            let m = slack::Message {
+                text: opener.clone(),
+                blocks: json!([{"type": "section", "text": {"type": "mrkdwn", "text": opener}}]),
+            };
+            if let Some(ts) = b.post(&channel, None, m).await {
+                let _ = st2
+                    .store
+                    .set_slack_thread(&id2, &format!("{channel}/{ts}"))
+                    .await;
+            }
+        });
+    }
+    Json(json!({
+        "response_type": "in_channel",
+        "text": format!("Incident {id} opened; oncall is investigating. Follow the thread."),
+    }))
+    .into_response()
+}
+
+/// Events API: URL verification, and app mentions (open an incident, or continue the
+/// incident whose thread the mention is in).
+async fn events(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let bridge = match verified(&st, &headers, &body, "events") {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let ev = match slack::parse_event(&body) {
+        Ok(e) => e,
+        Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let m = match ev {
+        slack::Event::UrlVerification { challenge } => return plain(StatusCode::OK, challenge),
+        slack::Event::Ignored { .. } => return StatusCode::OK.into_response(),
+        slack::Event::Mention(m) => m,
+    };
+    if !bridge
+        .events
+        .first_time(&m.event_id, chrono::Utc::now().timestamp())
+    {
+        // A retry of an event already handled.
+        return StatusCode::OK.into_response();
+    }
+    tokio::spawn(async move {
+        let thread = format!("{}/{}", m.channel, m.reply_thread());
+        let actor = format!("slack:{}", m.user);
+        let existing = st.store.by_slack_thread(&thread).await.ok().flatten();
+        match existing {
+            Some(inc) => {
+                if let Err(e) = api::post_message(&st, &inc.id, &m.text, &actor).await {
+                    tracing::warn!("Slack mention in {}: {e:?}", inc.id);
+                }
+            }
+            None => match api::open_incident(&st, &m.text, None, "slack", &actor).await {
+                Ok(id) => {
+                    let _ = st.store.set_slack_thread(&id, &thread).await;
+                    if let Some(b) = st.slack.as_deref() {
+                        b.say(
+                            &st,
+                            &id,
+                            &format!(
+                                "Incident *{id}* opened; investigating. Progress follows here."
+                            ),
+                        )
+                        .await;
+                    }
+                }
+                Err(e) => tracing::warn!("Slack mention: {e:?}"),
+            },
+        }
+    });
+    StatusCode::OK.into_response()
+}
+
+/// Approve / Deny buttons.
+async fn interaction(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let bridge = match verified(&st, &headers, &body, "interactions") {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let press = match slack::parse_interaction(&body) {
+        Ok(Interaction::Button(p)) => p,
+        Ok(Interaction::Ignored { .. }) => return StatusCode::OK.into_response(),
+        Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let Some(name) = slack::approver_name(&bridge.approvers, &press.user_id).map(str::to_string)
+    else {
+        let note = format!(
+            "<@{}> is not mapped to an oncall approver ([slack.approvers]); nothing was decided.",
+            press.user_id
+        );
+        let thread = press.thread_ts.clone().unwrap_or(press.message_ts.clone());
+        tokio::spawn(async move {
+            if let Some(b) = st.slack.as_deref() {
+                b.post(&press.channel_id, Some(&thread), slack::text_message(&note))
+                    .await;
+            }
+        });
+        return StatusCode::OK.into_response();
+    };
+    if let Ok(mut map) = bridge.approval_messages.lock() {
+        map.entry(press.request_id.clone())
+            .or_insert((press.channel_id.clone(), press.message_ts.clone()));
+    }
+    tokio::spawn(async move {
+        let human = Human::with_role(&name, Role::Approver);
+        let reason = if press.approve {
+            String::new()
+        } else {
+            format!("denied in Slack by {name}")
+        };
+        if let Err(e) = runner::decide(&st, &press.request_id, &human, press.approve, &reason).await
+        {
+            let why = match e {
+                runner::DecideError::NotFound(m)
+                | runner::DecideError::Forbidden(m)
+                | runner::DecideError::Conflict(m)
+                | runner::DecideError::Internal(m) => m,
+            };
+            let thread = press.thread_ts.clone().unwrap_or(press.message_ts.clone());
+            if let Some(b) = st.slack.as_deref() {
+                b.post(
+                    &press.channel_id,
+                    Some(&thread),
+                    slack::text_message(&format!("Not decided: {why}")),
+                )
+                .await;
+            }
+        }
+    });
+    StatusCode::OK.into_response()
+}

@@ -1,0 +1,122 @@
+//! `GET /api/v1/incidents/{id}/events`: an incident's events as Server-Sent Events, from the
+//! store, then live. Each message carries `id: <seq>`, so a client that reconnects with
+//! `Last-Event-ID` (or `?after=`) misses nothing and sees nothing twice.
+//!
+//! A stream reads the store after the last seq it sent whenever this replica appends to the
+//! incident, and at least every two seconds (events appended by other replicas sharing a
+//! PostgreSQL store). Streams beyond `[server] max_streams` get 503.
+
+use super::{ApiError, AppState};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+#[derive(Deserialize)]
+pub struct After {
+    after: Option<i64>,
+}
+
+/// Counts the stream in the metrics for as long as it is open.
+struct Open(
+    Arc<AppState>,
+    #[allow(dead_code)] tokio::sync::OwnedSemaphorePermit,
+);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.metrics.streams.dec();
+    }
+}
+
+struct Cursor {
+    st: Arc<AppState>,
+    incident: String,
+    after: i64,
+    queue: VecDeque<crate::incidents::Event>,
+    rx: tokio::sync::broadcast::Receiver<(String, i64)>,
+    _open: Open,
+}
+
+pub async fn events(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    q: Result<Query<After>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(format!("{e}: use ?after=<seq>")))?;
+    let from_header = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.trim().parse::<i64>().map_err(|_| {
+                ApiError::BadRequest(format!("Last-Event-ID {v:?} is not an event number"))
+            })
+        })
+        .transpose()?;
+    let after = from_header.or(q.after).unwrap_or(0).max(0);
+    if st.store.incident(&id).await?.is_none() {
+        return Err(ApiError::NotFound(format!("no incident {id}")));
+    }
+    let Ok(permit) = st.streams.clone().try_acquire_owned() else {
+        return Err(ApiError::Unavailable(format!(
+            "{} event streams are open, the most this server takes; retry later",
+            st.config.server.max_streams
+        )));
+    };
+    st.metrics.streams.inc();
+    let cursor = Cursor {
+        rx: st.notify.subscribe(),
+        _open: Open(st.clone(), permit),
+        st,
+        incident: id,
+        after,
+        queue: VecDeque::new(),
+    };
+    let stream = futures::stream::unfold(cursor, |mut c| async move {
+        loop {
+            if let Some(e) = c.queue.pop_front() {
+                c.after = e.seq;
+                let data = serde_json::to_string(&e).unwrap_or_else(|_| "{}".into());
+                let msg = SseEvent::default()
+                    .id(e.seq.to_string())
+                    .event(e.kind.clone())
+                    .data(data);
+                return Some((Ok::<_, Infallible>(msg), c));
+            }
+            match c.st.store.events(&c.incident, c.after, 500).await {
+                Ok(evs) if !evs.is_empty() => {
+                    c.queue.extend(evs);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!("event stream of {}: {e}", c.incident);
+                }
+            }
+            // Wait for news of this incident, or poll again in two seconds.
+            let wait = async {
+                loop {
+                    match c.rx.recv().await {
+                        Ok((inc, _)) if inc == c.incident => return,
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(_)) => return,
+                        Err(RecvError::Closed) => {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
+        }
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}

@@ -6,12 +6,17 @@
 #   clusters with initdb themselves; no server is left running.
 # - Python's OpenTelemetry SDK (opentelemetry-sdk, OTLP/HTTP exporter) in target/otel-venv: the
 #   traces tests run two instrumented services with it.
+# - Debian's Chromium and its chromedriver, and Selenium in the same venv: the web end-to-end test
+#   (tests/web_e2e.rs -> tests/e2e/web.py) drives the page of `oncall serve` in headless Chromium.
+#   Selenium is pointed at /usr/bin/chromedriver and /usr/bin/chromium, so it downloads nothing.
 set -euo pipefail
 
 need_apt=()
 command -v mount >/dev/null 2>&1 || need_apt+=(mount)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql-15 postgresql-contrib-15)
 command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -31,6 +36,12 @@ if ! "$venv/bin/python" -c "import opentelemetry.sdk, opentelemetry.exporter.otl
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check \
     opentelemetry-sdk==1.45.0 opentelemetry-exporter-otlp-proto-http==1.45.0
+fi
+# Selenium for the web end-to-end test, in the same venv.
+if ! "$venv/bin/python" -c "import selenium" >/dev/null 2>&1; then
+  echo "installing Selenium into target/otel-venv" >&2
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check selenium==4.51.0
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest" >&2

@@ -126,3 +126,129 @@ async fn approved_action_still_refuses_init_and_itself() {
         .unwrap_err();
     assert!(err.to_string().contains("init"), "{err}");
 }
+
+/// A desk reopened on the same audit log (a restarted server) shows the same requests in the
+/// same states, runs an approved one, and never runs an executed one again.
+#[tokio::test]
+async fn a_reopened_desk_restores_requests_from_the_audit_log() {
+    use oncall::policy::audit::AuditLog;
+    use oncall::policy::desk::{Desk, State};
+    use oncall::policy::rules::Actor;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let reg = Registry::builtin(Arc::new(Config::default()));
+    let (mut a, mut b, c) = (Victim::start(), Victim::start(), Victim::start());
+    let args = |v: &Victim| json!({"pid": v.0.id(), "signal": "TERM"});
+    let (ra, rb, rc) = {
+        let desk = Desk::new(
+            Arc::new(AuditLog::open(&path).unwrap()),
+            Duration::minutes(15),
+        );
+        let file = |v: &Victim| {
+            desk.request(
+                &reg,
+                "inc-1",
+                "host.signal_process",
+                args(v),
+                "oncall",
+                Actor::Agent,
+                &[],
+            )
+            .unwrap()
+            .id
+        };
+        let (ra, rb, rc) = (file(&a), file(&b), file(&c));
+        desk.decide(&reg, &ra, &approver("ana"), true, "", Utc::now())
+            .unwrap();
+        desk.execute(&reg, &ra, "host.signal_process", &args(&a), "ana")
+            .await
+            .unwrap();
+        desk.decide(&reg, &rb, &approver("ana"), true, "", Utc::now())
+            .unwrap();
+        (ra, rb, rc)
+    };
+    assert!(!a.alive());
+    let desk = Desk::new(
+        Arc::new(AuditLog::open(&path).unwrap()),
+        Duration::minutes(15),
+    );
+    let state = |id: &str| desk.entry(id).map(|e| e.state);
+    assert_eq!(state(&ra), Some(State::Executed { ok: true }));
+    assert_eq!(state(&rb), Some(State::Approved { by: "ana".into() }));
+    assert_eq!(state(&rc), Some(State::Pending));
+    let again = desk
+        .execute(&reg, &ra, "host.signal_process", &args(&a), "ana")
+        .await;
+    assert!(again.unwrap_err().to_string().contains("already ran"));
+    // The approval made before the restart still runs exactly what was approved.
+    assert!(
+        desk.execute(&reg, &rb, "host.signal_process", &args(&c), "ana")
+            .await
+            .is_err()
+    );
+    assert!(b.alive());
+    desk.execute(&reg, &rb, "host.signal_process", &args(&b), "ana")
+        .await
+        .unwrap();
+    assert!(!b.alive());
+}
+
+/// Two approved live actions in one incident: the second waits until the first one's effect
+/// is recorded, then runs (one change at a time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_action_waits_for_the_last_ones_effect() {
+    use oncall::policy::audit::AuditLog;
+    use oncall::policy::desk::Desk;
+    use oncall::policy::rules::Actor;
+    let reg = Registry::builtin(Arc::new(Config::default()));
+    let desk = Desk::new(Arc::new(AuditLog::in_memory()), Duration::minutes(15))
+        .waiting(std::time::Duration::from_secs(60));
+    let (mut a, mut b) = (Victim::start(), Victim::start());
+    let args = |v: &Victim| json!({"pid": v.0.id(), "signal": "TERM"});
+    let file = |v: &Victim| {
+        desk.request(
+            &reg,
+            "inc-2",
+            "host.signal_process",
+            args(v),
+            "oncall",
+            Actor::Agent,
+            &[],
+        )
+        .unwrap()
+        .id
+    };
+    let (ra, rb) = (file(&a), file(&b));
+    desk.decide(&reg, &ra, &approver("ana"), true, "", Utc::now())
+        .unwrap();
+    desk.decide(&reg, &rb, &approver("ana"), true, "", Utc::now())
+        .unwrap();
+    let (aa, ab) = (args(&a), args(&b));
+    let t0 = std::time::Instant::now();
+    let (first, second) = tokio::join!(
+        async {
+            let r = desk
+                .execute(&reg, &ra, "host.signal_process", &aa, "ana")
+                .await;
+            (r, t0.elapsed())
+        },
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let r = desk
+                .execute(&reg, &rb, "host.signal_process", &ab, "ana")
+                .await;
+            (r, t0.elapsed())
+        }
+    );
+    let (first, done1) = (first.0.unwrap(), first.1);
+    let (second, done2) = (second.0.unwrap(), second.1);
+    assert!(!first.effect.is_empty() && !second.effect.is_empty());
+    // The effect check of host.signal_process settles for 2 s: the second ran after it.
+    assert!(
+        done2 >= done1 + std::time::Duration::from_secs(2),
+        "{done1:?} then {done2:?}"
+    );
+    let records = desk.entries();
+    assert_eq!(records.len(), 2);
+    assert!(!a.alive() && !b.alive());
+}

@@ -68,7 +68,7 @@ impl Tool for SignalProcess {
             .unwrap_or_else(|_| "no such process now".into());
         Some(serde_json::json!({
             "kind": "signal",
-            "would_run": format!("kill -{:?} {}", args.signal, args.pid),
+            "would_run": format!("kill -{} {}", serde_json::to_value(args.signal).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(), args.pid),
             "process": name,
             "refused_if": "pid 1 or oncall itself",
         }))

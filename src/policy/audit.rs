@@ -46,6 +46,8 @@ pub enum AuditError {
 /// An append-only, hash-chained log in a file (or in memory when no file is configured).
 pub struct AuditLog {
     path: Option<PathBuf>,
+    /// The file, locked for this process: one writer per audit log, or chains would fork.
+    file: Option<Mutex<nix::fcntl::Flock<std::fs::File>>>,
     /// (next seq, last hash, records kept in memory).
     state: Mutex<(u64, String, Vec<Record>)>,
 }
@@ -55,6 +57,7 @@ impl AuditLog {
     pub fn in_memory() -> AuditLog {
         AuditLog {
             path: None,
+            file: None,
             state: Mutex::new((1, GENESIS.into(), vec![])),
         }
     }
@@ -84,8 +87,20 @@ impl AuditLog {
             }
             Err(e) => return Err(io(e.to_string())),
         };
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| io(e.to_string()))?;
+        let locked = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| {
+                io(format!(
+                    "it is in use by another oncall process ({e}); one writer per audit log: give each replica its own [policy] audit_file or [server] data_dir"
+                ))
+            })?;
         Ok(AuditLog {
             path: Some(path.to_path_buf()),
+            file: Some(Mutex::new(locked)),
             state: Mutex::new((next, last, kept)),
         })
     }
@@ -117,14 +132,12 @@ impl AuditLog {
             prev: st.1.clone(),
             hash: hash.clone(),
         };
-        if let Some(p) = &self.path {
+        if let Some(file) = &self.file {
             let line = serde_json::to_string(&rec).map_err(|e| io(e.to_string()))?;
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| io(e.to_string()))?;
-            writeln!(f, "{line}").map_err(|e| io(e.to_string()))?;
+            let mut f = file
+                .lock()
+                .map_err(|_| io("the file's lock was poisoned".into()))?;
+            writeln!(*f, "{line}").map_err(|e| io(e.to_string()))?;
             f.sync_data().map_err(|e| io(e.to_string()))?;
         }
         st.0 += 1;
@@ -287,5 +300,23 @@ mod tests {
         std::fs::write(&p, text.replacen("\"i\":0", "\"i\":9", 1)).unwrap();
         let e = AuditLog::open(&p).err().expect("refused").to_string();
         assert!(e.contains("broken") && e.contains("audit verify"), "{e}");
+    }
+
+    #[test]
+    fn one_writer_per_log_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let first = AuditLog::open(&path).unwrap();
+        first.append("request", json!({"n": 1})).unwrap();
+        let err = AuditLog::open(&path)
+            .err()
+            .expect("a second writer is refused");
+        assert!(
+            err.to_string().contains("in use by another oncall process"),
+            "{err}"
+        );
+        drop(first);
+        let again = AuditLog::open(&path).unwrap();
+        assert_eq!(again.append("request", json!({"n": 2})).unwrap().seq, 2);
     }
 }

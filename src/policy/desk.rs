@@ -46,6 +46,9 @@ pub struct Entry {
     approval: Option<Approval>,
 }
 
+/// Told what an action returned, the moment it returned.
+pub type Ran = Box<dyn FnOnce(&Result<Value, String>) + Send>;
+
 /// The outcome of an execution.
 #[derive(Debug, Clone, Serialize)]
 pub struct Execution {
@@ -355,6 +358,21 @@ impl Desk {
         args: &Value,
         executor: &str,
     ) -> Result<Execution, DeskError> {
+        self.execute_reporting(reg, request, tool, args, executor, None)
+            .await
+    }
+
+    /// [`Desk::execute`], telling `ran` what the action returned the moment it returned, before
+    /// the effect is measured (which waits for the system to settle).
+    pub async fn execute_reporting(
+        &self,
+        reg: &Registry,
+        request: &str,
+        tool: &str,
+        args: &Value,
+        executor: &str,
+        ran: Option<Ran>,
+    ) -> Result<Execution, DeskError> {
         let (incident, approval) = {
             let entries = lock(&self.entries)?;
             let e = entries
@@ -483,6 +501,9 @@ impl Desk {
             && let Some(e) = entries.iter_mut().find(|e| e.request.id == request)
         {
             e.state = State::Executed { ok: output.is_ok() };
+        }
+        if let Some(ran) = ran {
+            ran(&output);
         }
         let effect = match (&check, before) {
             // No baseline: waiting to measure again would show nothing.

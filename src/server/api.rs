@@ -94,7 +94,7 @@ pub async fn open(
     b: JsonBody<OpenRequest>,
 ) -> Result<Response, ApiError> {
     let req = body(b, r#"{"report": "what is wrong, in plain words"}"#)?;
-    let id = open_incident(&st, &req.report, req.title.as_deref(), "api", &c.name).await?;
+    let id = open_incident(&st, &req.report, req.title.as_deref(), "api", &c.name, true).await?;
     Ok(accepted(&id))
 }
 
@@ -110,14 +110,15 @@ fn accepted(id: &str) -> Response {
         .into_response()
 }
 
-/// Opens an incident from a report and starts investigating it. Shared by the API, the alert
-/// webhook and Slack.
+/// Opens an incident from a report and (with `start`) starts investigating it. Shared by the
+/// API, the alert webhook and Slack (which starts it once the incident has its thread).
 pub(crate) async fn open_incident(
     st: &Arc<AppState>,
     report: &str,
     title: Option<&str>,
     source: &str,
     actor: &str,
+    start: bool,
 ) -> Result<String, ApiError> {
     let report = report.trim();
     if report.is_empty() {
@@ -146,7 +147,9 @@ pub(crate) async fn open_incident(
         })
         .await?;
     let _ = st.notify.send((inc.id.clone(), ev.seq));
-    runner::start_round(st, &inc.id);
+    if start {
+        runner::start_round(st, &inc.id);
+    }
     Ok(inc.id)
 }
 
@@ -212,7 +215,7 @@ pub async fn alerts(
     let title = firing
         .first()
         .map(|a| format!("alert: {}", s(a, "labels", "alertname")));
-    let id = open_incident(&st, &report, title.as_deref(), "alert", &c.name).await?;
+    let id = open_incident(&st, &report, title.as_deref(), "alert", &c.name, true).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"incidents": [id]}))).into_response())
 }
 

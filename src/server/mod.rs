@@ -450,6 +450,30 @@ pub async fn serve(st: Arc<AppState>) -> Result<(), ServerError> {
         "oncall serve: listening on http://{local}\n  web page: http://{local}/   API: http://{local}/api/v1/openapi.json   OTLP: POST http://{local}/v1/traces"
     );
     axum::serve(listener, app(st))
+        .with_graceful_shutdown(stopped())
         .await
         .map_err(|e| ServerError::Serve(e.to_string()))
+}
+
+/// Resolves on SIGTERM or Ctrl-C: the server stops taking requests and finishes the ones in
+/// progress. Investigations still running are marked interrupted at the next start.
+async fn stopped() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    eprintln!("oncall serve: stopping; unfinished investigations will show as interrupted");
+    // Event streams never end by themselves: give requests in progress five seconds, then go.
+    tokio::spawn(async {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        std::process::exit(0);
+    });
 }

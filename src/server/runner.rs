@@ -403,40 +403,43 @@ async fn execute(st: &Arc<AppState>, incident: &str, request: &str, executor: &s
     let Some(entry) = st.desk.entry(request) else {
         return;
     };
+    // `action_executed` is written the moment the action returns; `action_verified` after the
+    // effect was measured (the system is given time to settle first).
+    let (tx, rx) = tokio::sync::oneshot::channel::<Result<Value, String>>();
+    let ran = {
+        let (st, incident, request) = (st.clone(), incident.to_string(), request.to_string());
+        let (tool, executor) = (entry.request.tool.clone(), executor.to_string());
+        tokio::spawn(async move {
+            let Ok(output) = rx.await else { return };
+            st.metrics.count(
+                &st.metrics.approvals,
+                &[("event", if output.is_ok() { "executed" } else { "failed" })],
+            );
+            let data = match &output {
+                Ok(out) => json!({"request": request, "tool": tool, "ok": true, "output": out}),
+                Err(e) => json!({"request": request, "tool": tool, "ok": false, "error": e}),
+            };
+            let _ = st
+                .publish(&incident, "action_executed", &executor, data)
+                .await;
+        })
+    };
     let result = st
         .desk
-        .execute(
+        .execute_reporting(
             &st.registry,
             request,
             &entry.request.tool,
             &entry.request.args,
             executor,
+            Some(Box::new(move |o: &Result<Value, String>| {
+                let _ = tx.send(o.clone());
+            })),
         )
         .await;
+    let _ = ran.await;
     match result {
         Ok(x) => {
-            st.metrics.count(
-                &st.metrics.approvals,
-                &[(
-                    "event",
-                    if x.output.is_ok() {
-                        "executed"
-                    } else {
-                        "failed"
-                    },
-                )],
-            );
-            let data = match &x.output {
-                Ok(out) => {
-                    json!({"request": request, "tool": entry.request.tool, "ok": true, "output": out})
-                }
-                Err(e) => {
-                    json!({"request": request, "tool": entry.request.tool, "ok": false, "error": e})
-                }
-            };
-            let _ = st
-                .publish(incident, "action_executed", executor, data)
-                .await;
             let _ = st
                 .publish(
                     incident,

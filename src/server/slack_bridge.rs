@@ -216,19 +216,35 @@ fn verified<'a>(
     headers: &HeaderMap,
     body: &[u8],
     endpoint: &str,
-) -> Result<&'a Bridge, Response> {
+) -> Result<&'a Bridge, Box<Response>> {
     let Some(b) = st.slack.as_deref() else {
-        return Err(plain(
+        return Err(Box::new(plain(
             StatusCode::NOT_FOUND,
             "Slack is not configured on this server (set the signing secret's variable, [slack] signing_secret_env)".into(),
-        ));
+        )));
     };
     if let Err(e) = b.check(headers, body) {
         st.metrics.count(
             &st.metrics.slack_requests,
             &[("endpoint", endpoint), ("outcome", "refused")],
         );
-        return Err(plain(StatusCode::UNAUTHORIZED, e.to_string()));
+        return Err(Box::new(plain(StatusCode::UNAUTHORIZED, e.to_string())));
+    }
+    // Slack's requests share one budget: a flood of valid ones is slowed, never crashes us.
+    if !st.limiter.allow("slack") {
+        st.metrics.count(
+            &st.metrics.slack_requests,
+            &[("endpoint", endpoint), ("outcome", "limited")],
+        );
+        let mut r = plain(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many requests from Slack; retry".into(),
+        );
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+        return Err(Box::new(r));
     }
     st.metrics.count(
         &st.metrics.slack_requests,
@@ -241,7 +257,7 @@ fn verified<'a>(
 async fn command(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let bridge = match verified(&st, &headers, &body, "commands") {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let cmd = match slack::parse_command(&body) {
         Ok(c) => c,
@@ -255,26 +271,25 @@ async fn command(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Byte
         .into_response();
     }
     let actor = format!("slack:{}", cmd.user_id);
-    let id = match api::open_incident(&st, &cmd.text, None, "slack", &actor).await {
+    let id = match api::open_incident(&st, &cmd.text, None, "slack", &actor, false).await {
         Ok(id) => id,
         Err(e) => {
             return Json(json!({"response_type": "ephemeral", "text": format!("{e:?}")}))
                 .into_response();
         }
     };
-    // The thread is made in the background: posting to Slack must not delay the acknowledgement.
-    if bridge.client.is_some() {
-        let (st2, id2) = (st.clone(), id.clone());
-        let channel = cmd.channel_id.clone();
-        let opener = format!(
-            "Incident *{id}* opened by <@{}>: {}\nInvestigating; progress follows in this thread.",
-            cmd.user_id,
-            slack::escape(&cmd.text)
-        );
-        tokio::spawn(async move {
-            let Some(b) = st2.slack.as_deref() else {
-                return;
-            };
+    // The thread is made in the background (posting to Slack must not delay the
+    // acknowledgement), and the investigation starts once the incident has its thread.
+    let (st2, id2) = (st.clone(), id.clone());
+    let channel = cmd.channel_id.clone();
+    let opener = format!(
+        "Incident *{id}* opened by <@{}>: {}\nInvestigating; progress follows in this thread.",
+        cmd.user_id,
+        slack::escape(&cmd.text)
+    );
+    let has_client = bridge.client.is_some();
+    tokio::spawn(async move {
+        if has_client && let Some(b) = st2.slack.as_deref() {
             let m = slack::Message {
                 text: opener.clone(),
                 blocks: json!([{"type": "section", "text": {"type": "mrkdwn", "text": opener}}]),
@@ -285,8 +300,9 @@ async fn command(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Byte
                     .set_slack_thread(&id2, &format!("{channel}/{ts}"))
                     .await;
             }
-        });
-    }
+        }
+        runner::start_round(&st2, &id2);
+    });
     Json(json!({
         "response_type": "in_channel",
         "text": format!("Incident {id} opened; oncall is investigating. Follow the thread."),
@@ -299,7 +315,7 @@ async fn command(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Byte
 async fn events(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let bridge = match verified(&st, &headers, &body, "events") {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let ev = match slack::parse_event(&body) {
         Ok(e) => e,
@@ -327,9 +343,10 @@ async fn events(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes
                     tracing::warn!("Slack mention in {}: {e:?}", inc.id);
                 }
             }
-            None => match api::open_incident(&st, &m.text, None, "slack", &actor).await {
+            None => match api::open_incident(&st, &m.text, None, "slack", &actor, false).await {
                 Ok(id) => {
                     let _ = st.store.set_slack_thread(&id, &thread).await;
+                    runner::start_round(&st, &id);
                     if let Some(b) = st.slack.as_deref() {
                         b.say(
                             &st,
@@ -352,7 +369,7 @@ async fn events(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes
 async fn interaction(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let bridge = match verified(&st, &headers, &body, "interactions") {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let press = match slack::parse_interaction(&body) {
         Ok(Interaction::Button(p)) => p,

@@ -1,0 +1,760 @@
+//! Keeps `src/server/openapi.json` honest.
+//!
+//! 1. The document is OpenAPI 3.1, its `$ref`s resolve, every operation names its role
+//!    (`x-required-role`) and its security says the same.
+//! 2. The routes in the router's source (`.route("PATH", METHOD(...))` in `src/server/mod.rs` and
+//!    `src/server/slack_bridge.rs`) are exactly the documented operations, both ways.
+//! 3. The real server, in process: every operation that needs a role answers 401 without a token
+//!    (and 403 to the role below it), public ones answer 200 without one, Slack's refuse an
+//!    unsigned request and accept a signed one, and every answer's status and content type are
+//!    documented (JSON bodies checked against the documented schema's shape).
+
+use oncall::config::Config;
+use oncall::policy::Role;
+use oncall::server::auth::token_sha;
+use oncall::server::{AppState, app, slack};
+use regex::Regex;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+const DOC: &str = include_str!("../src/server/openapi.json");
+const ROUTER_SOURCES: [(&str, &str); 2] = [
+    ("src/server/mod.rs", include_str!("../src/server/mod.rs")),
+    (
+        "src/server/slack_bridge.rs",
+        include_str!("../src/server/slack_bridge.rs"),
+    ),
+];
+
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+const ROLES: [&str; 3] = ["viewer", "responder", "approver"];
+const OTHER_AUTH: [&str; 2] = ["none", "slack-signature"];
+
+const TOKEN: &str = "oc_openapi_operator_token_0123456789abcdef";
+const VIEWER_TOKEN: &str = "oc_openapi_viewer_token_0123456789abcdefgh";
+const RESPONDER_TOKEN: &str = "oc_openapi_responder_token_0123456789abcde";
+/// A path parameter that names nothing: every `{id}` route answers 404 for it (after auth).
+const DUMMY_ID: &str = "2026-01-01-01";
+const SLACK_SECRET_ENV: &str = "ONCALL_OPENAPI_TEST_SLACK_SIGNING_SECRET";
+const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+/// The body limit of the test server: small, so the oversized probes stay cheap.
+const BODY_LIMIT: usize = 64 << 10;
+
+fn doc() -> Value {
+    serde_json::from_str(DOC).expect("src/server/openapi.json is not JSON")
+}
+
+/// One documented operation.
+struct Op {
+    method: String,
+    path: String,
+    op: Value,
+}
+
+impl Op {
+    fn role(&self) -> &str {
+        self.op["x-required-role"].as_str().unwrap_or("")
+    }
+
+    fn name(&self) -> String {
+        format!("{} {}", self.method.to_uppercase(), self.path)
+    }
+}
+
+fn operations(doc: &Value) -> Vec<Op> {
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths is an object") {
+        for (method, op) in item.as_object().expect("a path item is an object") {
+            if METHODS.contains(&method.as_str()) {
+                ops.push(Op {
+                    method: method.clone(),
+                    path: path.clone(),
+                    op: op.clone(),
+                });
+            }
+        }
+    }
+    ops
+}
+
+/// Follows a local `$ref` (`#/components/...`).
+fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => {
+            let target = doc
+                .pointer(
+                    r.strip_prefix('#')
+                        .unwrap_or_else(|| panic!("non-local $ref {r}")),
+                )
+                .unwrap_or_else(|| panic!("$ref {r} points at nothing"));
+            resolve(doc, target)
+        }
+        None => v,
+    }
+}
+
+fn all_refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get("$ref") {
+                out.push(r.clone());
+            }
+            m.values().for_each(|x| all_refs(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| all_refs(x, out)),
+        _ => {}
+    }
+}
+
+/// The operation's parameters (path item's and its own), `$ref`s followed.
+fn parameters<'a>(doc: &'a Value, o: &'a Op) -> Vec<&'a Value> {
+    let mut ps: Vec<&Value> = Vec::new();
+    let item = &doc["paths"][&o.path]["parameters"];
+    for list in [item, &o.op["parameters"]] {
+        if let Some(a) = list.as_array() {
+            ps.extend(a.iter().map(|p| resolve(doc, p)));
+        }
+    }
+    ps
+}
+
+/// `(METHOD, PATH)` of every `.route("PATH", METHOD(..)[.METHOD(..)]*)` in the router's source.
+fn routes_in_source() -> BTreeSet<(String, String)> {
+    let any = Regex::new(r"\.route\(").unwrap();
+    let route = Regex::new(r#"\.route\(\s*"([^"]+)"\s*,\s*((?:[a-z_]+\s*\([^()]*\)\s*\.?\s*)+)\)"#)
+        .unwrap();
+    let method = Regex::new(r"([a-z_]+)\s*\(").unwrap();
+    let mut out = BTreeSet::new();
+    for (file, src) in ROUTER_SOURCES {
+        let mut parsed = 0;
+        for c in route.captures_iter(src) {
+            parsed += 1;
+            let path = c[1].to_string();
+            let mut n = 0;
+            for m in method.captures_iter(&c[2]) {
+                let verb = &m[1];
+                if METHODS.contains(&verb) {
+                    n += 1;
+                    out.insert((verb.to_uppercase(), path.clone()));
+                }
+            }
+            assert!(
+                n > 0,
+                "{file}: cannot tell the method of route {path:?}: {}",
+                &c[2]
+            );
+        }
+        assert_eq!(
+            parsed,
+            any.find_iter(src).count(),
+            "{file}: a `.route(` this test cannot parse; write it as .route(\"PATH\", get(handler))"
+        );
+    }
+    out
+}
+
+#[test]
+fn the_document_is_openapi_3_1_and_names_every_operations_role() {
+    let d = doc();
+    assert!(
+        d["openapi"].as_str().is_some_and(|v| v.starts_with("3.1.")),
+        "openapi must be 3.1.x, is {}",
+        d["openapi"]
+    );
+    assert_eq!(d["info"]["title"], "oncall");
+    assert_eq!(
+        d["info"]["version"],
+        env!("CARGO_PKG_VERSION"),
+        "info.version must be Cargo.toml's version"
+    );
+    assert!(
+        d["paths"].as_object().is_some_and(|p| !p.is_empty()),
+        "no paths"
+    );
+    let bearer = &d["components"]["securitySchemes"]["bearerAuth"];
+    assert_eq!(bearer["type"], "http");
+    assert_eq!(bearer["scheme"], "bearer");
+    assert_eq!(
+        d["security"],
+        json!([{"bearerAuth": []}]),
+        "bearerAuth applies globally"
+    );
+
+    let mut refs = Vec::new();
+    all_refs(&d, &mut refs);
+    for r in &refs {
+        resolve(&d, &json!({ "$ref": r }));
+    }
+
+    let ops = operations(&d);
+    let mut ids = BTreeSet::new();
+    let mut problems = Vec::new();
+    let param = Regex::new(r"\{([^}]+)\}").unwrap();
+    for o in &ops {
+        let name = o.name();
+        let role = o.role();
+        let id = o.op["operationId"].as_str().unwrap_or("");
+        if id.is_empty() || !ids.insert(id.to_string()) {
+            problems.push(format!("{name}: missing or duplicate operationId {id:?}"));
+        }
+        let responses = o.op["responses"].as_object();
+        if responses.is_none_or(|r| r.is_empty()) {
+            problems.push(format!("{name}: no responses"));
+        }
+        let has = |code: &str| responses.is_some_and(|r| r.contains_key(code));
+        let description = o.op["description"].as_str().unwrap_or("");
+        // Path parameters: the template's names, each declared `in: path`, and nothing more.
+        let in_template: BTreeSet<String> = param
+            .captures_iter(&o.path)
+            .map(|c| c[1].to_string())
+            .collect();
+        let declared: BTreeSet<String> = parameters(&d, o)
+            .into_iter()
+            .filter(|p| p["in"] == "path")
+            .map(|p| {
+                if p["required"] != true {
+                    problems.push(format!(
+                        "{name}: path parameter {} must be required",
+                        p["name"]
+                    ));
+                }
+                p["name"].as_str().unwrap_or("").to_string()
+            })
+            .collect();
+        if in_template != declared {
+            problems.push(format!(
+                "{name}: path parameters {declared:?} do not match the template's {in_template:?}"
+            ));
+        }
+        let security = o.op.get("security");
+        if ROLES.contains(&role) {
+            // The global bearerAuth applies: no override, or an override that keeps it.
+            let bearer_kept = security.is_none_or(|s| {
+                s.as_array()
+                    .is_some_and(|a| a.iter().any(|x| x.get("bearerAuth").is_some()))
+            });
+            if !bearer_kept {
+                problems.push(format!(
+                    "{name}: needs {role} but its security drops bearerAuth"
+                ));
+            }
+            if !description.contains(role) {
+                problems.push(format!(
+                    "{name}: the description does not name the role {role}"
+                ));
+            }
+            for code in ["401", "429", "503"] {
+                if !has(code) {
+                    problems.push(format!("{name}: needs a token but documents no {code}"));
+                }
+            }
+            // viewer is the weakest role: only stronger ones can be refused with 403.
+            if role != "viewer" && !has("403") {
+                problems.push(format!("{name}: needs {role} but documents no 403"));
+            }
+            if role == "viewer" && has("403") {
+                problems.push(format!(
+                    "{name}: any token holds viewer, so 403 cannot happen"
+                ));
+            }
+        } else if OTHER_AUTH.contains(&role) {
+            if security != Some(&json!([])) {
+                problems.push(format!(
+                    "{name}: x-required-role {role} needs `security: []`"
+                ));
+            }
+            if role == "slack-signature" {
+                let headers: BTreeSet<String> = parameters(&d, o)
+                    .into_iter()
+                    .filter(|p| p["in"] == "header")
+                    .filter_map(|p| p["name"].as_str().map(str::to_lowercase))
+                    .collect();
+                for h in ["x-slack-signature", "x-slack-request-timestamp"] {
+                    if !headers.contains(h) {
+                        problems.push(format!(
+                            "{name}: Slack route without the {h} header parameter"
+                        ));
+                    }
+                }
+                if !description.contains("X-Slack-Signature") || !has("401") {
+                    problems.push(format!(
+                        "{name}: must describe the Slack signature and document its 401"
+                    ));
+                }
+            }
+        } else {
+            problems.push(format!(
+                "{name}: x-required-role {role:?} is not one of viewer, responder, approver, none, slack-signature"
+            ));
+        }
+    }
+    for public in ["/healthz", "/"] {
+        let o = ops
+            .iter()
+            .find(|o| o.method == "get" && o.path == public)
+            .unwrap_or_else(|| panic!("GET {public} is not documented"));
+        assert_eq!(o.role(), "none", "GET {public} needs no token");
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn every_route_in_the_router_is_documented_and_nothing_else() {
+    let in_code = routes_in_source();
+    assert!(
+        in_code.len() >= 20,
+        "only {} routes found in the router's source: is the pattern still right?",
+        in_code.len()
+    );
+    let documented: BTreeSet<(String, String)> = operations(&doc())
+        .into_iter()
+        .map(|o| (o.method.to_uppercase(), o.path))
+        .collect();
+    let show = |s: Vec<&(String, String)>| {
+        s.iter()
+            .map(|(m, p)| format!("  {m} {p}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let undocumented: Vec<_> = in_code.difference(&documented).collect();
+    let not_served: Vec<_> = documented.difference(&in_code).collect();
+    assert!(
+        undocumented.is_empty() && not_served.is_empty(),
+        "the router and src/server/openapi.json disagree\nin the router, not documented:\n{}\ndocumented, not in the router:\n{}",
+        show(undocumented),
+        show(not_served)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real server
+
+/// Whether `v` has the shape `schema` describes: types, required properties, consts and enums,
+/// recursively through properties, items and oneOf/anyOf. Enough to catch a wrong document.
+fn conforms(doc: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String> {
+    let s = resolve(doc, schema);
+    if let Some(alts) = s.get("oneOf").or(s.get("anyOf")).and_then(Value::as_array) {
+        let errs: Vec<String> = alts
+            .iter()
+            .filter_map(|a| conforms(doc, a, v, at).err())
+            .collect();
+        if errs.len() == alts.len() {
+            return Err(format!(
+                "{at}: matches no alternative ({})",
+                errs.join("; ")
+            ));
+        }
+    }
+    if let Some(c) = s.get("const")
+        && c != v
+    {
+        return Err(format!("{at}: {v} is not {c}"));
+    }
+    if let Some(e) = s.get("enum").and_then(Value::as_array)
+        && !e.contains(v)
+    {
+        return Err(format!("{at}: {v} is not one of {e:?}"));
+    }
+    let types: Vec<&str> = match &s["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    if !types.is_empty() {
+        let actual = match v {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+            Value::Number(_) => "number",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let ok = types.contains(&actual) || (actual == "integer" && types.contains(&"number"));
+        if !ok {
+            return Err(format!("{at}: a {actual}, documented as {types:?}"));
+        }
+    }
+    if let Value::Object(m) = v {
+        for r in s["required"].as_array().into_iter().flatten() {
+            let k = r.as_str().unwrap_or_default();
+            if !m.contains_key(k) {
+                return Err(format!("{at}: the required property {k:?} is missing"));
+            }
+        }
+        if let Some(props) = s["properties"].as_object() {
+            for (k, sub) in props {
+                if let Some(x) = m.get(k) {
+                    conforms(doc, sub, x, &format!("{at}.{k}"))?;
+                }
+            }
+            if s["additionalProperties"] == false
+                && let Some(k) = m.keys().find(|k| !props.contains_key(*k))
+            {
+                return Err(format!("{at}: the property {k:?} is not documented"));
+            }
+        }
+    }
+    if let (Value::Array(a), Some(items)) = (v, s.get("items")) {
+        for (i, x) in a.iter().enumerate() {
+            conforms(doc, items, x, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+/// What one request got back.
+struct Answer {
+    status: u16,
+    content_type: Option<String>,
+    www_authenticate: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body)
+            .chars()
+            .take(300)
+            .collect()
+    }
+}
+
+struct Server {
+    base: String,
+    client: reqwest::Client,
+    doc: Value,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> Server {
+        // nextest runs every test in its own process; under `cargo test` no other test in this
+        // file reads the environment. The variable's name is this test's own.
+        unsafe { std::env::set_var(SLACK_SECRET_ENV, SLACK_SECRET) };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::default();
+        config.server.data_dir = dir.path().to_path_buf();
+        config.server.max_body_bytes = BODY_LIMIT;
+        config.slack.signing_secret_env = SLACK_SECRET_ENV.into();
+        config.slack.bot_token_env = "ONCALL_OPENAPI_TEST_UNSET_SLACK_BOT_TOKEN".into();
+        let state = AppState::start(Arc::new(config), Some(TOKEN))
+            .await
+            .expect("the server starts");
+        for (name, role, token) in [
+            ("vera", Role::Viewer, VIEWER_TOKEN),
+            ("rui", Role::Responder, RESPONDER_TOKEN),
+        ] {
+            state
+                .store
+                .put_token(name, role, &token_sha(token))
+                .await
+                .expect("token stored");
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app(state)).await });
+        Server {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            doc: doc(),
+            _dir: dir,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Answer {
+        let url = format!("{}{}", self.base, path.replace("{id}", DUMMY_ID));
+        let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let mut rb = self.client.request(m, &url);
+        for (k, v) in headers {
+            rb = rb.header(*k, v);
+        }
+        if let Some((ct, b)) = body {
+            rb = rb.header("content-type", ct).body(b);
+        }
+        let r = rb
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let h = |n: &str| {
+            r.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (content_type, www_authenticate) = (h("content-type"), h("www-authenticate"));
+        Answer {
+            status: r.status().as_u16(),
+            content_type,
+            www_authenticate,
+            body: r.bytes().await.map(|b| b.to_vec()).unwrap_or_default(),
+        }
+    }
+
+    /// The operation called with a harmless body (`{}` for JSON, which every JSON route refuses
+    /// with 400 before it does anything), and the bearer token when given.
+    async fn call(&self, o: &Op, token: Option<&str>) -> Answer {
+        let headers: Vec<(&str, String)> = token
+            .map(|t| ("authorization", format!("Bearer {t}")))
+            .into_iter()
+            .collect();
+        let content = &resolve(&self.doc, &o.op["requestBody"])["content"];
+        let body = if content.get("application/json").is_some() {
+            Some(("application/json", b"{}".to_vec()))
+        } else if content.get("application/x-www-form-urlencoded").is_some() {
+            Some(("application/x-www-form-urlencoded", Vec::new()))
+        } else {
+            None
+        };
+        self.send(&o.method, &o.path, &headers, body).await
+    }
+
+    /// The status is documented for the operation, and so is the content type; a JSON body has
+    /// the documented schema's shape.
+    fn documented(&self, o: &Op, a: &Answer, why: &str) -> Result<(), String> {
+        let name = o.name();
+        let Some(resp) = o.op["responses"].get(a.status.to_string()) else {
+            let known: Vec<&String> = o.op["responses"]
+                .as_object()
+                .map(|r| r.keys().collect())
+                .unwrap_or_default();
+            return Err(format!(
+                "{name} ({why}) answered {} {:?}, documented: {known:?}; body: {}",
+                a.status,
+                a.content_type,
+                a.text()
+            ));
+        };
+        let resp = resolve(&self.doc, resp);
+        let (Some(content), Some(ct)) = (resp["content"].as_object(), &a.content_type) else {
+            return Ok(());
+        };
+        let media = ct.split(';').next().unwrap_or("").trim().to_lowercase();
+        let Some(documented) = content.get(&media) else {
+            return Err(format!(
+                "{name} ({why}) answered {} as {media}, documented: {:?}",
+                a.status,
+                content.keys().collect::<Vec<_>>()
+            ));
+        };
+        if media == "application/json" && !a.body.is_empty() {
+            let v: Value = serde_json::from_slice(&a.body).map_err(|e| {
+                format!(
+                    "{name} ({why}): {} with a body that is not JSON: {e}",
+                    a.status
+                )
+            })?;
+            conforms(&self.doc, &documented["schema"], &v, "body").map_err(|e| {
+                format!(
+                    "{name} ({why}) answered {}: {e}; body: {}",
+                    a.status,
+                    a.text()
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn token_of(role: &str) -> &'static str {
+    match role {
+        "viewer" => VIEWER_TOKEN,
+        "responder" => RESPONDER_TOKEN,
+        _ => TOKEN,
+    }
+}
+
+/// A request Slack could send to `path`, which the handler acknowledges without acting.
+fn slack_probe(path: &str) -> (&'static str, Vec<u8>) {
+    match path {
+        "/slack/commands" => (
+            "application/x-www-form-urlencoded",
+            b"command=%2Foncall&text=&user_id=U1&channel_id=C1&response_url=https%3A%2F%2Fexample.invalid%2Fr"
+                .to_vec(),
+        ),
+        "/slack/events" => (
+            "application/json",
+            br#"{"type":"url_verification","challenge":"openapi-probe"}"#.to_vec(),
+        ),
+        "/slack/interactions" => (
+            "application/x-www-form-urlencoded",
+            b"payload=%7B%22type%22%3A%22view_submission%22%7D".to_vec(),
+        ),
+        other => panic!("no signed probe for the Slack route {other}: add one to slack_probe"),
+    }
+}
+
+fn slack_headers(body: &[u8]) -> Vec<(&'static str, String)> {
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let sig = slack::sign(SLACK_SECRET, &ts, body).unwrap();
+    vec![
+        (slack::HEADER_TIMESTAMP, ts),
+        (slack::HEADER_SIGNATURE, sig),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_answers_as_documented() {
+    let s = Server::start().await;
+    let ops = operations(&s.doc);
+    let mut problems: Vec<String> = Vec::new();
+    let mut check = |r: Result<(), String>| {
+        if let Err(e) = r {
+            problems.push(e);
+        }
+    };
+
+    for o in &ops {
+        let name = o.name();
+        let role = o.role();
+        if let Some(rank) = ROLES.iter().position(|r| *r == role) {
+            // No token, and a wrong one: 401 with WWW-Authenticate, as documented.
+            for (why, token) in [
+                ("no token", None),
+                ("a wrong token", Some("oc_not_a_token")),
+            ] {
+                let a = s.call(o, token).await;
+                if a.status != 401 {
+                    check(Err(format!(
+                        "{name} answered {} with {why} (needs {role}): not authenticated; body: {}",
+                        a.status,
+                        a.text()
+                    )));
+                    continue;
+                }
+                if a.www_authenticate.as_deref() != Some("Bearer") {
+                    check(Err(format!(
+                        "{name}: a 401 without WWW-Authenticate: Bearer"
+                    )));
+                }
+                check(s.documented(o, &a, why));
+            }
+            // Each weaker role: 403.
+            for weaker in &ROLES[..rank] {
+                let a = s.call(o, Some(token_of(weaker))).await;
+                if a.status != 403 {
+                    check(Err(format!(
+                        "{name} (needs {role}) answered {} to a {weaker}'s token, not 403; body: {}",
+                        a.status,
+                        a.text()
+                    )));
+                }
+                check(s.documented(o, &a, &format!("{weaker}'s token")));
+            }
+            // The role itself gets past authentication, to a documented answer.
+            let a = s.call(o, Some(token_of(role))).await;
+            if a.status == 401 || a.status == 403 {
+                check(Err(format!(
+                    "{name} refused a {role}'s token with {}: x-required-role is wrong; body: {}",
+                    a.status,
+                    a.text()
+                )));
+            }
+            check(s.documented(o, &a, &format!("{role}'s token")));
+        } else if role == "none" {
+            let a = s.call(o, None).await;
+            if a.status != 200 {
+                check(Err(format!(
+                    "{name} needs no token but answered {} without one; body: {}",
+                    a.status,
+                    a.text()
+                )));
+            }
+            check(s.documented(o, &a, "no token"));
+        } else if role == "slack-signature" {
+            let (ct, body) = slack_probe(&o.path);
+            let a = s
+                .send(&o.method, &o.path, &[], Some((ct, body.clone())))
+                .await;
+            if a.status != 401 {
+                check(Err(format!(
+                    "{name} answered {} to an unsigned request, not 401; body: {}",
+                    a.status,
+                    a.text()
+                )));
+            }
+            check(s.documented(o, &a, "unsigned"));
+            let a = s
+                .send(&o.method, &o.path, &slack_headers(&body), Some((ct, body)))
+                .await;
+            if a.status != 200 {
+                check(Err(format!(
+                    "{name} answered {} to a signed request, not 200; body: {}",
+                    a.status,
+                    a.text()
+                )));
+            }
+            check(s.documented(o, &a, "signed"));
+        } else {
+            check(Err(format!("{name}: x-required-role {role:?}")));
+        }
+    }
+
+    // Bodies over the limit, to every operation that takes a body: refused, as documented.
+    let mut big = br#"{"report": ""#.to_vec();
+    big.extend(std::iter::repeat_n(b'x', BODY_LIMIT + 1024));
+    big.extend_from_slice(br#""}"#);
+    let mut oversized: BTreeMap<String, u16> = BTreeMap::new();
+    for o in &ops {
+        let content = &resolve(&s.doc, &o.op["requestBody"])["content"];
+        let Some(ct) = ["application/json", "application/x-www-form-urlencoded"]
+            .into_iter()
+            .find(|ct| content.get(*ct).is_some())
+        else {
+            continue;
+        };
+        let headers = match o.role() {
+            "slack-signature" => slack_headers(&big),
+            role if ROLES.contains(&role) => {
+                vec![("authorization", format!("Bearer {}", token_of(role)))]
+            }
+            _ => vec![],
+        };
+        let a = s
+            .send(&o.method, &o.path, &headers, Some((ct, big.clone())))
+            .await;
+        if (200..300).contains(&a.status) {
+            check(Err(format!("{} accepted a body over the limit", o.name())));
+        }
+        check(s.documented(o, &a, "a body over the limit"));
+        oversized.insert(o.name(), a.status);
+    }
+    eprintln!("bodies over the limit answered: {oversized:?}");
+
+    // The served document is this one.
+    let a = s
+        .send(
+            "get",
+            "/api/v1/openapi.json",
+            &[("authorization", format!("Bearer {TOKEN}"))],
+            None,
+        )
+        .await;
+    assert_eq!(a.status, 200, "GET /api/v1/openapi.json: {}", a.text());
+    let served: Value = serde_json::from_slice(&a.body).expect("the served document is JSON");
+    assert_eq!(served, s.doc, "the served document differs from the file");
+
+    // GET /healthz: 200 "ok" without a token.
+    let a = s.send("get", "/healthz", &[], None).await;
+    assert_eq!((a.status, a.text().as_str()), (200, "ok"));
+
+    assert!(
+        problems.is_empty(),
+        "{} disagreement(s) between the server and src/server/openapi.json:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}

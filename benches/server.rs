@@ -1,0 +1,380 @@
+//! Load test of `oncall serve` over loopback, bounded in requests and time.
+//!
+//! Starts the release binary as its own process (so its memory is its own), then measures:
+//! requests/s and latency percentiles of the non-LLM endpoints, Slack acknowledgements (signed
+//! requests, usage answers and real `/oncall` commands that open incidents), the server's memory
+//! with 500 event streams open, and how overload is answered (429/503, never a crash).
+//!
+//! Run: `cargo bench --bench server`. Prints one table.
+
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "bench-operator-token";
+const SECRET: &str = "bench-signing-secret";
+
+struct Server {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+async fn start(extra: &[(&str, &str)]) -> Server {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oncall"));
+    cmd.arg("serve")
+        .env_remove("ONCALL_CONFIG")
+        .env("ONCALL_TOKEN", TOKEN)
+        .env("BENCH_SLACK_SIGNING_SECRET", SECRET)
+        .env(
+            "ONCALL_SLACK__SIGNING_SECRET_ENV",
+            "BENCH_SLACK_SIGNING_SECRET",
+        )
+        .env("ONCALL_SERVER__DATA_DIR", dir.path())
+        .env("ONCALL_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("oncall serve");
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
+            return Server {
+                child,
+                base,
+                _dir: dir,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server did not start");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[derive(Default)]
+struct Outcome {
+    latencies: Vec<Duration>,
+    statuses: std::collections::BTreeMap<u16, u64>,
+    errors: u64,
+    wall: Duration,
+}
+
+impl Outcome {
+    fn pct(&self, p: f64) -> f64 {
+        let mut l = self.latencies.clone();
+        l.sort();
+        if l.is_empty() {
+            return 0.0;
+        }
+        let i = ((l.len() as f64 * p).ceil() as usize).clamp(1, l.len()) - 1;
+        l[i].as_secs_f64() * 1000.0
+    }
+    fn rps(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall.as_secs_f64()
+    }
+}
+
+type MakeReq = Arc<dyn Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync>;
+
+/// `total` requests from `workers` concurrent clients, stopping early at `cap`.
+async fn run(total: u64, workers: u64, cap: Duration, make: MakeReq) -> Outcome {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(workers as usize)
+        .build()
+        .expect("client");
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let t0 = Instant::now();
+    let mut tasks = vec![];
+    for _ in 0..workers {
+        let (client, next, make) = (client.clone(), next.clone(), make.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Outcome::default();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total || t0.elapsed() > cap {
+                    return out;
+                }
+                let start = Instant::now();
+                match make(&client, i).send().await {
+                    Ok(r) => {
+                        let s = r.status().as_u16();
+                        let _ = r.bytes().await;
+                        out.latencies.push(start.elapsed());
+                        *out.statuses.entry(s).or_default() += 1;
+                    }
+                    Err(_) => out.errors += 1,
+                }
+            }
+        }));
+    }
+    let mut all = Outcome::default();
+    for t in tasks {
+        let o = t.await.expect("worker");
+        all.latencies.extend(o.latencies);
+        all.errors += o.errors;
+        for (k, v) in o.statuses {
+            *all.statuses.entry(k).or_default() += v;
+        }
+    }
+    all.wall = t0.elapsed();
+    all
+}
+
+fn signed(c: &reqwest::Client, url: &str, body: String) -> reqwest::RequestBuilder {
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let sig = oncall::server::slack::sign(SECRET, &ts, body.as_bytes()).expect("sign");
+    c.post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", ts)
+        .header("x-slack-signature", sig)
+        .body(body)
+}
+
+fn command(text: &str, i: u64) -> String {
+    serde_urlencoded::to_string([
+        ("team_id", "T1"),
+        ("channel_id", "C1"),
+        ("user_id", "UBENCH"),
+        ("user_name", "bench"),
+        ("command", "/oncall"),
+        ("text", text),
+        ("response_url", "https://hooks.invalid/x"),
+        ("trigger_id", &i.to_string()),
+    ])
+    .expect("form")
+}
+
+fn row(name: &str, o: &Outcome) {
+    let codes: Vec<String> = o.statuses.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+    println!(
+        "| {name:<38} | {:>6} | {:>8.0} | {:>7.2} | {:>7.2} | {:>7.2} | {} {}",
+        o.latencies.len(),
+        o.rps(),
+        o.pct(0.50),
+        o.pct(0.99),
+        o.pct(1.0),
+        codes.join(" "),
+        if o.errors > 0 {
+            format!("errors:{}", o.errors)
+        } else {
+            String::new()
+        }
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let fast = [
+        ("ONCALL_SERVER__REQUESTS_PER_S", "1000000"),
+        ("ONCALL_SERVER__MAX_INVESTIGATIONS", "1"),
+    ];
+    let srv = start(&fast).await;
+    let http = reqwest::Client::new();
+    // One incident to read, investigated to the end.
+    let opened: Value = http
+        .post(format!("{}/api/v1/incidents", srv.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"report": "users see slow pages"}))
+        .send()
+        .await
+        .expect("open")
+        .json()
+        .await
+        .expect("json");
+    let id = opened["id"].as_str().expect("id").to_string();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let rss_idle = rss_kib(srv.child.id());
+
+    println!(
+        "\noncall serve under load (loopback, release build, 2 cores shared by client and server)\n"
+    );
+    println!(
+        "| {:<38} | {:>6} | {:>8} | {:>7} | {:>7} | {:>7} | statuses",
+        "endpoint (32 concurrent clients)", "reqs", "req/s", "p50 ms", "p99 ms", "max ms"
+    );
+    println!(
+        "|{:-<40}|{:-<8}|{:-<10}|{:-<9}|{:-<9}|{:-<9}|---------",
+        "", "", "", "", "", ""
+    );
+    let cap = Duration::from_secs(20);
+    for (name, path) in [
+        ("GET /healthz", "/healthz".to_string()),
+        ("GET /api/v1/me", "/api/v1/me".to_string()),
+        ("GET /api/v1/incidents", "/api/v1/incidents".to_string()),
+        (
+            "GET /api/v1/incidents/{id}",
+            format!("/api/v1/incidents/{id}"),
+        ),
+        ("GET /api/v1/approvals", "/api/v1/approvals".to_string()),
+        ("GET /metrics", "/metrics".to_string()),
+    ] {
+        let url = format!("{}{path}", srv.base);
+        let o = run(
+            5000,
+            32,
+            cap,
+            Arc::new(move |c, _| c.get(&url).bearer_auth(TOKEN)),
+        )
+        .await;
+        row(name, &o);
+    }
+    let u = format!("{}/slack/commands", srv.base);
+    let o = run(
+        3000,
+        32,
+        cap,
+        Arc::new(move |c, i| signed(c, &u, command("", i))),
+    )
+    .await;
+    row("POST /slack/commands (usage answer)", &o);
+    // 500 event streams held open on one incident.
+    let before = rss_kib(srv.child.id());
+    let (_, last) = {
+        let v: Value = http
+            .get(format!("{}/api/v1/incidents/{id}", srv.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("incident")
+            .json()
+            .await
+            .expect("json");
+        ((), v["events"].as_array().map(|e| e.len()).unwrap_or(0))
+    };
+    let mut streams = vec![];
+    let mut opened_ok = 0;
+    for _ in 0..500 {
+        let c = reqwest::Client::new();
+        match c
+            .get(format!(
+                "{}/api/v1/incidents/{id}/events?after={last}",
+                srv.base
+            ))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+        {
+            Ok(r) if r.status() == 200 => {
+                opened_ok += 1;
+                streams.push((c, r));
+            }
+            _ => {}
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let with_streams = rss_kib(srv.child.id());
+    // A new event reaches every stream.
+    let t0 = Instant::now();
+    http.post(format!("{}/api/v1/incidents/{id}/messages", srv.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"text": "fan-out probe"}))
+        .send()
+        .await
+        .expect("probe");
+    let mut delivered = 0;
+    let mut slowest = Duration::ZERO;
+    for (_, r) in streams.iter_mut() {
+        let deadline = t0 + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, r.chunk()).await {
+                Ok(Ok(Some(c))) if String::from_utf8_lossy(&c).contains("fan-out probe") => {
+                    delivered += 1;
+                    slowest = slowest.max(t0.elapsed());
+                    break;
+                }
+                Ok(Ok(Some(_))) => continue,
+                _ => break,
+            }
+        }
+    }
+    drop(streams);
+    let url = format!("{}/slack/commands", srv.base);
+    let o = run(
+        300,
+        16,
+        cap,
+        Arc::new(move |c, i| signed(c, &url, command("checkout is slow for users", i))),
+    )
+    .await;
+    row("POST /slack/commands (opens incident)", &o);
+    let u = format!("{}/api/v1/incidents/{id}/messages", srv.base);
+    let o = run(
+        1000,
+        32,
+        cap,
+        Arc::new(move |c, i| {
+            c.post(&u)
+                .bearer_auth(TOKEN)
+                .json(&json!({"text": format!("note {i}")}))
+        }),
+    )
+    .await;
+    row("POST /api/v1/incidents/{id}/messages", &o);
+
+    println!(
+        "\nevent streams: {opened_ok} of 500 opened; server RSS {} MiB idle after startup, {} MiB before the streams, {} MiB with them ({:.1} KiB per stream); a new event reached {delivered} of them, the last after {} ms",
+        rss_idle / 1024,
+        before / 1024,
+        with_streams / 1024,
+        (with_streams.saturating_sub(before)) as f64 / opened_ok.max(1) as f64,
+        slowest.as_millis()
+    );
+    drop(srv);
+
+    // Overload: a server limited to 4 requests at once and 50 per second per caller.
+    let tight = [
+        ("ONCALL_SERVER__MAX_CONCURRENT_REQUESTS", "4"),
+        ("ONCALL_SERVER__REQUESTS_PER_S", "50"),
+    ];
+    let srv = start(&tight).await;
+    let url = format!("{}/api/v1/incidents", srv.base);
+    let o = run(
+        3000,
+        64,
+        cap,
+        Arc::new(move |c, _| c.get(&url).bearer_auth(TOKEN)),
+    )
+    .await;
+    println!();
+    row("overload: GET /api/v1/incidents, 64 clients", &o);
+    let alive = reqwest::get(format!("{}/healthz", srv.base))
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0);
+    println!(
+        "after the overload the server answers /healthz with {alive}; {} requests failed at the transport level",
+        o.errors
+    );
+}

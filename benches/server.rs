@@ -54,16 +54,18 @@ async fn start(extra: &[(&str, &str)]) -> Server {
     for (k, v) in extra {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().expect("oncall serve");
-    let base = format!("http://127.0.0.1:{port}");
+    let server = Server {
+        child: cmd.spawn().expect("oncall serve"),
+        base: format!("http://127.0.0.1:{port}"),
+        _dir: dir,
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
-            return Server {
-                child,
-                base,
-                _dir: dir,
-            };
+        if reqwest::get(format!("{}/healthz", server.base))
+            .await
+            .is_ok()
+        {
+            return server;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

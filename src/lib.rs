@@ -21,7 +21,12 @@
 //! - [`agent`]: the investigation, the hypothesis [`agent::board`] (confidence moves only with
 //!   cited evidence), triage, next steps and the text rendering of the debug log.
 //! - [`eval`]: replayable incident cases (`oncall-case/1`): record, replay, score.
-//! - [`server`]: `oncall serve`: OTLP/HTTP trace ingest into the span store, triage over HTTP.
+//! - [`incidents`]: the incident store: each incident an append-only event log, in SQLite (WAL,
+//!   the embedded default) or PostgreSQL (replicas sharing one database).
+//! - [`postmortem`]: the post-mortem draft, built from an incident's own log.
+//! - [`server`]: `oncall serve`: bearer tokens with roles, the incident API with live events
+//!   (SSE), approvals that run an action once and record its effect, Slack, the web page,
+//!   metrics, and OTLP/HTTP trace ingest into the span store.
 //!
 //! ## The flow of one investigation
 //!
@@ -34,6 +39,11 @@
 //!        ──> agent::board decides status and rank from cited evidence
 //!        ──> triage (severity, scope, blast radius), stabilize proposals, next steps
 //!        ──> agent::render::text  |  --json  |  POST /api/v1/triage
+//!
+//! under `oncall serve`, each step above is also an incident event:
+//!   server::runner ──> incidents::Store::append ──> server::sse (live) / web page / Slack thread
+//!   stabilizing proposals ──> policy::desk request ──> a human approves (API, web, Slack)
+//!                         ──> desk executes once ──> effect measured ──> events + audit log
 //! ```
 //!
 //! Nothing in this flow can run a live action: the registry demands an

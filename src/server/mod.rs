@@ -1,13 +1,20 @@
-//! `oncall serve`: the HTTP server. Today it receives OpenTelemetry traces (OTLP/HTTP at
-//! `POST /v1/traces`) into the bounded span store, answers `GET /healthz`, runs investigations
-//! that can use those traces (`POST /api/v1/triage`), and records eval cases from them
-//! (`POST /api/v1/record`).
+//! `oncall serve`: the copilot people talk to, from a web page, Slack and the API.
 //!
-//! Every entry point except `/healthz` needs `Authorization: Bearer <token>`, the token taken
-//! from the variable that `[server] token_env` names. Bodies are size-limited (also after gzip
-//! decompression), OTLP exports beyond the concurrency bound get 503 and beyond the span rate
-//! get 429, both with Retry-After, as the OTLP/HTTP spec asks. Handlers are thin: they decode,
-//! call the domain code, and map its errors to status codes.
+//! - [`auth`]: bearer tokens with roles (viewer < responder < approver), stored hashed; per-caller
+//!   rate limits. Every entry point checks its caller except `/healthz` and the sign-in page;
+//!   Slack's routes check Slack's signature instead.
+//! - `api`: incidents (open from a report or an Alertmanager webhook, read, message, resume),
+//!   action requests and decisions, the post-mortem draft, tools, OpenAPI, readiness, metrics.
+//! - `sse`: an incident's events live, resumable with `Last-Event-ID`.
+//! - `runner`: investigations and approved actions in the background, every step an event.
+//! - [`slack`] (verification, parsing, messages, Web API client) and `slack_bridge` (routes).
+//! - [`metrics`]: Prometheus text at `/metrics`.
+//! - `otlp`: OpenTelemetry traces in (`POST /v1/traces`) to the bounded span store.
+//!
+//! Around the routes (tower): request tracing, a timeout (503), body-size limits also after gzip
+//! decompression (413), response compression, and a concurrency bound that answers 503 at once
+//! instead of queueing. Handlers are thin: they decode, call the domain code, and map its errors
+//! to status codes.
 
 mod api;
 pub mod auth;

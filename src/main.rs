@@ -116,6 +116,15 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Print the post-mortem draft of an incident (Markdown), built from its event log, with the
+    /// blameless-language check's findings on stderr.
+    Postmortem {
+        /// The incident id, e.g. 2026-11-27-01.
+        incident: String,
+        /// Write the draft to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Bearer tokens for the server's web page and API.
     Token {
         #[command(subcommand)]
@@ -306,6 +315,59 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Postmortem { incident, out } => {
+            let s = &config.server;
+            let url = s
+                .database_url
+                .clone()
+                .unwrap_or_else(|| format!("sqlite:{}", s.data_dir.join("oncall.db").display()));
+            let found = runtime.block_on(async {
+                let store = oncall::incidents::open(&url).await?;
+                match store.incident(&incident).await? {
+                    Some(inc) => {
+                        let events = store.events(&incident, 0, 1_000_000).await?;
+                        Ok(Some(oncall::postmortem::draft(&inc, &events)))
+                    }
+                    None => Ok::<_, oncall::incidents::StoreError>(None),
+                }
+            });
+            let md = match found {
+                Ok(Some(md)) => md,
+                Ok(None) => {
+                    return usage_error(&format!(
+                        "no incident {incident} in {url}; list them with GET /api/v1/incidents"
+                    ));
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let findings = oncall::postmortem::blameless::check(&md);
+            if !findings.is_empty() {
+                eprintln!(
+                    "blameless check: {} finding(s)\n{}",
+                    findings.len(),
+                    oncall::postmortem::blameless::report(&findings)
+                );
+            }
+            match out {
+                Some(path) => match std::fs::write(&path, &md) {
+                    Ok(()) => {
+                        eprintln!("post-mortem draft written to {}", path.display());
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("error: cannot write {}: {e}", path.display());
+                        ExitCode::FAILURE
+                    }
+                },
+                None => {
+                    print!("{md}");
+                    ExitCode::SUCCESS
                 }
             }
         }

@@ -252,3 +252,56 @@ async fn the_next_action_waits_for_the_last_ones_effect() {
     assert_eq!(records.len(), 2);
     assert!(!a.alive() && !b.alive());
 }
+
+/// Audit records are redacted: a request whose requester or arguments lost a secret to
+/// redaction comes back denied after a restart, never approvable by its own requester.
+#[tokio::test]
+async fn a_request_redacted_in_the_audit_log_is_not_approvable_after_a_restart() {
+    use oncall::policy::audit::AuditLog;
+    use oncall::policy::desk::{Desk, State};
+    use oncall::policy::rules::Actor;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let reg = Registry::builtin(Arc::new(Config::default()));
+    let v = Victim::start();
+    let args = json!({"pid": v.0.id(), "signal": "TERM"});
+    let id = {
+        let desk = Desk::new(
+            Arc::new(AuditLog::open(&path).unwrap()),
+            Duration::minutes(15),
+        );
+        desk.request(
+            &reg,
+            "inc-3",
+            "host.signal_process",
+            args.clone(),
+            "alice@corp.example",
+            Actor::Approver,
+            &[],
+        )
+        .unwrap()
+        .id
+    };
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !text.contains("alice@corp.example"),
+        "the audit log is redacted"
+    );
+    let desk = Desk::new(
+        Arc::new(AuditLog::open(&path).unwrap()),
+        Duration::minutes(15),
+    );
+    let e = desk.entry(&id).unwrap();
+    assert!(matches!(e.state, State::Denied { .. }), "{:?}", e.state);
+    let err = desk
+        .decide(
+            &reg,
+            &id,
+            &approver("alice@corp.example"),
+            true,
+            "",
+            Utc::now(),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("already decided"), "{err}");
+}

@@ -125,8 +125,9 @@ fn parameters<'a>(doc: &'a Value, o: &'a Op) -> Vec<&'a Value> {
 /// `(METHOD, PATH)` of every `.route("PATH", METHOD(..)[.METHOD(..)]*)` in the router's source.
 fn routes_in_source() -> BTreeSet<(String, String)> {
     let any = Regex::new(r"\.route\(").unwrap();
-    let route = Regex::new(r#"\.route\(\s*"([^"]+)"\s*,\s*((?:[a-z_]+\s*\([^()]*\)\s*\.?\s*)+)\)"#)
-        .unwrap();
+    let route =
+        Regex::new(r#"\.route\(\s*"([^"]+)"\s*,\s*((?:[a-z_]+\s*\([^()]*\)\s*\.?\s*)+),?\s*\)"#)
+            .unwrap();
     let method = Regex::new(r"([a-z_]+)\s*\(").unwrap();
     let mut out = BTreeSet::new();
     for (file, src) in ROUTER_SOURCES {

@@ -447,3 +447,70 @@ async fn callers_beyond_their_rate_get_429_and_others_are_served() {
     let (s, _) = srv.get(&b, "/api/v1/me").await;
     assert_eq!(s, 200, "one caller's excess does not block another");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_closes_only_after_its_blameless_post_mortem_draft() {
+    let srv = start(Config::default()).await;
+    let t = srv.token("re", Role::Responder).await;
+    let id = open(&srv, &t, QUIET).await;
+    wait_for(&srv, &t, &id, Duration::from_secs(60), "the round", |e| {
+        e.last().is_some_and(|l| l["data"]["status"] == "waiting")
+    })
+    .await;
+    let status = |s: &'static str| json!({ "status": s });
+    let path = format!("/api/v1/incidents/{id}/status");
+    let (s, v) = srv.post(&t, &path, status("closed")).await;
+    assert_eq!(s, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("post-mortem"), "{v}");
+    let (s, v) = srv.post(&t, &path, status("investigating")).await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = srv.post(&t, &path, status("resolved")).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = srv
+        .post(&t, &format!("/api/v1/incidents/{id}/postmortem"), json!({}))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(
+        v["blameless_findings"],
+        json!([]),
+        "oncall's own draft is blameless"
+    );
+    let md = v["markdown"].as_str().unwrap();
+    let sections = [
+        "## Summary",
+        "## Impact",
+        "## Detection",
+        "## Root cause and trigger",
+        "## Resolution",
+        "## Timeline",
+        "## What went well",
+        "## What went badly",
+        "## Where we got lucky",
+        "## Action items",
+        "## Lessons learned",
+    ];
+    let at: Vec<usize> = sections
+        .iter()
+        .map(|h| md.find(h).unwrap_or_else(|| panic!("{h} missing")))
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "sections in order");
+    // The timeline cites its events in order.
+    let cites: Vec<i64> = md[at[5]..at[6]]
+        .lines()
+        .filter_map(|l| l.rsplit("(#").next()?.strip_suffix(')')?.parse().ok())
+        .collect();
+    assert!(
+        cites.len() >= 3 && cites.windows(2).all(|w| w[0] < w[1]),
+        "{cites:?}"
+    );
+    let (s, v) = srv.post(&t, &path, status("closed")).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = srv
+        .post(
+            &t,
+            &format!("/api/v1/incidents/{id}/messages"),
+            json!({"text": "late"}),
+        )
+        .await;
+    assert_eq!(s, 409, "a closed incident takes no more messages");
+}

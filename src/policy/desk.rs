@@ -69,6 +69,8 @@ pub enum DeskError {
     NoSuchRequest(String),
     #[error("the audit log could not be written: {0}; nothing was run")]
     Audit(String),
+    #[error("the action RAN, but its audit record could not be written: {0}; do not run it again")]
+    AuditAfterRun(String),
 }
 
 /// The desk. One per server (or per test).
@@ -92,22 +94,43 @@ fn restore(records: &[super::audit::Record]) -> Vec<Entry> {
         let d = &r.data;
         let id = d["request"].as_str().unwrap_or_default();
         match r.kind.as_str() {
-            "request" => entries.push(Entry {
-                incident: d["incident"].as_str().unwrap_or_default().to_string(),
-                request: ActionRequest {
+            "request" => {
+                let request = ActionRequest {
                     id: id.to_string(),
                     tool: d["tool"].as_str().unwrap_or_default().to_string(),
                     args: d["args"].clone(),
                     requested_by: d["requested_by"].as_str().unwrap_or_default().to_string(),
                     evidence_hash: d["evidence_hash"].as_str().unwrap_or_default().to_string(),
                     created_at: r.at,
-                },
-                state: State::Pending,
-                plan: Some(d["plan"].clone()).filter(|p| !p.is_null()),
-                approval: None,
-            }),
+                };
+                // Audit records are redacted. A request whose requester or arguments lost a
+                // secret to redaction cannot be restored faithfully: it could be approved by
+                // its own requester, or run with arguments nobody checked. It comes back denied.
+                let intact = d["args_hash"].as_str() == Some(&canonical_hash(&request.args))
+                    && d["requester_hash"].as_str()
+                        == Some(&canonical_hash(&json!(request.requested_by)))
+                    && !request.requested_by.contains("[REDACTED:");
+                entries.push(Entry {
+                    incident: d["incident"].as_str().unwrap_or_default().to_string(),
+                    request,
+                    state: if intact {
+                        State::Pending
+                    } else {
+                        State::Denied {
+                            by: "oncall".into(),
+                            reason: "restored from a redacted audit record; request it again"
+                                .into(),
+                        }
+                    },
+                    plan: Some(d["plan"].clone()).filter(|p| !p.is_null()),
+                    approval: None,
+                })
+            }
             "decision" => {
-                let Some(e) = entries.iter_mut().find(|e| e.request.id == id) else {
+                let Some(e) = entries
+                    .iter_mut()
+                    .find(|e| e.request.id == id && e.state == State::Pending)
+                else {
                     continue;
                 };
                 let by = d["by"].as_str().unwrap_or_default().to_string();
@@ -181,6 +204,11 @@ impl Desk {
     pub fn waiting(mut self, wait: std::time::Duration) -> Desk {
         self.wait = wait;
         self
+    }
+
+    /// Whether the request already ran (in this run or before a restart).
+    pub fn executed(&self, id: &str) -> bool {
+        self.executed.lock().map(|e| e.contains(id)).unwrap_or(true)
     }
 
     /// The request with this id, if any.
@@ -262,7 +290,9 @@ impl Desk {
         self.log(
             "request",
             json!({"request": req.id, "incident": incident, "tool": req.tool, "args": req.args,
-                   "requested_by": who, "as": actor, "evidence_hash": req.evidence_hash, "plan": plan}),
+                   "args_hash": canonical_hash(&req.args),
+                   "requested_by": who, "requester_hash": canonical_hash(&json!(who)),
+                   "as": actor, "evidence_hash": req.evidence_hash, "plan": plan}),
         )?;
         lock(&self.entries)?.push(Entry {
             incident: incident.to_string(),
@@ -476,7 +506,20 @@ impl Desk {
             Some(c) => Some(measure(reg, c).await),
             None => None,
         };
-        let output = match reg.call(tool, args.clone(), Some(&approval)).await {
+        // A tool that panics must not keep the incident's slot forever.
+        let called = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(reg.call(
+            tool,
+            args.clone(),
+            Some(&approval),
+        )))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ToolError::Failed {
+                tool: tool.to_string(),
+                message: "the action panicked".into(),
+            })
+        });
+        let output = match called {
             // The registry's own checks (the policy again, the approval) refused it: not run.
             Err(
                 e @ (ToolError::Forbidden { .. }
@@ -521,7 +564,10 @@ impl Desk {
             json!({"request": request, "incident": incident, "effect": effect}),
         ));
         self.release(&incident);
-        logged?;
+        logged.map_err(|e| match e {
+            DeskError::Audit(m) => DeskError::AuditAfterRun(m),
+            other => other,
+        })?;
         Ok(Execution {
             request: request.to_string(),
             output,

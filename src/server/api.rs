@@ -181,7 +181,10 @@ pub async fn alerts(
     }
     let s = |a: &Value, k: &str, f: &str| a[k][f].as_str().unwrap_or_default().to_string();
     let mut report = String::new();
-    for a in &firing {
+    // A big outage fires many alerts at once: the incident opens with the first 50, and says how
+    // many more there were, rather than refusing the notification.
+    const SHOWN: usize = 50;
+    for a in firing.iter().take(SHOWN) {
         let name = s(a, "labels", "alertname");
         let sev = s(a, "labels", "severity");
         let target = ["service", "job", "instance", "pod", "deployment", "datname"]
@@ -212,6 +215,13 @@ pub async fn alerts(
             a["startsAt"].as_str().unwrap_or("now"),
         ));
     }
+    if firing.len() > SHOWN {
+        report.push_str(&format!(
+            "… and {} more firing alerts\n",
+            firing.len() - SHOWN
+        ));
+    }
+    let report: String = report.chars().take(MAX_REPORT_CHARS).collect();
     let title = firing
         .first()
         .map(|a| format!("alert: {}", s(a, "labels", "alertname")));
@@ -472,6 +482,98 @@ pub async fn decision(
         },
     }))
     .into_response())
+}
+
+/// Drafts the post-mortem now and keeps it in the log (`postmortem_drafted`), with the
+/// blameless check's findings. An incident cannot be closed before this.
+pub async fn draft_postmortem(
+    State(st): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let inc = st
+        .store
+        .incident(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    let events = st.store.events(&id, 0, 100_000).await?;
+    let md = crate::postmortem::draft(&inc, &events);
+    let findings = crate::postmortem::blameless::check(&md);
+    let e = st
+        .publish(
+            &id,
+            "postmortem_drafted",
+            &c.name,
+            json!({"markdown": md, "blameless_findings": findings}),
+        )
+        .await?;
+    if let Some(slack) = &st.slack {
+        slack
+            .say(
+                &st,
+                &id,
+                &format!(
+                    "Post-mortem draft for {id} is ready ({} blameless-language finding(s)): GET /api/v1/incidents/{id}/postmortem",
+                    findings.len()
+                ),
+            )
+            .await;
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"seq": e.seq, "markdown": md, "blameless_findings": findings})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusRequest {
+    status: String,
+}
+
+/// Marks an incident resolved or closed. Closing needs a post-mortem draft first (the protocol's
+/// "skipped post-mortem" anti-pattern is refused).
+pub async fn set_status(
+    State(st): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    b: JsonBody<StatusRequest>,
+) -> Result<Response, ApiError> {
+    let req = body(b, r#"{"status": "resolved" | "closed"}"#)?;
+    let status = match req.status.as_str() {
+        "resolved" => Status::Resolved,
+        "closed" => Status::Closed,
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "status {other:?} cannot be set by hand: use resolved or closed"
+            )));
+        }
+    };
+    let inc = st
+        .store
+        .incident(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    if inc.status == Status::Investigating {
+        return Err(ApiError::Conflict(format!(
+            "incident {id} is being investigated; wait for the round to finish"
+        )));
+    }
+    if status == Status::Closed {
+        let drafted = st
+            .store
+            .events(&id, 0, 100_000)
+            .await?
+            .iter()
+            .any(|e| e.kind == "postmortem_drafted");
+        if !drafted {
+            return Err(ApiError::Conflict(format!(
+                "incident {id} has no post-mortem draft; draft it first (POST /api/v1/incidents/{id}/postmortem)"
+            )));
+        }
+    }
+    st.set_status(&id, status, None).await?;
+    Ok(Json(json!({"id": id, "status": status})).into_response())
 }
 
 /// The post-mortem draft, from the incident's own log.

@@ -392,6 +392,11 @@ pub fn app(st: Arc<AppState>) -> Router {
         .route("/api/v1/incidents/{id}/messages", post(api::message))
         .route("/api/v1/incidents/{id}/resume", post(api::resume))
         .route("/api/v1/incidents/{id}/actions", post(api::request_action))
+        .route(
+            "/api/v1/incidents/{id}/postmortem",
+            post(api::draft_postmortem),
+        )
+        .route("/api/v1/incidents/{id}/status", post(api::set_status))
         .route("/v1/traces", post(otlp::export))
         .route("/api/v1/triage", post(triage))
         .route("/api/v1/record", post(record))

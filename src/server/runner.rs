@@ -68,6 +68,16 @@ pub fn start_round(st: &Arc<AppState>, incident: &str) -> bool {
     }
     let (st, incident) = (st.clone(), incident.to_string());
     tokio::spawn(async move {
+        // Leaves the running set however the round ends, a panic included.
+        struct Running(Arc<AppState>, String);
+        impl Drop for Running {
+            fn drop(&mut self) {
+                if let Ok(mut running) = self.0.running.lock() {
+                    running.remove(&self.1);
+                }
+            }
+        }
+        let _running = Running(st.clone(), incident.clone());
         if let Err(e) = round(&st, &incident).await {
             tracing::error!("investigation of {incident}: {e}");
             st.metrics
@@ -82,14 +92,16 @@ pub fn start_round(st: &Arc<AppState>, incident: &str) -> bool {
                 .await;
             let _ = st.set_status(&incident, Status::Waiting, None).await;
         }
-        if let Ok(mut running) = st.running.lock() {
-            running.remove(&incident);
-        }
     });
     true
 }
 
 async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
+    // Investigating (owned by this replica) before waiting for a turn: a round still queued at a
+    // crash is marked interrupted at the next start like a running one.
+    st.set_status(incident, Status::Investigating, None)
+        .await
+        .map_err(|e| e.to_string())?;
     let _turn = match st.investigations.try_acquire() {
         Ok(p) => p,
         Err(_) => {
@@ -108,9 +120,6 @@ async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
         }
     };
     let started = std::time::Instant::now();
-    st.set_status(incident, Status::Investigating, None)
-        .await
-        .map_err(|e| e.to_string())?;
     let history = st
         .store
         .events(incident, 0, 100_000)
@@ -284,10 +293,7 @@ async fn file_request(
         e.incident == incident
             && e.request.tool == tool
             && &e.request.args == args
-            && matches!(
-                e.state,
-                crate::policy::desk::State::Pending | crate::policy::desk::State::Approved { .. }
-            )
+            && e.state == crate::policy::desk::State::Pending
     });
     if open {
         return;
@@ -346,7 +352,25 @@ pub async fn decide(
     approve: bool,
     reason: &str,
 ) -> Result<crate::policy::desk::State, DecideError> {
-    use crate::policy::desk::DeskError;
+    use crate::policy::desk::{DeskError, State};
+    // An approval that never ran (the server stopped, or the run was refused while it waited):
+    // approving it again runs it, once, if this approver could have approved it.
+    if approve
+        && let Some(e) = st.desk.entry(request)
+        && let State::Approved { .. } = e.state
+        && !st.desk.executed(request)
+    {
+        if human.name == e.request.requested_by {
+            return Err(DecideError::Forbidden(format!(
+                "{} requested this action and cannot approve it; another approver must decide",
+                human.name
+            )));
+        }
+        let (st2, request2, executor) = (st.clone(), request.to_string(), human.name.clone());
+        let incident = e.incident.clone();
+        tokio::spawn(async move { execute(&st2, &incident, &request2, &executor).await });
+        return Ok(e.state);
+    }
     let state = st
         .desk
         .decide(
@@ -364,12 +388,19 @@ pub async fn decide(
                 DecideError::Forbidden(m)
             }
             DeskError::Refused(m) => DecideError::Conflict(m),
-            DeskError::Audit(m) => DecideError::Internal(m),
+            DeskError::Audit(m) | DeskError::AuditAfterRun(m) => DecideError::Internal(m),
         })?;
     let Some(entry) = st.desk.entry(request) else {
         return Err(DecideError::NotFound(format!("request {request} vanished")));
     };
     let incident = entry.incident.clone();
+    // The decision is in the audit log: the execution starts now, whatever happens to this
+    // request's answer; the event and the Slack update below are best effort.
+    if approve {
+        let (st, request, executor) = (st.clone(), request.to_string(), human.name.clone());
+        let incident = incident.clone();
+        tokio::spawn(async move { execute(&st, &incident, &request, &executor).await });
+    }
     st.metrics.count(
         &st.metrics.approvals,
         &[("event", if approve { "approved" } else { "denied" })],
@@ -385,15 +416,16 @@ pub async fn decide(
             json!({"request": request, "by": human.name, "reason": reason}),
         )
     };
-    st.publish(&incident, kind, &human.name, data)
-        .await
-        .map_err(|e| DecideError::Internal(e.to_string()))?;
-    if let Some(slack) = &st.slack {
-        slack.decided(st, request, &human.name, approve).await;
+    if let Err(e) = st.publish(&incident, kind, &human.name, data).await {
+        tracing::error!("incident {incident}: {kind} not stored: {e}");
     }
-    if approve {
-        let (st, request, executor) = (st.clone(), request.to_string(), human.name.clone());
-        tokio::spawn(async move { execute(&st, &incident, &request, &executor).await });
+    if st.slack.is_some() {
+        let (st, request, by) = (st.clone(), request.to_string(), human.name.clone());
+        tokio::spawn(async move {
+            if let Some(slack) = &st.slack {
+                slack.decided(&st, &request, &by, approve).await;
+            }
+        });
     }
     Ok(state)
 }
@@ -471,7 +503,10 @@ async fn execute(st: &Arc<AppState>, incident: &str, request: &str, executor: &s
                     incident,
                     "notice",
                     "oncall",
-                    json!({"message": format!("request {request} was not run: {e}")}),
+                    json!({"message": match &e {
+                        crate::policy::desk::DeskError::AuditAfterRun(_) => format!("request {request}: {e}"),
+                        _ => format!("request {request} was not run: {e}"),
+                    }}),
                 )
                 .await;
         }

@@ -505,7 +505,14 @@ fn inline_code(text: &str) -> String {
 
 /// A Slack mention of a user id; anything that is not a plain id is shown escaped instead.
 fn mention(user: &str) -> String {
-    if !user.is_empty() && user.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    // Only Slack user ids (U... or W..., upper-case letters and digits) become mentions; an
+    // oncall name is shown as text.
+    if user.len() > 1
+        && (user.starts_with('U') || user.starts_with('W'))
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+    {
         format!("<@{user}>")
     } else {
         escape(user)

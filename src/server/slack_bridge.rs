@@ -160,13 +160,17 @@ impl Bridge {
             plan: &plan,
             why: "",
         };
+        // The Slack user behind an oncall name, if mapped (then Slack shows a mention).
+        let by = self
+            .approvers
+            .iter()
+            .find(|(_, name)| name.as_str() == by)
+            .map(|(id, _)| id.clone())
+            .unwrap_or_else(|| by.to_string());
         let outcome = if approve {
-            slack::Outcome::Approved { by: by.to_string() }
+            slack::Outcome::Approved { by }
         } else {
-            slack::Outcome::Denied {
-                by: by.to_string(),
-                reason: None,
-            }
+            slack::Outcome::Denied { by, reason: None }
         };
         let m = slack::decided_message(&view, &outcome);
         if let Err(err) = client

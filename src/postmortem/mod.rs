@@ -6,6 +6,8 @@
 //! action items (owned by roles), lessons learned. Blameless by construction: it names roles and
 //! systems, never people.
 
+pub mod blameless;
+
 use crate::incidents::{Event, Incident};
 use serde_json::Value;
 use std::fmt::Write;

@@ -148,6 +148,15 @@ pub struct ServerSettings {
     pub action_wait_s: u64,
 }
 
+impl ServerSettings {
+    /// The incident store's URL: `database_url`, else the SQLite file in `data_dir`.
+    pub fn store_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("oncall.db").display()))
+    }
+}
+
 impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {

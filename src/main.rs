@@ -319,11 +319,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Postmortem { incident, out } => {
-            let s = &config.server;
-            let url = s
-                .database_url
-                .clone()
-                .unwrap_or_else(|| format!("sqlite:{}", s.data_dir.join("oncall.db").display()));
+            let url = config.server.store_url();
             let found = runtime.block_on(async {
                 let store = oncall::incidents::open(&url).await?;
                 match store.incident(&incident).await? {
@@ -383,11 +379,7 @@ fn main() -> ExitCode {
                     "give the token holder a name (not `oncall`, the agent's name)",
                 );
             }
-            let s = &config.server;
-            let url = s
-                .database_url
-                .clone()
-                .unwrap_or_else(|| format!("sqlite:{}", s.data_dir.join("oncall.db").display()));
+            let url = config.server.store_url();
             let t = oncall::server::auth::new_token();
             let stored = runtime.block_on(async {
                 let store = oncall::incidents::open(&url).await?;

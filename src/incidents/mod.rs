@@ -110,6 +110,23 @@ pub enum StoreError {
     Invalid(String),
 }
 
+impl NewIncident {
+    /// The incident this opens as `id` at `at`: investigating, no severity yet, no thread.
+    pub(crate) fn opened(self, id: String, at: DateTime<Utc>) -> Incident {
+        Incident {
+            id,
+            title: self.title,
+            status: Status::Investigating,
+            severity: String::new(),
+            source: self.source,
+            created_at: at,
+            updated_at: at,
+            owner: self.owner,
+            slack_thread: None,
+        }
+    }
+}
+
 /// What opens an incident.
 #[derive(Debug, Clone)]
 pub struct NewIncident {

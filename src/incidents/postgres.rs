@@ -200,20 +200,7 @@ impl Store for PgStore {
         .map_err(backend)?;
         let ev = append_in(&tx, &id, "report", &new.actor, &new.report, now).await?;
         tx.commit().await.map_err(backend)?;
-        Ok((
-            Incident {
-                id,
-                title: new.title,
-                status: Status::Investigating,
-                severity: String::new(),
-                source: new.source,
-                created_at: now,
-                updated_at: now,
-                owner: new.owner,
-                slack_thread: None,
-            },
-            ev,
-        ))
+        Ok((new.opened(id, now), ev))
     }
 
     async fn append(

@@ -216,17 +216,7 @@ impl Store for SqliteStore {
             .map_err(backend)?;
             let ev = append_in(&tx, &id, "report", &new.actor, &new.report, now)?;
             tx.commit().map_err(backend)?;
-            let inc = Incident {
-                id,
-                title: new.title,
-                status: Status::Investigating,
-                severity: String::new(),
-                source: new.source,
-                created_at: now,
-                updated_at: now,
-                owner: new.owner,
-                slack_thread: None,
-            };
+            let inc = new.opened(id, now);
             Ok((inc, ev))
         })
         .await

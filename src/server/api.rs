@@ -34,6 +34,17 @@ pub async fn page() -> Response {
         .into_response()
 }
 
+/// The incident `id`, or a 404 that names it.
+pub(crate) async fn incident_or_404(
+    st: &AppState,
+    id: &str,
+) -> Result<crate::incidents::Incident, ApiError> {
+    st.store
+        .incident(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))
+}
+
 pub async fn me(Extension(c): Extension<Caller>) -> Json<Value> {
     Json(json!({"name": c.name, "role": role_name(c.role)}))
 }
@@ -234,11 +245,7 @@ pub async fn show(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let inc = st
-        .store
-        .incident(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    let inc = incident_or_404(&st, &id).await?;
     let events = st.store.events(&id, 0, 100_000).await?;
     Ok(Json(json!({
         "incident": inc,
@@ -279,11 +286,7 @@ pub(crate) async fn post_message(
             "the message is longer than {MAX_REPORT_CHARS} characters"
         )));
     }
-    let inc = st
-        .store
-        .incident(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    let inc = incident_or_404(st, id).await?;
     if inc.status == Status::Closed {
         return Err(ApiError::Conflict(format!("incident {id} is closed")));
     }
@@ -303,11 +306,7 @@ pub async fn resume(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let inc = st
-        .store
-        .incident(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    let inc = incident_or_404(&st, &id).await?;
     if inc.status == Status::Closed {
         return Err(ApiError::Conflict(format!("incident {id} is closed")));
     }
@@ -340,9 +339,7 @@ pub async fn request_action(
         b,
         r#"{"tool": "deploy.rollback", "args": {"deployment": "api"}, "why": "..."}"#,
     )?;
-    if st.store.incident(&id).await?.is_none() {
-        return Err(ApiError::NotFound(format!("no incident {id}")));
-    }
+    incident_or_404(&st, &id).await?;
     let actor = match c.role {
         crate::policy::Role::Approver => crate::policy::rules::Actor::Approver,
         crate::policy::Role::Responder => crate::policy::rules::Actor::Responder,
@@ -353,37 +350,18 @@ pub async fn request_action(
     } else {
         req.args
     };
-    let filed = st
-        .desk
-        .request(
-            &st.registry,
-            &id,
-            &req.tool,
-            args.clone(),
-            &c.name,
-            actor,
-            &[],
-        )
+    let (request, plan) = runner::file(&st, &id, &req.tool, &args, &c.name, actor, &req.why, &[])
+        .await
         .map_err(|e| match e {
-            crate::policy::desk::DeskError::Audit(m) => ApiError::Internal(m),
-            other => ApiError::BadRequest(other.to_string()),
+            runner::FileError::Desk(crate::policy::desk::DeskError::Audit(m)) => {
+                ApiError::Internal(m)
+            }
+            runner::FileError::Desk(other) => ApiError::BadRequest(other.to_string()),
+            runner::FileError::Store(e) => ApiError::from(e),
         })?;
-    let plan = st.desk.entry(&filed.id).and_then(|e| e.plan);
-    st.publish(
-        &id,
-        "action_requested",
-        &c.name,
-        json!({"request": filed.id, "tool": req.tool, "args": args, "plan": plan, "why": req.why}),
-    )
-    .await?;
-    st.metrics
-        .count(&st.metrics.approvals, &[("event", "requested")]);
-    if let Some(slack) = &st.slack {
-        slack.approval_requested(&st, &id, &filed.id).await;
-    }
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"request": filed.id, "state": {"state": "pending"}, "plan": plan})),
+        Json(json!({"request": request, "state": {"state": "pending"}, "plan": plan})),
     )
         .into_response())
 }
@@ -491,11 +469,7 @@ pub async fn draft_postmortem(
     Extension(c): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let inc = st
-        .store
-        .incident(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    let inc = incident_or_404(&st, &id).await?;
     let events = st.store.events(&id, 0, 100_000).await?;
     let md = crate::postmortem::draft(&inc, &events);
     let findings = crate::postmortem::blameless::check(&md);
@@ -549,11 +523,7 @@ pub async fn set_status(
             )));
         }
     };
-    let inc = st
-        .store
-        .incident(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    let inc = incident_or_404(&st, &id).await?;
     if inc.status == Status::Investigating {
         return Err(ApiError::Conflict(format!(
             "incident {id} is being investigated; wait for the round to finish"
@@ -581,11 +551,7 @@ pub async fn postmortem(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let inc = st
-        .store
-        .incident(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
+    let inc = incident_or_404(&st, &id).await?;
     let events = st.store.events(&id, 0, 100_000).await?;
     let md = crate::postmortem::draft(&inc, &events);
     Ok(([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], md).into_response())

@@ -121,11 +121,7 @@ impl AppState {
         operator_token: Option<&str>,
     ) -> Result<Arc<AppState>, ServerError> {
         let s = &config.server;
-        let url = s
-            .database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite:{}", s.data_dir.join("oncall.db").display()));
-        let store = crate::incidents::open(&url)
+        let store = crate::incidents::open(&s.store_url())
             .await
             .map_err(|e| ServerError::Setup(e.to_string()))?;
         let audit_path = config

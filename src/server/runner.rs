@@ -274,6 +274,58 @@ async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Why a request was not filed, or was filed and not announced.
+pub enum FileError {
+    /// The desk refused it (policy, arguments) or could not audit it: it does not exist.
+    Desk(crate::policy::desk::DeskError),
+    /// It exists at the desk, but its `action_requested` event could not be stored.
+    Store(crate::incidents::StoreError),
+}
+
+/// Files a request for `tool` at the desk and announces it: the `action_requested` event with
+/// its dry run, the metric, and the approval message in the incident's Slack thread. Shared by
+/// the agent's proposals and people's requests. Returns the request id and its plan.
+#[allow(clippy::too_many_arguments)]
+pub async fn file(
+    st: &Arc<AppState>,
+    incident: &str,
+    tool: &str,
+    args: &Value,
+    who: &str,
+    actor: Actor,
+    why: &str,
+    evidence: &[Value],
+) -> Result<(String, Option<Value>), FileError> {
+    let req = st
+        .desk
+        .request(
+            &st.registry,
+            incident,
+            tool,
+            args.clone(),
+            who,
+            actor,
+            evidence,
+        )
+        .map_err(FileError::Desk)?;
+    st.metrics
+        .count(&st.metrics.approvals, &[("event", "requested")]);
+    let plan = st.desk.entry(&req.id).and_then(|e| e.plan);
+    let announced = st
+        .publish(
+            incident,
+            "action_requested",
+            who,
+            json!({"request": req.id, "tool": tool, "args": args, "plan": plan, "why": why}),
+        )
+        .await;
+    if let Some(slack) = &st.slack {
+        slack.approval_requested(st, incident, &req.id).await;
+    }
+    announced.map_err(FileError::Store)?;
+    Ok((req.id, plan))
+}
+
 /// Files the agent's request for a live action, unless the same one is already open.
 async fn file_request(
     st: &Arc<AppState>,
@@ -298,41 +350,26 @@ async fn file_request(
     if open {
         return;
     }
-    match st.desk.request(
-        &st.registry,
+    let filed = file(
+        st,
         incident,
         tool,
-        args.clone(),
+        args,
         "oncall",
         Actor::Agent,
+        why,
         evidence,
-    ) {
-        Ok(req) => {
-            st.metrics
-                .count(&st.metrics.approvals, &[("event", "requested")]);
-            let plan = st.desk.entry(&req.id).and_then(|e| e.plan);
-            let _ = st
-                .publish(
-                    incident,
-                    "action_requested",
-                    "oncall",
-                    json!({"request": req.id, "tool": tool, "args": args, "plan": plan, "why": why}),
-                )
-                .await;
-            if let Some(slack) = &st.slack {
-                slack.approval_requested(st, incident, &req.id).await;
-            }
-        }
-        Err(e) => {
-            let _ = st
-                .publish(
-                    incident,
-                    "notice",
-                    "oncall",
-                    json!({"message": format!("{tool} {args} could not be filed for approval: {e}")}),
-                )
-                .await;
-        }
+    )
+    .await;
+    if let Err(FileError::Desk(e)) = filed {
+        let _ = st
+            .publish(
+                incident,
+                "notice",
+                "oncall",
+                json!({"message": format!("{tool} {args} could not be filed for approval: {e}")}),
+            )
+            .await;
     }
 }
 
@@ -366,9 +403,7 @@ pub async fn decide(
                 human.name
             )));
         }
-        let (st2, request2, executor) = (st.clone(), request.to_string(), human.name.clone());
-        let incident = e.incident.clone();
-        tokio::spawn(async move { execute(&st2, &incident, &request2, &executor).await });
+        spawn_execute(st, &e.incident, request, &human.name);
         return Ok(e.state);
     }
     let state = st
@@ -397,9 +432,7 @@ pub async fn decide(
     // The decision is in the audit log: the execution starts now, whatever happens to this
     // request's answer; the event and the Slack update below are best effort.
     if approve {
-        let (st, request, executor) = (st.clone(), request.to_string(), human.name.clone());
-        let incident = incident.clone();
-        tokio::spawn(async move { execute(&st, &incident, &request, &executor).await });
+        spawn_execute(st, &incident, request, &human.name);
     }
     st.metrics.count(
         &st.metrics.approvals,
@@ -428,6 +461,13 @@ pub async fn decide(
         });
     }
     Ok(state)
+}
+
+/// Runs an approved request in the background.
+fn spawn_execute(st: &Arc<AppState>, incident: &str, request: &str, executor: &str) {
+    let (st, incident) = (st.clone(), incident.to_string());
+    let (request, executor) = (request.to_string(), executor.to_string());
+    tokio::spawn(async move { execute(&st, &incident, &request, &executor).await });
 }
 
 /// Runs an approved request once and records what it did and what it changed.

@@ -61,9 +61,7 @@ pub async fn events(
         })
         .transpose()?;
     let after = from_header.or(q.after).unwrap_or(0).max(0);
-    if st.store.incident(&id).await?.is_none() {
-        return Err(ApiError::NotFound(format!("no incident {id}")));
-    }
+    super::api::incident_or_404(&st, &id).await?;
     let Ok(permit) = st.streams.clone().try_acquire_owned() else {
         return Err(ApiError::Unavailable(format!(
             "{} event streams are open, the most this server takes; retry later",

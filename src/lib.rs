@@ -24,6 +24,8 @@
 //! - [`incidents`]: the incident store: each incident an append-only event log, in SQLite (WAL,
 //!   the embedded default) or PostgreSQL (replicas sharing one database).
 //! - [`postmortem`]: the post-mortem draft, built from an incident's own log.
+//! - [`memory`]: incident memory: resolved incidents embedded (hashed TF-IDF by default) and
+//!   kept with the incident store; `memory.similar` finds the past incidents like this one.
 //! - [`server`]: `oncall serve`: bearer tokens with roles, the incident API with live events
 //!   (SSE), approvals that run an action once and record its effect, Slack, the web page,
 //!   metrics, and OTLP/HTTP trace ingest into the span store.
@@ -56,6 +58,7 @@ pub mod config;
 pub mod eval;
 pub mod incidents;
 pub mod llm;
+pub mod memory;
 pub mod policy;
 pub mod postmortem;
 pub mod server;

@@ -184,6 +184,21 @@ pub trait Store: Send + Sync {
     async fn token_count(&self) -> Result<i64, StoreError>;
     /// A cheap round trip (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Stores (or replaces) one incident's memory row for one embedder.
+    async fn memory_put(&self, row: &MemoryRow) -> Result<(), StoreError>;
+    /// Every memory row, oldest first.
+    async fn memory_rows(&self) -> Result<Vec<MemoryRow>, StoreError>;
+}
+
+/// One resolved incident as incident memory keeps it: the document (JSON) and its vector under
+/// one embedder (hex of little-endian f32). The memory layer owns both encodings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryRow {
+    pub incident: String,
+    pub embedder: String,
+    pub doc: String,
+    pub vector: String,
+    pub created_at: DateTime<Utc>,
 }
 
 /// Opens the store `url` names: `postgres://...` or `postgresql://...` for PostgreSQL,
@@ -412,7 +427,23 @@ pub(crate) const MIGRATIONS: &[&str] = &["CREATE TABLE incidents (
         sha256 TEXT NOT NULL UNIQUE,
         created_at TEXT NOT NULL
     );
-    CREATE INDEX incidents_status ON incidents (status, owner);"];
+    CREATE INDEX incidents_status ON incidents (status, owner);",
+    "CREATE TABLE memory (
+        incident TEXT NOT NULL,
+        embedder TEXT NOT NULL,
+        doc TEXT NOT NULL,
+        vector TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (incident, embedder)
+    );"];
+
+/// The upsert both backends use for memory rows.
+pub(crate) const MEMORY_PUT: &str = "INSERT INTO memory (incident, embedder, doc, vector, created_at)
+     VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (incident, embedder) DO UPDATE SET doc = excluded.doc,
+     vector = excluded.vector, created_at = excluded.created_at";
+pub(crate) const MEMORY_ROWS: &str =
+    "SELECT incident, embedder, doc, vector, created_at FROM memory ORDER BY created_at, incident, embedder";
 
 /// Timestamps are stored as fixed-width RFC 3339 text, so text order is time order.
 pub(crate) fn ts(at: DateTime<Utc>) -> String {

@@ -371,6 +371,41 @@ impl Store for PgStore {
             .get(0))
     }
 
+    async fn memory_put(&self, row: &super::MemoryRow) -> Result<(), StoreError> {
+        let mut g = self.client().await?;
+        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        c.execute(
+            super::MEMORY_PUT,
+            &[
+                &row.incident,
+                &row.embedder,
+                &row.doc,
+                &row.vector,
+                &ts(row.created_at),
+            ],
+        )
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn memory_rows(&self) -> Result<Vec<super::MemoryRow>, StoreError> {
+        let mut g = self.client().await?;
+        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        let rows = c.query(super::MEMORY_ROWS, &[]).await.map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(super::MemoryRow {
+                    incident: r.get(0),
+                    embedder: r.get(1),
+                    doc: r.get(2),
+                    vector: r.get(3),
+                    created_at: parse_ts(r.get(4))?,
+                })
+            })
+            .collect()
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let mut g = self.client().await?;
         let c = g.as_mut().ok_or_else(|| backend("no connection"))?;

@@ -419,6 +419,49 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn memory_put(&self, row: &super::MemoryRow) -> Result<(), StoreError> {
+        let r = row.clone();
+        Self::with(&self.writer, move |c| {
+            c.execute(
+                super::MEMORY_PUT,
+                params![r.incident, r.embedder, r.doc, r.vector, ts(r.created_at)],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn memory_rows(&self) -> Result<Vec<super::MemoryRow>, StoreError> {
+        Self::with(&self.reader, |c| {
+            let mut st = c.prepare(super::MEMORY_ROWS).map_err(backend)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                })
+                .map_err(backend)?;
+            let mut out = vec![];
+            for row in rows {
+                let (incident, embedder, doc, vector, at) = row.map_err(backend)?;
+                out.push(super::MemoryRow {
+                    incident,
+                    embedder,
+                    doc,
+                    vector,
+                    created_at: parse_ts(&at)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Self::with(&self.reader, |c| {
             c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))

@@ -93,6 +93,7 @@ impl Registry {
             default_window_s: config.traces.window_s,
         };
         Registry::from_tools(vec![
+            Box::new(crate::memory::tool::SimilarTool { memory: None }),
             Box::new(HostUseSnapshot::new(config.clone())),
             Box::new(pg::statements::TopQueriesTool { dbs: dbs.clone() }),
             Box::new(pg::activity::ActivityTool { dbs: dbs.clone() }),
@@ -118,6 +119,23 @@ impl Registry {
             Box::new(CancelBackend { dbs: dbs.clone() }),
             Box::new(TerminateBackend { dbs }),
         ])
+    }
+
+    /// This registry with `tool` in place of the tool of the same name (or added at the end).
+    pub fn with_tool(mut self, tool: Box<dyn DynTool>) -> Registry {
+        let name = tool.spec().name;
+        match self.tools.iter().position(|t| t.spec().name == name) {
+            Some(i) => self.tools[i] = tool,
+            None => self.tools.push(tool),
+        }
+        self
+    }
+
+    /// This registry with incident memory behind `memory.similar`.
+    pub fn with_memory(self, memory: Arc<crate::memory::Memory>) -> Registry {
+        self.with_tool(Box::new(crate::memory::tool::SimilarTool {
+            memory: Some(memory),
+        }))
     }
 
     /// A registry over a given list, with no policy file: reads run, everything else needs an

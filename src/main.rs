@@ -130,6 +130,46 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Incident memory: search the resolved incidents, or measure recall over the eval suite.
+    Memory {
+        #[command(subcommand)]
+        command: MemoryCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MemoryCommand {
+    /// The remembered incidents most similar to TEXT (from the incident store).
+    Search {
+        #[arg(value_name = "TEXT", required = true, num_args = 1..)]
+        text: Vec<String>,
+        /// How many to show.
+        #[arg(long, default_value_t = 5)]
+        limit: usize,
+    },
+    /// Recall@k of each embedder over the eval suite: every case is remembered as a resolved
+    /// incident, then each is investigated again with the others in memory.
+    Recall {
+        /// Directory of oncall-case/1 files.
+        #[arg(long, default_value = "eval/cases")]
+        cases: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        k: usize,
+        /// Embedders to measure (default: the configured one). `minilm` needs the `minilm`
+        /// build feature; `openai` the configured embeddings endpoint.
+        #[arg(long, value_enum, num_args = 1..)]
+        embedder: Vec<EmbedderArg>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum EmbedderArg {
+    Hashed,
+    Minilm,
+    Openai,
 }
 
 #[derive(Subcommand)]
@@ -241,6 +281,15 @@ fn main() -> ExitCode {
             quiet,
         } => {
             let report = report.join(" ");
+            // Incident memory, when a store with remembered incidents exists (never created here).
+            let registry = match runtime.block_on(open_memory(&config, false)) {
+                Ok(Some(m)) => registry.with_memory(std::sync::Arc::new(m)),
+                Ok(None) => registry,
+                Err(e) => {
+                    eprintln!("warning: incident memory is unavailable: {e}");
+                    registry
+                }
+            };
             let model = match oncall::llm::build(&config) {
                 Ok(m) => m,
                 Err(e) => return usage_error(&e.to_string()),
@@ -318,6 +367,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Memory { command } => memory_command(command, &config, &registry, &runtime),
         Command::Postmortem { incident, out } => {
             let url = config.server.store_url();
             let found = runtime.block_on(async {
@@ -325,7 +375,22 @@ fn main() -> ExitCode {
                 match store.incident(&incident).await? {
                     Some(inc) => {
                         let events = store.events(&incident, 0, 1_000_000).await?;
-                        Ok(Some(oncall::postmortem::draft(&inc, &events)))
+                        let prompts =
+                            oncall::agent::prompts::Prompts::load(&config.llm.prompts_dir);
+                        let mut facts = oncall::postmortem::facts(&inc, &events);
+                        // A configured model writes the prose; each claim is checked against the log.
+                        if let Ok(m) = oncall::llm::build(&config)
+                            && !m.is_offline()
+                        {
+                            facts =
+                                oncall::postmortem::prose::write(m.as_ref(), &prompts, facts).await;
+                            for n in facts.notes.iter().chain(&facts.dropped) {
+                                eprintln!("note: {n}");
+                            }
+                        }
+                        let md = oncall::postmortem::render(&prompts, &facts)
+                            .map_err(|e| oncall::incidents::StoreError::Invalid(e.to_string()))?;
+                        Ok(Some(md))
                     }
                     None => Ok::<_, oncall::incidents::StoreError>(None),
                 }
@@ -638,6 +703,143 @@ fn main() -> ExitCode {
                     println!("  args: {}", t["parameters"]);
                     println!();
                 }
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Incident memory over the configured store. With `create` false, a SQLite store that does
+/// not exist yet is left alone (None).
+async fn open_memory(
+    config: &oncall::config::Config,
+    create: bool,
+) -> Result<Option<oncall::memory::Memory>, String> {
+    let url = config.server.store_url();
+    if !create
+        && config.server.database_url.is_none()
+        && !config.server.data_dir.join("oncall.db").exists()
+    {
+        return Ok(None);
+    }
+    let store = oncall::incidents::open(&url)
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    oncall::memory::Memory::open(config, store)
+        .await
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+fn memory_command(
+    command: MemoryCommand,
+    config: &std::sync::Arc<oncall::config::Config>,
+    registry: &Registry,
+    runtime: &tokio::runtime::Runtime,
+) -> ExitCode {
+    match command {
+        MemoryCommand::Search { text, limit } => {
+            let text = text.join(" ");
+            let found = runtime.block_on(async {
+                let Some(m) = open_memory(config, false).await? else {
+                    return Ok((String::new(), 0, vec![]));
+                };
+                let hits = m.similar(&text, limit).await.map_err(|e| e.to_string())?;
+                let n = m.len().await.map_err(|e| e.to_string())?;
+                Ok::<_, String>((m.describe(), n, hits))
+            });
+            match found {
+                Ok((_, 0, _)) => {
+                    println!(
+                        "no resolved incident is remembered yet in {} (incidents are remembered when they are resolved)",
+                        config.server.store_url()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok((how, n, hits)) => {
+                    println!("{n} remembered incident(s), searched with {how}");
+                    if hits.is_empty() {
+                        println!("none is similar enough ([memory] min_score)");
+                    }
+                    for h in hits {
+                        println!(
+                            "{:.3}  {}  {}\n       cause: {}{}\n       fixed by: {}",
+                            h.score,
+                            h.incident,
+                            h.title,
+                            h.cause,
+                            h.category
+                                .as_ref()
+                                .map(|c| format!(" [{c}]"))
+                                .unwrap_or_default(),
+                            if h.fixed_by.is_empty() {
+                                "(nothing recorded)".to_string()
+                            } else {
+                                h.fixed_by.join("; ")
+                            }
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        MemoryCommand::Recall {
+            cases,
+            k,
+            embedder,
+            json,
+        } => {
+            let loaded = match oncall::eval::case::load_dir(&cases, &registry.specs()) {
+                Ok(c) => c,
+                Err(e) => return usage_error(&e.to_string()),
+            };
+            let kinds: Vec<oncall::config::EmbedderKind> = if embedder.is_empty() {
+                vec![config.memory.embedder]
+            } else {
+                embedder
+                    .iter()
+                    .map(|e| match e {
+                        EmbedderArg::Hashed => oncall::config::EmbedderKind::Hashed,
+                        EmbedderArg::Minilm => oncall::config::EmbedderKind::Minilm,
+                        EmbedderArg::Openai => oncall::config::EmbedderKind::Openai,
+                    })
+                    .collect()
+            };
+            let mut reports = vec![];
+            for kind in kinds {
+                let mut cfg = (**config).clone();
+                cfg.memory.embedder = kind;
+                let emb = match oncall::memory::embedder(&cfg) {
+                    Ok(e) => e,
+                    Err(e) => return usage_error(&e.to_string()),
+                };
+                eprintln!(
+                    "recall@{k} of {} over {} case(s)...",
+                    emb.name(),
+                    loaded.len()
+                );
+                match runtime.block_on(oncall::memory::recall::recall(
+                    &loaded, &cfg, registry, emb, k,
+                )) {
+                    Ok(r) => reports.push(r),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&oncall::memory::recall::json(&reports))
+                        .unwrap_or_default()
+                );
+            } else {
+                print!("{}", oncall::memory::recall::markdown(&reports));
             }
             ExitCode::SUCCESS
         }

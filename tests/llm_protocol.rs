@@ -398,7 +398,7 @@ async fn confirming_without_citing_evidence_is_refused() {
         llm.tool_messages(3)
             .last()
             .unwrap()
-            .contains("board operation, not a measurement")
+            .contains("not a measurement of the present")
     );
 }
 

@@ -4,21 +4,13 @@
 
 mod common;
 
-use common::server::{OPERATOR, Srv, kinds, start, stream_until, wait_for};
+use common::server::{OPERATOR, kinds, start, stream_until, wait_for};
 use oncall::config::Config;
 use oncall::policy::Role;
 use serde_json::json;
 use std::time::Duration;
 
 const QUIET: &str = "users say the status page feels slow";
-
-async fn open(srv: &Srv, token: &str, report: &str) -> String {
-    let (status, v) = srv
-        .post(token, "/api/v1/incidents", json!({ "report": report }))
-        .await;
-    assert_eq!(status, 202, "{v}");
-    v["id"].as_str().expect("id").to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_entry_point_checks_token_and_role() {
@@ -162,7 +154,7 @@ async fn bad_requests_get_clear_errors() {
 async fn an_incident_streams_live_resumes_from_last_event_id_and_continues_on_a_message() {
     let srv = start(Config::default()).await;
     let t = srv.token("re", Role::Responder).await;
-    let id = open(&srv, &t, QUIET).await;
+    let id = srv.open_incident(&t, QUIET).await;
     // Live: the stream delivers the whole round, in order, without gaps.
     let seen = stream_until(
         &srv.base,
@@ -269,7 +261,7 @@ async fn an_approval_over_http_runs_a_real_action_once_and_records_its_effect() 
     let ana = srv.token("ana", Role::Approver).await;
     let bo = srv.token("bo", Role::Approver).await;
     let cy = srv.token("cy", Role::Responder).await;
-    let id = open(&srv, &cy, QUIET).await;
+    let id = srv.open_incident(&cy, QUIET).await;
     // A real process to stop.
     let mut victim = std::process::Command::new("sleep")
         .arg("300")
@@ -452,7 +444,7 @@ async fn callers_beyond_their_rate_get_429_and_others_are_served() {
 async fn an_incident_closes_only_after_its_blameless_post_mortem_draft() {
     let srv = start(Config::default()).await;
     let t = srv.token("re", Role::Responder).await;
-    let id = open(&srv, &t, QUIET).await;
+    let id = srv.open_incident(&t, QUIET).await;
     wait_for(&srv, &t, &id, Duration::from_secs(60), "the round", |e| {
         e.last().is_some_and(|l| l["data"]["status"] == "waiting")
     })

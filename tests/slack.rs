@@ -299,6 +299,45 @@ async fn a_slash_command_is_acknowledged_at_once_and_the_thread_gets_the_result_
             .any(|(m, b)| m == "chat.update" && b["ts"] == msg_ts.as_str())
     })
     .await;
+    // The post-mortem draft goes into the thread: summary, cause and resolution, cited.
+    let (s, v) = srv
+        .post(
+            OPERATOR,
+            &format!("/api/v1/incidents/{id}/postmortem"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    wait_calls(&calls, "the draft in the thread", |c| {
+        c.iter().any(|(m, b)| {
+            m == "chat.postMessage"
+                && b["thread_ts"] == "1700000000.000001"
+                && b["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("Post-mortem draft for"))
+        })
+    })
+    .await;
+    let c = calls.lock().unwrap().clone();
+    let draft = c
+        .iter()
+        .rev()
+        .find_map(|(_, b)| {
+            b["text"]
+                .as_str()
+                .filter(|t| t.contains("Post-mortem draft for"))
+        })
+        .unwrap()
+        .to_string();
+    for needle in [
+        "*Summary*",
+        "*Root cause and trigger*",
+        "*Resolution*",
+        "host.signal_process",
+        "(#",
+    ] {
+        assert!(draft.contains(needle), "{needle} in {draft}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,7 +102,7 @@ pub enum BoardError {
     #[error("tool call {0} failed, so it is not evidence; cite a call that returned data")]
     FailedCall(String),
     #[error(
-        "tool call {0} was a board operation, not a measurement; cite a call of a measuring tool"
+        "tool call {0} was a board operation or a memory lookup, not a measurement of the present; cite a call of a measuring tool"
     )]
     NotEvidence(String),
     #[error(
@@ -215,7 +215,8 @@ impl Board {
         if !ok {
             return Err(BoardError::FailedCall(call.to_string()));
         }
-        if tool.starts_with("board.") {
+        // Past incidents are leads, not measurements of the present.
+        if tool.starts_with("board.") || tool.starts_with("memory.") {
             return Err(BoardError::NotEvidence(call.to_string()));
         }
         let (confirm, reject) = (self.confirm, self.reject);
@@ -286,6 +287,7 @@ mod tests {
         b.record_call("c1", "host.use_snapshot", true);
         b.record_call("c2", "host.use_snapshot", false);
         b.record_call("c3", "board.propose", true);
+        b.record_call("c4", "memory.similar", true);
         b
     }
 
@@ -318,6 +320,10 @@ mod tests {
         assert_eq!(
             b.cite(&h, "c3", true, 0.9, "x"),
             Err(BoardError::NotEvidence("c3".into()))
+        );
+        assert_eq!(
+            b.cite(&h, "c4", true, 0.9, "it happened before"),
+            Err(BoardError::NotEvidence("c4".into()))
         );
         assert!(b.cite("H7", "c1", true, 0.5, "x").is_err());
         b.cite(&h, "c1", true, 0.25, "weak").unwrap();

@@ -662,7 +662,8 @@ pub async fn investigate(
             stabilize.push(r.clone());
         }
     }
-    let next = next_steps::next_steps(&hints, &findings);
+    let mut next = next_steps::next_steps(&hints, &findings);
+    next.extend(next_steps::from_memory(&run.calls));
     events.emit(&Event::Finished {
         conclusion: conclusion.clone(),
     });

@@ -320,3 +320,44 @@ pub fn stabilize(hints: &ReportHints, findings: &[Hypothesis]) -> Vec<ProposedAc
     }
     out
 }
+
+/// The closest past incident `memory.similar` returned, as a lead to check now: its cause and
+/// what fixed it. A lead, not evidence: nothing on the board moves because of it.
+pub fn from_memory(calls: &[super::ToolCallRecord]) -> Vec<NextStep> {
+    let Some(hit) = calls
+        .iter()
+        .filter(|c| c.tool == "memory.similar" && c.ok)
+        .filter_map(|c| {
+            c.output
+                .as_ref()?
+                .get("similar")?
+                .as_array()?
+                .first()
+                .cloned()
+        })
+        .next()
+    else {
+        return vec![];
+    };
+    let s = |k: &str| hit[k].as_str().unwrap_or_default().to_string();
+    let mut why = format!(
+        "A similar past incident, {} (similarity {:.2}), was caused by: {}",
+        s("incident"),
+        hit["score"].as_f64().unwrap_or_default(),
+        s("cause")
+    );
+    if !s("category").is_empty() {
+        why.push_str(&format!(" [{} on {}]", s("category"), s("component")));
+    }
+    why.push_str(". Check whether the same cause is present now.");
+    let commands: Vec<String> = hit["fixed_by"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str())
+                .map(|x| format!("last time: {x}"))
+                .collect()
+        })
+        .unwrap_or_default();
+    vec![step(why, &commands)]
+}

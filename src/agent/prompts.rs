@@ -12,6 +12,14 @@ const BUILTIN: &[(&str, &str)] = &[
     ("user.md.j2", include_str!("../../prompts/user.md.j2")),
     ("final.md.j2", include_str!("../../prompts/final.md.j2")),
     (
+        "postmortem.md.j2",
+        include_str!("../../prompts/postmortem.md.j2"),
+    ),
+    (
+        "postmortem-prose.md.j2",
+        include_str!("../../prompts/postmortem-prose.md.j2"),
+    ),
+    (
         "partials/protocol.md.j2",
         include_str!("../../prompts/partials/protocol.md.j2"),
     ),
@@ -43,10 +51,21 @@ pub struct Prompts {
 impl Prompts {
     /// Loads templates, preferring files in `dir` over the compiled-in copies.
     pub fn load(dir: &Path) -> Prompts {
-        let dir: PathBuf = dir.to_path_buf();
+        Prompts::with_dir(Some(dir.to_path_buf()))
+    }
+
+    /// Only the compiled-in templates.
+    pub fn builtin() -> Prompts {
+        Prompts::with_dir(None)
+    }
+
+    fn with_dir(dir: Option<PathBuf>) -> Prompts {
         let mut env = Environment::new();
         env.set_loader(move |name| {
-            if let Ok(text) = std::fs::read_to_string(dir.join(name)) {
+            if let Some(text) = dir
+                .as_ref()
+                .and_then(|d| std::fs::read_to_string(d.join(name)).ok())
+            {
                 return Ok(Some(text));
             }
             Ok(BUILTIN

@@ -360,6 +360,23 @@ pub mod contract {
             })
         );
         store.ping().await.expect("ping");
+        // Memory rows: one per (incident, embedder), replaced in place, oldest first.
+        assert!(store.memory_rows().await.expect("rows").is_empty());
+        let row = |embedder: &str, vector: &str, secs: i64| MemoryRow {
+            incident: inc.id.clone(),
+            embedder: embedder.into(),
+            doc: "{\"cause\": \"lock\"}".into(),
+            vector: vector.into(),
+            created_at: DateTime::from_timestamp(1_800_000_000 + secs, 0).expect("time"),
+        };
+        store.memory_put(&row("e1", "00", 0)).await.expect("put");
+        store.memory_put(&row("e2", "11", 1)).await.expect("put");
+        store
+            .memory_put(&row("e1", "22", 2))
+            .await
+            .expect("replace");
+        let rows = store.memory_rows().await.expect("rows");
+        assert_eq!(rows, vec![row("e2", "11", 1), row("e1", "22", 2)]);
     }
 
     /// Concurrent appends to one incident get distinct, gapless sequence numbers.
@@ -398,7 +415,8 @@ pub mod contract {
 
 /// The schema, one migration per entry, applied in order; `schema_version` holds how many ran.
 /// Plain SQL both SQLite and PostgreSQL accept, so both backends have the same tables.
-pub(crate) const MIGRATIONS: &[&str] = &["CREATE TABLE incidents (
+pub(crate) const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE incidents (
         id TEXT PRIMARY KEY,
         day TEXT NOT NULL,
         n INTEGER NOT NULL,
@@ -435,15 +453,16 @@ pub(crate) const MIGRATIONS: &[&str] = &["CREATE TABLE incidents (
         vector TEXT NOT NULL,
         created_at TEXT NOT NULL,
         PRIMARY KEY (incident, embedder)
-    );"];
+    );",
+];
 
 /// The upsert both backends use for memory rows.
-pub(crate) const MEMORY_PUT: &str = "INSERT INTO memory (incident, embedder, doc, vector, created_at)
+pub(crate) const MEMORY_PUT: &str =
+    "INSERT INTO memory (incident, embedder, doc, vector, created_at)
      VALUES ($1, $2, $3, $4, $5)
      ON CONFLICT (incident, embedder) DO UPDATE SET doc = excluded.doc,
      vector = excluded.vector, created_at = excluded.created_at";
-pub(crate) const MEMORY_ROWS: &str =
-    "SELECT incident, embedder, doc, vector, created_at FROM memory ORDER BY created_at, incident, embedder";
+pub(crate) const MEMORY_ROWS: &str = "SELECT incident, embedder, doc, vector, created_at FROM memory ORDER BY created_at, incident, embedder";
 
 /// Timestamps are stored as fixed-width RFC 3339 text, so text order is time order.
 pub(crate) fn ts(at: DateTime<Utc>) -> String {

@@ -98,7 +98,9 @@ impl Doc {
                 .as_array()
                 .map(|a| {
                     a.iter()
-                        .map(|p| format!("proposed {} {}: {}", s(p, "tool"), p["args"], s(p, "why")))
+                        .map(|p| {
+                            format!("proposed {} {}: {}", s(p, "tool"), p["args"], s(p, "why"))
+                        })
                         .collect()
                 })
                 .unwrap_or_default()

@@ -46,9 +46,7 @@ pub struct Hashed {
 
 impl Hashed {
     pub fn new(dims: usize) -> Hashed {
-        Hashed {
-            dims: dims.max(16),
-        }
+        Hashed { dims: dims.max(16) }
     }
 
     /// The words that count: lowercase alphanumeric runs, without stop words and bare numbers.
@@ -208,7 +206,10 @@ impl Embedder for OpenAiEmbedder {
             )));
         }
         let mut reply: EmbeddingsReply = serde_json::from_str(&body).map_err(|e| {
-            MemoryError::Embed(format!("{} sent a malformed embeddings reply: {e}", self.url))
+            MemoryError::Embed(format!(
+                "{} sent a malformed embeddings reply: {e}",
+                self.url
+            ))
         })?;
         if reply.data.len() != texts.len() {
             return Err(MemoryError::Embed(format!(
@@ -255,13 +256,21 @@ mod tests {
         let a = h.vector("checkout requests hang: a lock held by an idle transaction");
         let b = h.vector("payments hang waiting on a row lock; idle in transaction session");
         let c = h.vector("the disk of the upload host is full");
-        assert!(cosine(&a, &b) > cosine(&a, &c) + 0.1, "{} vs {}", cosine(&a, &b), cosine(&a, &c));
+        assert!(
+            cosine(&a, &b) > cosine(&a, &c) + 0.1,
+            "{} vs {}",
+            cosine(&a, &b),
+            cosine(&a, &c)
+        );
     }
 
     #[test]
     fn vectors_are_stable_and_ignore_numbers_and_stop_words() {
         let h = Hashed::new(1024);
-        assert_eq!(h.vector("CPU at 97 percent"), h.vector("cpu at the 12 percent"));
+        assert_eq!(
+            h.vector("CPU at 97 percent"),
+            h.vector("cpu at the 12 percent")
+        );
         // FNV-1a's published 64-bit test vectors: persisted vectors depend on them.
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);

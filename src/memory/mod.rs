@@ -84,6 +84,7 @@ impl Hit {
 /// Where vectors are searched. `weights`, when given, scale each dimension of both sides
 /// (the IDF of count vectors) before the cosine.
 #[async_trait]
+#[allow(clippy::len_without_is_empty)] // an async count; emptiness is `len() == 0`
 pub trait Index: Send + Sync {
     fn name(&self) -> String;
     async fn put(&self, doc: &Doc, vector: &[f32]) -> Result<(), MemoryError>;
@@ -190,8 +191,12 @@ impl Memory {
             MemoryBackend::Exact => Box::new(exact::Exact::new(embedder.weighting())),
             #[cfg(feature = "qdrant")]
             MemoryBackend::Qdrant => Box::new(
-                qdrant::QdrantIndex::connect(&config.memory, &embedder.name(), embedder.weighting())
-                    .await?,
+                qdrant::QdrantIndex::connect(
+                    &config.memory,
+                    &embedder.name(),
+                    embedder.weighting(),
+                )
+                .await?,
             ),
             #[cfg(not(feature = "qdrant"))]
             MemoryBackend::Qdrant => {
@@ -314,6 +319,8 @@ impl Memory {
             .collect())
     }
 
+    /// How many incidents are remembered.
+    #[allow(clippy::len_without_is_empty)]
     pub async fn len(&self) -> Result<usize, MemoryError> {
         self.index.len().await
     }

@@ -51,11 +51,34 @@ impl crate::agent::events::EventSink for Silent {
 }
 
 fn truth_category(c: &Case) -> Option<String> {
-    let t = c.truth.as_ref()?;
-    serde_json::to_value(t.category)
-        .ok()?
-        .as_str()
-        .map(str::to_string)
+    c.truth.as_ref().map(|t| t.category.label().to_string())
+}
+
+/// Each case investigated by replay (the offline reasoner) and turned into the document a
+/// resolved incident leaves in memory, with the case's true category. Cases without a truth
+/// are skipped.
+pub async fn remembered(
+    cases: &[(PathBuf, Case)],
+    config: &Config,
+    live: &Registry,
+) -> Result<Vec<(super::Doc, String)>, String> {
+    let model = crate::llm::offline::OfflineModel::new(config.thresholds.clone());
+    let mut out = vec![];
+    for (file, c) in cases {
+        let Some(cat) = truth_category(c) else {
+            continue;
+        };
+        let reg = crate::eval::replay::registry(c, live);
+        let inv = crate::agent::investigate(&c.report, &reg, config, &model, &Silent)
+            .await
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        let v = serde_json::to_value(&inv).map_err(|e| e.to_string())?;
+        out.push((
+            super::Doc::from_finished(&c.id, &c.title, &inv.report, &v, vec![], c.observed_at),
+            cat,
+        ));
+    }
+    Ok(out)
 }
 
 /// Recall@k of `embedder` over `cases`, with the offline reasoner replaying each case.
@@ -67,27 +90,12 @@ pub async fn recall(
     k: usize,
 ) -> Result<RecallReport, String> {
     let model = crate::llm::offline::OfflineModel::new(config.thresholds.clone());
-    let mut docs = vec![];
-    let mut truth: HashMap<String, String> = HashMap::new();
-    for (file, c) in cases {
-        let Some(cat) = truth_category(c) else {
-            continue;
-        };
-        truth.insert(c.id.clone(), cat);
-        let reg = crate::eval::replay::registry(c, live);
-        let inv = crate::agent::investigate(&c.report, &reg, config, &model, &Silent)
-            .await
-            .map_err(|e| format!("{}: {e}", file.display()))?;
-        let v = serde_json::to_value(&inv).map_err(|e| e.to_string())?;
-        docs.push(super::Doc::from_finished(
-            &c.id,
-            &c.title,
-            &inv.report,
-            &v,
-            vec![],
-            c.observed_at,
-        ));
-    }
+    let pairs = remembered(cases, config, live).await?;
+    let truth: HashMap<String, String> = pairs
+        .iter()
+        .map(|(d, c)| (d.incident.clone(), c.clone()))
+        .collect();
+    let docs: Vec<super::Doc> = pairs.into_iter().map(|(d, _)| d).collect();
     let mut scored = vec![];
     let mut query_ms = vec![];
     for (_, c) in cases {
@@ -109,11 +117,10 @@ pub async fn recall(
                 .map_err(|e| e.to_string())?;
         }
         let memory = Arc::new(memory);
-        let reg = crate::eval::replay::registry(c, live).with_tool(Box::new(
-            super::tool::SimilarTool {
+        let reg =
+            crate::eval::replay::registry(c, live).with_tool(Box::new(super::tool::SimilarTool {
                 memory: Some(memory.clone()),
-            },
-        ));
+            }));
         let inv = crate::agent::investigate(&c.report, &reg, config, &model, &Silent)
             .await
             .map_err(|e| format!("{}: {e}", c.id))?;
@@ -198,10 +205,7 @@ pub fn markdown(reports: &[RecallReport]) -> String {
         for c in r.cases.iter().filter(|c| c.rank != Some(1)) {
             o.push_str(&format!(
                 "\n- {}: {} ({}) returned {:?}",
-                r.embedder,
-                c.case,
-                c.category,
-                c.returned
+                r.embedder, c.case, c.category, c.returned
             ));
         }
     }

@@ -7,10 +7,12 @@
 //! systems, never people.
 
 pub mod blameless;
+pub mod prose;
 
+use crate::agent::prompts::{PromptError, Prompts};
 use crate::incidents::{Event, Incident};
+use serde::Serialize;
 use serde_json::Value;
-use std::fmt::Write;
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {
     v[k].as_str().unwrap_or_default()
@@ -25,7 +27,7 @@ fn last_round(events: &[Event]) -> Option<&Event> {
 }
 
 /// One line of the timeline for an event, or none for events too small to matter.
-fn timeline_line(e: &Event) -> Option<String> {
+fn timeline_line(e: &Event) -> Option<Fact> {
     let d = &e.data;
     let what = match e.kind.as_str() {
         "report" => format!("Reported: {}", first_line(s(d, "text"))),
@@ -60,11 +62,9 @@ fn timeline_line(e: &Event) -> Option<String> {
         "interrupted" => "oncall stopped mid-investigation (interrupted)".to_string(),
         _ => return None,
     };
-    Some(format!(
-        "- {} {} (#{})",
-        e.at.format("%Y-%m-%d %H:%M:%S UTC"),
-        what,
-        e.seq
+    Some(Fact::new(
+        format!("{} {what}", e.at.format("%Y-%m-%d %H:%M:%S UTC")),
+        e.seq,
     ))
 }
 
@@ -77,100 +77,150 @@ fn first_line(t: &str) -> String {
         .collect()
 }
 
-/// The draft in Markdown.
-pub fn draft(inc: &Incident, events: &[Event]) -> String {
-    let mut md = String::new();
+/// One statement of the draft and the events (`seq`) it comes from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fact {
+    pub text: String,
+    pub cites: Vec<i64>,
+}
+
+impl Fact {
+    pub fn new(text: impl Into<String>, seq: i64) -> Fact {
+        Fact {
+            text: text.into(),
+            cites: vec![seq],
+        }
+    }
+
+    /// A statement that cites nothing: placeholders for the people to fill in, and notes.
+    pub fn bare(text: impl Into<String>) -> Fact {
+        Fact {
+            text: text.into(),
+            cites: vec![],
+        }
+    }
+}
+
+/// An action item, owned by a role (never a person).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActionItem {
+    pub action: String,
+    pub owner: String,
+}
+
+/// Everything the draft states, by section (the Google SRE example post-mortem's), each
+/// statement with the events it comes from. `prompts/postmortem.md.j2` renders it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Facts {
+    pub incident: String,
+    pub title: String,
+    /// Who wrote the prose: `oncall (facts only)` or the model, checked against the log.
+    pub written_by: String,
+    pub summary: Vec<Fact>,
+    pub impact: Vec<Fact>,
+    pub detection: Vec<Fact>,
+    pub root_cause: Vec<Fact>,
+    pub ruled_out: Vec<Fact>,
+    pub resolution: Vec<Fact>,
+    pub timeline: Vec<Fact>,
+    pub went_well: Vec<Fact>,
+    pub went_badly: Vec<Fact>,
+    pub lucky: Vec<Fact>,
+    pub action_items: Vec<ActionItem>,
+    pub lessons: Vec<Fact>,
+    /// How the draft was made (shown at the top of the draft).
+    pub notes: Vec<String>,
+    /// The model's claims that were left out, each with why (not rendered: the API, the CLI
+    /// and the `postmortem_drafted` event carry them).
+    pub dropped: Vec<String>,
+}
+
+/// The facts of an incident's log, by section. Deterministic: the same log, the same facts.
+pub fn facts(inc: &Incident, events: &[Event]) -> Facts {
     let round = last_round(events);
     let empty = Value::Null;
     let r = round.map(|e| &e.data).unwrap_or(&empty);
-    let confirmed: Vec<&Value> = r["hypotheses"]
-        .as_array()
-        .map(|h| h.iter().filter(|h| s(h, "status") == "confirmed").collect())
-        .unwrap_or_default();
-    let rejected: Vec<&Value> = r["hypotheses"]
-        .as_array()
-        .map(|h| h.iter().filter(|h| s(h, "status") == "rejected").collect())
-        .unwrap_or_default();
-    let executed: Vec<&Event> = events
-        .iter()
-        .filter(|e| e.kind == "action_executed")
-        .collect();
-    let verified: Vec<&Event> = events
-        .iter()
-        .filter(|e| e.kind == "action_verified")
-        .collect();
-    let first = events.first();
-    let last = events.last();
-    let _ = writeln!(
-        md,
-        "# Post-mortem draft: incident {} ({})\n",
-        inc.id, inc.title
-    );
-    let _ = writeln!(
-        md,
-        "_Blameless draft built by oncall from the incident's event log; `#n` cites event n. Edit before publishing._\n"
-    );
-    let _ = writeln!(md, "## Summary\n");
-    match round {
-        Some(e) => {
-            let _ = writeln!(md, "{} (#{})\n", s(r, "conclusion"), e.seq);
-        }
-        None => {
-            let _ = writeln!(md, "No investigation finished yet.\n");
-        }
+    let rseq = round.map(|e| e.seq).unwrap_or_default();
+    let hyps = |status: &str| -> Vec<&Value> {
+        r["hypotheses"]
+            .as_array()
+            .map(|h| h.iter().filter(|h| s(h, "status") == status).collect())
+            .unwrap_or_default()
+    };
+    let (confirmed, rejected) = (hyps("confirmed"), hyps("rejected"));
+    let of_kind = |k: &str| -> Vec<&Event> { events.iter().filter(|e| e.kind == k).collect() };
+    let (executed, verified) = (of_kind("action_executed"), of_kind("action_verified"));
+    let mut f = Facts {
+        incident: inc.id.clone(),
+        title: inc.title.clone(),
+        written_by: "oncall, from the incident's event log (facts only)".into(),
+        summary: vec![],
+        impact: vec![],
+        detection: vec![],
+        root_cause: vec![],
+        ruled_out: vec![],
+        resolution: vec![],
+        timeline: events.iter().filter_map(timeline_line).collect(),
+        went_well: vec![],
+        went_badly: vec![],
+        lucky: vec![Fact::bare("(for the responders to fill in)")],
+        action_items: vec![],
+        lessons: vec![Fact::bare("(for the team to fill in)")],
+        notes: vec![],
+        dropped: vec![],
+    };
+    f.summary.push(match round {
+        Some(e) => Fact::new(s(r, "conclusion"), e.seq),
+        None => Fact::bare("No investigation finished yet."),
+    });
+    if let (Some(first), Some(last)) = (events.first(), events.last()) {
+        f.impact.push(Fact {
+            text: format!(
+                "Duration in oncall: {} min, from {} to {}.",
+                (last.at - first.at).num_minutes(),
+                first.at.format("%H:%M UTC"),
+                last.at.format("%H:%M UTC")
+            ),
+            cites: vec![first.seq, last.seq],
+        });
+        f.detection.push(Fact::new(
+            format!(
+                "Opened from {} at {}: \"{}\".",
+                inc.source,
+                first.at.format("%Y-%m-%d %H:%M UTC"),
+                first_line(s(&first.data, "text"))
+            ),
+            first.seq,
+        ));
     }
-    let _ = writeln!(md, "## Impact\n");
-    if let (Some(f), Some(l)) = (first, last) {
-        let mins = (l.at - f.at).num_minutes();
-        let _ = writeln!(
-            md,
-            "- Duration in oncall: {mins} min, from {} (#{}) to {} (#{}).",
-            f.at.format("%H:%M UTC"),
-            f.seq,
-            l.at.format("%H:%M UTC"),
-            l.seq
-        );
-    }
-    if let Some(e) = round {
+    if round.is_some() {
         let t = &r["triage"];
-        let _ = writeln!(
-            md,
-            "- Severity: {} ({}) (#{}).",
-            s(t, "severity"),
-            s(t, "reason"),
-            e.seq
-        );
-        let _ = writeln!(
-            md,
-            "- User-facing: {} (#{}).",
-            if t["user_facing"] == Value::Bool(true) {
-                "yes"
-            } else {
-                "no"
-            },
-            e.seq
-        );
+        f.impact.push(Fact::new(
+            format!("Severity: {} ({}).", s(t, "severity"), s(t, "reason")),
+            rseq,
+        ));
+        f.impact.push(Fact::new(
+            format!(
+                "User-facing: {}.",
+                if t["user_facing"] == Value::Bool(true) {
+                    "yes"
+                } else {
+                    "no"
+                }
+            ),
+            rseq,
+        ));
         if !s(t, "blast_radius").is_empty() {
-            let _ = writeln!(md, "- Blast radius: {} (#{}).", s(t, "blast_radius"), e.seq);
+            f.impact.push(Fact::new(
+                format!("Blast radius: {}.", s(t, "blast_radius")),
+                rseq,
+            ));
         }
     }
-    let _ = writeln!(md, "\n## Detection\n");
-    if let Some(f) = first {
-        let _ = writeln!(
-            md,
-            "Opened from {} at {}: \"{}\" (#{}).",
-            inc.source,
-            f.at.format("%Y-%m-%d %H:%M UTC"),
-            first_line(s(&f.data, "text")),
-            f.seq
-        );
-    }
-    let _ = writeln!(md, "\n## Root cause and trigger\n");
     if confirmed.is_empty() {
-        let _ = writeln!(
-            md,
-            "Not confirmed by evidence yet: no hypothesis reached the confirmation threshold."
-        );
+        f.root_cause.push(Fact::bare(
+            "Not confirmed by evidence yet: no hypothesis reached the confirmation threshold.",
+        ));
     }
     for h in &confirmed {
         let cites: Vec<String> = h["evidence"]
@@ -181,136 +231,164 @@ pub fn draft(inc: &Incident, events: &[Event]) -> String {
                     .collect()
             })
             .unwrap_or_default();
-        let _ = writeln!(
-            md,
-            "- {} `{}` on {}: {} (confidence {:.2}; evidence: {}) (#{}).",
-            s(h, "id"),
-            s(h, "category"),
-            s(h, "component"),
-            s(h, "statement"),
-            h["confidence"].as_f64().unwrap_or_default(),
-            if cites.is_empty() {
-                "none cited".to_string()
-            } else {
-                cites.join("; ")
-            },
-            round.map(|e| e.seq).unwrap_or_default()
-        );
+        f.root_cause.push(Fact::new(
+            format!(
+                "{} `{}` on {}: {} (confidence {:.2}; evidence: {}).",
+                s(h, "id"),
+                s(h, "category"),
+                s(h, "component"),
+                s(h, "statement"),
+                h["confidence"].as_f64().unwrap_or_default(),
+                if cites.is_empty() {
+                    "none cited".to_string()
+                } else {
+                    cites.join("; ")
+                }
+            ),
+            rseq,
+        ));
+        f.action_items.push(ActionItem {
+            action: format!(
+                "prevent `{}` on {} from recurring (alert earlier, add a guard)",
+                s(h, "category"),
+                s(h, "component")
+            ),
+            owner: "service owner".into(),
+        });
     }
-    if !rejected.is_empty() {
-        let _ = writeln!(md, "\nRuled out:");
-        for h in &rejected {
-            let _ = writeln!(
-                md,
-                "- {} `{}`: {}",
+    for h in &rejected {
+        f.ruled_out.push(Fact::new(
+            format!(
+                "{} `{}`: {}",
                 s(h, "id"),
                 s(h, "category"),
                 s(h, "statement")
-            );
-        }
+            ),
+            rseq,
+        ));
     }
-    let _ = writeln!(md, "\n## Resolution\n");
-    let requested: Vec<&Event> = events
-        .iter()
-        .filter(|e| e.kind == "action_requested")
-        .collect();
+    let requested = of_kind("action_requested");
     if requested.is_empty() {
-        let _ = writeln!(md, "No live action was requested through oncall.");
+        f.resolution
+            .push(Fact::bare("No live action was requested through oncall."));
     }
     for q in &requested {
         let id = s(&q.data, "request");
+        let mut fact = Fact::new(format!("{} {}", s(&q.data, "tool"), q.data["args"]), q.seq);
         let decided = events.iter().find(|e| {
             (e.kind == "action_approved" || e.kind == "action_denied")
                 && s(&e.data, "request") == id
         });
-        let ran = executed.iter().find(|e| s(&e.data, "request") == id);
-        let effect = verified.iter().find(|e| s(&e.data, "request") == id);
-        let _ = writeln!(
-            md,
-            "- {} {} (#{}): {}{}{}",
-            s(&q.data, "tool"),
-            q.data["args"],
-            q.seq,
-            match decided {
-                Some(d) if d.kind == "action_approved" => format!("approved (#{})", d.seq),
-                Some(d) => format!("denied: {} (#{})", s(&d.data, "reason"), d.seq),
-                None => "not decided".into(),
-            },
-            ran.map(|e| format!(
-                "; {} (#{})",
-                if e.data["ok"] == Value::Bool(true) {
-                    "executed"
-                } else {
-                    "failed"
-                },
-                e.seq
-            ))
-            .unwrap_or_default(),
-            effect
-                .map(|e| format!("; effect: {} (#{})", s(&e.data, "effect"), e.seq))
-                .unwrap_or_default(),
-        );
-    }
-    let _ = writeln!(md, "\n## Timeline\n");
-    for e in events {
-        if let Some(l) = timeline_line(e) {
-            let _ = writeln!(md, "{l}");
+        match decided {
+            Some(d) if d.kind == "action_approved" => fact.text.push_str(": approved"),
+            Some(d) => fact
+                .text
+                .push_str(&format!(": denied: {}", s(&d.data, "reason"))),
+            None => fact.text.push_str(": not decided"),
         }
+        fact.cites.extend(decided.map(|d| d.seq));
+        if let Some(e) = executed.iter().find(|e| s(&e.data, "request") == id) {
+            fact.text.push_str(if e.data["ok"] == Value::Bool(true) {
+                "; executed"
+            } else {
+                "; failed"
+            });
+            fact.cites.push(e.seq);
+        }
+        if let Some(e) = verified.iter().find(|e| s(&e.data, "request") == id) {
+            fact.text
+                .push_str(&format!("; effect: {}", s(&e.data, "effect")));
+            fact.cites.push(e.seq);
+        }
+        f.resolution.push(fact);
     }
-    let _ = writeln!(md, "\n## What went well\n");
     if !confirmed.is_empty() {
-        let _ = writeln!(md, "- The cause was confirmed with cited measurements.");
+        f.went_well.push(Fact::new(
+            "The cause was confirmed with cited measurements.",
+            rseq,
+        ));
     }
     if !rejected.is_empty() {
-        let _ = writeln!(
-            md,
-            "- {} hypothesis(es) were ruled out by measurement rather than assumed.",
-            rejected.len()
-        );
+        f.went_well.push(Fact::new(
+            format!(
+                "{} hypothesis(es) were ruled out by measurement rather than assumed.",
+                rejected.len()
+            ),
+            rseq,
+        ));
     }
-    if verified
+    if let Some(e) = verified
         .iter()
-        .any(|e| !s(&e.data, "effect").starts_with("no change"))
+        .find(|e| !s(&e.data, "effect").starts_with("no change"))
     {
-        let _ = writeln!(
-            md,
-            "- The stabilizing action's effect was measured after it ran."
-        );
+        f.went_well.push(Fact::new(
+            "The stabilizing action's effect was measured after it ran.",
+            e.seq,
+        ));
     }
-    let _ = writeln!(md, "\n## What went badly\n");
-    if events.iter().any(|e| e.kind == "interrupted") {
-        let _ = writeln!(
-            md,
-            "- The investigation was interrupted and had to be resumed."
-        );
+    if let Some(e) = events.iter().find(|e| e.kind == "interrupted") {
+        f.went_badly.push(Fact::new(
+            "The investigation was interrupted and had to be resumed.",
+            e.seq,
+        ));
     }
     if confirmed.is_empty() {
-        let _ = writeln!(md, "- No cause was confirmed.");
+        f.went_badly.push(match round {
+            Some(e) => Fact::new("No cause was confirmed.", e.seq),
+            None => Fact::bare("No cause was confirmed."),
+        });
     }
-    if events.iter().any(|e| e.kind == "action_denied") {
-        let _ = writeln!(
-            md,
-            "- A proposed action was denied; see Resolution for why."
-        );
+    if let Some(e) = events.iter().find(|e| e.kind == "action_denied") {
+        f.went_badly.push(Fact::new(
+            "A proposed action was denied; see Resolution for why.",
+            e.seq,
+        ));
     }
-    let _ = writeln!(
-        md,
-        "\n## Where we got lucky\n\n- (for the responders to fill in)"
-    );
-    let _ = writeln!(md, "\n## Action items\n");
-    let _ = writeln!(md, "| action | owner (role) |\n| --- | --- |");
-    for h in &confirmed {
-        let _ = writeln!(
-            md,
-            "| prevent `{}` on {} from recurring (alert earlier, add a guard) | service owner |",
-            s(h, "category"),
-            s(h, "component")
-        );
+    f.action_items.push(ActionItem {
+        action: "review this draft and the timeline with the team".into(),
+        owner: "incident commander".into(),
+    });
+    f
+}
+
+/// The draft in Markdown: `prompts/postmortem.md.j2` (or its override in `prompts`' directory)
+/// rendering `facts`.
+pub fn render(prompts: &Prompts, facts: &Facts) -> Result<String, PromptError> {
+    prompts.render("postmortem.md.j2", facts)
+}
+
+/// The deterministic draft of an incident's log, with the shipped template.
+pub fn draft(inc: &Incident, events: &[Event]) -> String {
+    let f = facts(inc, events);
+    render(&Prompts::builtin(), &f)
+        .unwrap_or_else(|e| format!("# Post-mortem draft: incident {}\n\n{e}\n", f.incident))
+}
+
+/// A short version for a chat thread (Slack mrkdwn): summary, root cause and resolution, with
+/// their citations, and where the full draft is.
+pub fn brief(f: &Facts) -> String {
+    let line = |x: &Fact| {
+        let cites: Vec<String> = x.cites.iter().map(|c| format!("#{c}")).collect();
+        if cites.is_empty() {
+            x.text.clone()
+        } else {
+            format!("{} ({})", x.text, cites.join(", "))
+        }
+    };
+    let mut t = format!("*Post-mortem draft for {}* ({})\n", f.incident, f.title);
+    for (title, list) in [
+        ("Summary", &f.summary),
+        ("Root cause and trigger", &f.root_cause),
+        ("Resolution", &f.resolution),
+    ] {
+        t.push_str(&format!("\n*{title}*\n"));
+        for x in list.iter().take(4) {
+            t.push_str(&format!("• {}\n", line(x)));
+        }
     }
-    let _ = writeln!(
-        md,
-        "| review this draft and the timeline with the team | incident commander |"
-    );
-    let _ = writeln!(md, "\n## Lessons learned\n\n- (for the team to fill in)");
-    md
+    t.push_str(&format!(
+        "\nFull draft (timeline, action items, lessons): the incident's page, or GET /api/v1/incidents/{}/postmortem",
+        f.incident
+    ));
+    t
 }

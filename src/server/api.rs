@@ -471,31 +471,37 @@ pub async fn draft_postmortem(
 ) -> Result<Response, ApiError> {
     let inc = incident_or_404(&st, &id).await?;
     let events = st.store.events(&id, 0, 100_000).await?;
-    let md = crate::postmortem::draft(&inc, &events);
+    let prompts = crate::agent::prompts::Prompts::load(&st.config.llm.prompts_dir);
+    let mut facts = crate::postmortem::facts(&inc, &events);
+    // With a model configured it writes the prose; every claim is checked against the log.
+    let m = super::model(&st)?;
+    if !m.is_offline() {
+        facts = crate::postmortem::prose::write(m.as_ref(), &prompts, facts).await;
+    }
+    let md = crate::postmortem::render(&prompts, &facts)
+        .map_err(|e| ApiError::Internal(format!("post-mortem template: {e}")))?;
     let findings = crate::postmortem::blameless::check(&md);
     let e = st
         .publish(
             &id,
             "postmortem_drafted",
             &c.name,
-            json!({"markdown": md, "blameless_findings": findings}),
+            json!({"markdown": md, "blameless_findings": findings, "written_by": facts.written_by, "notes": facts.notes, "dropped": facts.dropped}),
         )
         .await?;
     if let Some(slack) = &st.slack {
-        slack
-            .say(
-                &st,
-                &id,
-                &format!(
-                    "Post-mortem draft for {id} is ready ({} blameless-language finding(s)): GET /api/v1/incidents/{id}/postmortem",
-                    findings.len()
-                ),
-            )
-            .await;
+        let mut text = crate::postmortem::brief(&facts);
+        if !findings.is_empty() {
+            text.push_str(&format!(
+                "\n_{} blameless-language finding(s) to fix before publishing._",
+                findings.len()
+            ));
+        }
+        slack.say(&st, &id, &text).await;
     }
     Ok((
         StatusCode::CREATED,
-        Json(json!({"seq": e.seq, "markdown": md, "blameless_findings": findings})),
+        Json(json!({"seq": e.seq, "markdown": md, "blameless_findings": findings, "written_by": facts.written_by, "notes": facts.notes, "dropped": facts.dropped})),
     )
         .into_response())
 }
@@ -543,6 +549,9 @@ pub async fn set_status(
         }
     }
     st.set_status(&id, status, None).await?;
+    if status == Status::Resolved || inc.status != Status::Resolved {
+        st.remember(&id);
+    }
     Ok(Json(json!({"id": id, "status": status})).into_response())
 }
 
@@ -553,6 +562,14 @@ pub async fn postmortem(
 ) -> Result<Response, ApiError> {
     let inc = incident_or_404(&st, &id).await?;
     let events = st.store.events(&id, 0, 100_000).await?;
-    let md = crate::postmortem::draft(&inc, &events);
+    // The last draft made (it may carry the model's checked prose), else one from the log now.
+    let md = match events.iter().rev().find(|e| e.kind == "postmortem_drafted") {
+        Some(e) => e.data["markdown"].as_str().unwrap_or_default().to_string(),
+        None => crate::postmortem::render(
+            &crate::agent::prompts::Prompts::load(&st.config.llm.prompts_dir),
+            &crate::postmortem::facts(&inc, &events),
+        )
+        .map_err(|e| ApiError::Internal(format!("post-mortem template: {e}")))?,
+    };
     Ok(([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], md).into_response())
 }

@@ -90,6 +90,9 @@ pub struct AppState {
     /// The embedded span store OTLP exports fill.
     pub spans: Arc<SpanStore>,
     pub registry: Registry,
+    /// Incident memory (resolved incidents, searched by `memory.similar`); none if it could not
+    /// be opened (the reason is logged at start).
+    pub memory: Option<Arc<crate::memory::Memory>>,
     /// Incidents: the append-only event logs.
     pub store: Arc<dyn Store>,
     /// Action requests, decisions and executions (audited).
@@ -135,8 +138,27 @@ impl AppState {
             config.traces.max_bytes as usize,
             config.traces.retention_s,
         ));
-        let registry =
+        let mut registry =
             Registry::load(config.clone(), Some(spans.clone())).map_err(ServerError::Setup)?;
+        let memory = match crate::memory::Memory::open(&config, store.clone()).await {
+            Ok(m) => {
+                let m = Arc::new(m);
+                tracing::info!(
+                    "incident memory: {} remembered incident(s), {}",
+                    m.len().await.unwrap_or(0),
+                    m.describe()
+                );
+                registry = registry.with_memory(m.clone());
+                Some(m)
+            }
+            Err(e @ crate::memory::MemoryError::Config(_)) => {
+                return Err(ServerError::Setup(e.to_string()));
+            }
+            Err(e) => {
+                tracing::error!("incident memory is unavailable, serving without it: {e}");
+                None
+            }
+        };
         let desk = Arc::new(
             Desk::new(
                 audit.clone(),
@@ -153,6 +175,7 @@ impl AppState {
         let st = Arc::new(AppState {
             spans,
             registry,
+            memory,
             store,
             desk,
             audit,
@@ -201,6 +224,47 @@ impl AppState {
         let e = self.store.append(incident, kind, actor, data).await?;
         let _ = self.notify.send((incident.to_string(), e.seq));
         Ok(e)
+    }
+
+    /// Remembers a resolved incident in incident memory, in the background: its report,
+    /// confirmed cause, evidence and what fixed it, then a `remembered` event. Failures are
+    /// logged and recorded as the event's error; the resolution itself has already succeeded.
+    pub fn remember(self: &Arc<Self>, incident: &str) {
+        let Some(memory) = self.memory.clone() else {
+            return;
+        };
+        let (st, id) = (self.clone(), incident.to_string());
+        tokio::spawn(async move {
+            let done = async {
+                let inc = st
+                    .store
+                    .incident(&id)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("no incident {id}"))?;
+                let events = st
+                    .store
+                    .events(&id, 0, 100_000)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let Some(doc) = crate::memory::Doc::from_events(&inc, &events) else {
+                    return Ok(None);
+                };
+                let cause = doc.cause.clone();
+                memory.remember(doc).await.map_err(|e| e.to_string())?;
+                Ok::<_, String>(Some(cause))
+            }
+            .await;
+            let data = match done {
+                Ok(None) => return,
+                Ok(Some(cause)) => serde_json::json!({"cause": cause, "memory": memory.describe()}),
+                Err(e) => {
+                    tracing::error!(incident = %id, "could not remember the incident: {e}");
+                    serde_json::json!({"error": e, "memory": memory.describe()})
+                }
+            };
+            let _ = st.publish(&id, "remembered", "oncall", data).await;
+        });
     }
 
     /// Sets an incident's status (a `status_changed` event) and wakes its streams.
@@ -298,7 +362,7 @@ pub(crate) fn body<T>(
     })
 }
 
-fn model(st: &AppState) -> Result<Box<dyn crate::llm::ChatModel>, ApiError> {
+pub(crate) fn model(st: &AppState) -> Result<Box<dyn crate::llm::ChatModel>, ApiError> {
     crate::llm::build(&st.config).map_err(|e| ApiError::Internal(format!("model: {e}")))
 }
 

@@ -51,6 +51,19 @@ impl Srv {
         t
     }
 
+    /// Opens an incident from a report (202) and returns its id.
+    pub async fn open_incident(&self, token: &str, report: &str) -> String {
+        let (status, v) = self
+            .post(
+                token,
+                "/api/v1/incidents",
+                serde_json::json!({ "report": report }),
+            )
+            .await;
+        assert_eq!(status, 202, "{v}");
+        v["id"].as_str().expect("id").to_string()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

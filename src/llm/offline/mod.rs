@@ -94,6 +94,9 @@ pub fn host_order(hints: &ReportHints) -> Vec<Category> {
     order
 }
 
+/// The incident-memory tool.
+const MEMORY: &str = "memory.similar";
+
 /// The built-in reasoner.
 pub struct OfflineModel {
     thresholds: Thresholds,
@@ -556,6 +559,32 @@ impl ChatModel for OfflineModel {
             .collect();
         if let Some(c) = change_judged(&seen, &judged, th) {
             judged.insert(0, c);
+        }
+        // 2b. Remember: past incidents like this one, searched with the report and what the
+        // measurements found abnormal. A lead for the responder, never evidence on the board.
+        if proposals.is_empty()
+            && req.tools.iter().any(|t| t.name == MEMORY)
+            && calls_named(&seen, MEMORY).is_empty()
+        {
+            let signals: Vec<String> = judged
+                .iter()
+                .filter(|(_, j)| j.citations.iter().any(|c| c.1))
+                .take(4)
+                .map(|(subject, j)| {
+                    format!(
+                        "{} {}: {}",
+                        subject.category().label(),
+                        j.component,
+                        j.statement
+                    )
+                })
+                .collect();
+            let text = format!("{report}\n{}", signals.join("\n"));
+            return Ok(reply(
+                None,
+                vec![(MEMORY, json!({"text": text, "limit": 3}))],
+                n,
+            ));
         }
         // 3. Hypothesize: one hypothesis per subject.
         if proposals.is_empty() {

@@ -98,7 +98,7 @@ pub struct MemorySettings {
     pub qdrant_url: String,
     /// Variable holding Qdrant's API key (may be unset).
     pub qdrant_api_key_env: String,
-    /// Qdrant collection; the embedder's name and dimensions are appended.
+    /// Qdrant collection; the embedder's name is appended (one collection per embedder).
     pub collection: String,
     /// Past incidents scoring below this cosine similarity are not shown as similar.
     pub min_score: f32,

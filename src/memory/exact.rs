@@ -13,8 +13,9 @@ struct State {
     docs: Vec<Doc>,
     vectors: Vec<Vec<f32>>,
     by_incident: HashMap<String, usize>,
-    /// The vectors scaled by `weights` and normalized to length 1, and the weights used.
-    unit: Vec<Vec<f32>>,
+    /// The vectors scaled by `weights` and normalized to length 1, kept sparse (hashed
+    /// vectors are mostly zeros), and the weights used.
+    unit: Vec<Sparse>,
     unit_for: Option<Arc<Vec<f32>>>,
     unit_valid: bool,
 }
@@ -37,8 +38,20 @@ fn poisoned() -> MemoryError {
     MemoryError::Index("the in-process index's lock was poisoned".into())
 }
 
-/// `v` scaled by `w` (when given) and normalized; zero stays zero.
-fn unit(v: &[f32], w: Option<&[f32]>) -> Vec<f32> {
+/// The non-zero entries of a vector: (dimension, value).
+type Sparse = Vec<(u32, f32)>;
+
+fn sparse(v: &[f32]) -> Sparse {
+    v.iter()
+        .enumerate()
+        .filter(|(_, x)| **x != 0.0)
+        .map(|(i, x)| (i as u32, *x))
+        .collect()
+}
+
+/// `v` scaled by `w` (when given) and normalized; zero stays zero. The Qdrant index re-ranks
+/// with it too, so both give the same scores.
+pub(crate) fn unit(v: &[f32], w: Option<&[f32]>) -> Vec<f32> {
     let mut out: Vec<f32> = match w {
         Some(w) => v
             .iter()
@@ -111,7 +124,7 @@ impl Index for Exact {
         if !fresh {
             let mut st = self.state.write().map_err(|_| poisoned())?;
             let w = weights.as_deref().map(Vec::as_slice);
-            st.unit = st.vectors.iter().map(|v| unit(v, w)).collect();
+            st.unit = st.vectors.iter().map(|v| sparse(&unit(v, w))).collect();
             st.unit_for = weights.clone();
             st.unit_valid = true;
         }
@@ -121,7 +134,13 @@ impl Index for Exact {
             .unit
             .iter()
             .enumerate()
-            .map(|(i, d)| (i, d.iter().zip(&q).map(|(a, b)| a * b).sum()))
+            .map(|(i, d)| {
+                let dot: f32 = d
+                    .iter()
+                    .map(|(j, x)| x * q.get(*j as usize).copied().unwrap_or(0.0))
+                    .sum();
+                (i, dot)
+            })
             .collect();
         let k = k.min(scored.len());
         if k == 0 {

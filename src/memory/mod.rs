@@ -331,8 +331,23 @@ impl Memory {
     }
 }
 
-/// A vector as hex of little-endian f32.
+/// A vector as text for the store: hex of little-endian f32 when dense; `s<dims>:` then hex of
+/// (u32 dimension, f32 value) pairs when at most a quarter of it is non-zero (hashed vectors).
 pub fn encode(v: &[f32]) -> String {
+    let nz: Vec<(usize, f32)> = v
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| **x != 0.0)
+        .map(|(i, x)| (i, *x))
+        .collect();
+    if nz.len() * 4 <= v.len() {
+        let mut bytes = Vec::with_capacity(nz.len() * 8);
+        for (i, x) in nz {
+            bytes.extend_from_slice(&(i as u32).to_le_bytes());
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        return format!("s{}:{}", v.len(), hex::encode(bytes));
+    }
     let mut bytes = Vec::with_capacity(v.len() * 4);
     for x in v {
         bytes.extend_from_slice(&x.to_le_bytes());
@@ -342,16 +357,26 @@ pub fn encode(v: &[f32]) -> String {
 
 /// The inverse of [`encode`]; None for text that is not one.
 pub fn decode(s: &str) -> Option<Vec<f32>> {
+    let f32_at = |c: &[u8]| f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+    if let Some(rest) = s.strip_prefix('s') {
+        let (dims, body) = rest.split_once(':')?;
+        let dims: usize = dims.parse().ok().filter(|d| *d <= 1 << 20)?;
+        let bytes = hex::decode(body).ok()?;
+        if bytes.len() % 8 != 0 {
+            return None;
+        }
+        let mut v = vec![0f32; dims];
+        for c in bytes.chunks_exact(8) {
+            let i = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize;
+            *v.get_mut(i)? = f32_at(&c[4..]);
+        }
+        return Some(v);
+    }
     let bytes = hex::decode(s).ok()?;
     if bytes.len() % 4 != 0 {
         return None;
     }
-    Some(
-        bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-    )
+    Some(bytes.chunks_exact(4).map(f32_at).collect())
 }
 
 #[cfg(test)]
@@ -364,5 +389,14 @@ mod tests {
         assert_eq!(decode(&encode(&v)), Some(v));
         assert_eq!(decode("abc"), None);
         assert_eq!(decode("zz000000"), None);
+        // Mostly zeros: stored sparse, read back equal.
+        let mut h = vec![0f32; 4096];
+        h[7] = 1.5;
+        h[4095] = -0.25;
+        let text = encode(&h);
+        assert!(text.starts_with("s4096:") && text.len() < 50, "{text}");
+        assert_eq!(decode(&text), Some(h));
+        assert_eq!(decode("s8:0900000000000000"), None, "dimension 9 of 8");
+        assert_eq!(decode("s8:01"), None);
     }
 }

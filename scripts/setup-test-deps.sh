@@ -9,6 +9,8 @@
 # - Debian's Chromium and its chromedriver, and Selenium in the same venv: the web end-to-end test
 #   (tests/web_e2e.rs -> tests/e2e/web.py) drives the page of `oncall serve` in headless Chromium.
 #   Selenium is pointed at /usr/bin/chromedriver and /usr/bin/chromium, so it downloads nothing.
+# - Debian's Prometheus and node-exporter: the fleet tests start both on loopback ports (the
+#   packaged services are stopped; nothing is left running).
 set -euo pipefail
 
 need_apt=()
@@ -17,6 +19,8 @@ command -v mount >/dev/null 2>&1 || need_apt+=(mount)
 command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
+[ -x /usr/bin/prometheus ] || need_apt+=(prometheus)
+[ -x /usr/bin/prometheus-node-exporter ] || need_apt+=(prometheus-node-exporter)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -25,6 +29,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
     # The packaged cluster is not needed: the tests start their own.
     if command -v pg_ctlcluster >/dev/null 2>&1; then pg_ctlcluster 15 main stop 2>/dev/null || true; fi
+    # Nor are the packaged Prometheus services: the tests start their own on free ports.
+    for svc in prometheus prometheus-node-exporter; do
+      if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" 2>/dev/null || true; fi
+      pkill -x "$svc" 2>/dev/null || true
+    done
   else
     echo "warning: missing ${need_apt[*]}; run this script as root to install them" >&2
   fi

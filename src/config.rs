@@ -49,6 +49,58 @@ pub struct Config {
     pub slack: SlackSettings,
     /// Incident memory: how resolved incidents are embedded and where they are searched.
     pub memory: MemorySettings,
+    /// The fleet through Prometheus: with a URL, the fleet tools replace the host tools.
+    pub prometheus: PrometheusSettings,
+}
+
+/// Prometheus: USE per instance from node-exporter metrics and RED per service from the team's
+/// request metrics, over the incident window beside a baseline window before it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrometheusSettings {
+    /// Base URL, e.g. `http://prometheus:9090`. Empty: no fleet tools (this host is measured).
+    pub url: String,
+    /// Variable holding a bearer token for Prometheus (may be unset).
+    pub bearer_token_env: String,
+    /// Seconds one query may take (sent to Prometheus as `timeout` too).
+    pub timeout_s: u64,
+    /// The incident window in seconds, ending now.
+    pub window_s: u64,
+    /// The baseline window in seconds, ending where the incident window begins.
+    pub baseline_s: u64,
+    /// At most this many series per query (`topk`): a fleet of thousands answers in bounds.
+    pub max_series: usize,
+    /// The label naming an instance (node-exporter target).
+    pub instance_label: String,
+    /// The label naming a service in the request metrics.
+    pub service_label: String,
+    /// Counter of requests, with a status label.
+    pub requests_metric: String,
+    /// The status label of `requests_metric`.
+    pub status_label: String,
+    /// Regex of the status values that are errors.
+    pub error_status: String,
+    /// Histogram of request durations in seconds (its `_bucket` series are read).
+    pub duration_metric: String,
+}
+
+impl Default for PrometheusSettings {
+    fn default() -> Self {
+        PrometheusSettings {
+            url: String::new(),
+            bearer_token_env: "PROMETHEUS_TOKEN".into(),
+            timeout_s: 10,
+            window_s: 300,
+            baseline_s: 3600,
+            max_series: 200,
+            instance_label: "instance".into(),
+            service_label: "job".into(),
+            requests_metric: "http_requests_total".into(),
+            status_label: "code".into(),
+            error_status: "5..".into(),
+            duration_metric: "http_request_duration_seconds".into(),
+        }
+    }
 }
 
 /// Which embedder turns an incident into a vector.
@@ -267,6 +319,7 @@ impl Default for Config {
             actions: ActionSettings::default(),
             slack: SlackSettings::default(),
             memory: MemorySettings::default(),
+            prometheus: PrometheusSettings::default(),
         }
     }
 }
@@ -780,6 +833,29 @@ impl Config {
 
     /// Range checks that serde cannot express.
     fn validate(&self) -> Result<(), ConfigError> {
+        let p = &self.prometheus;
+        if !p.url.is_empty() && !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
+            return Err(ConfigError::Invalid(format!(
+                "prometheus.url = {:?} must start with http:// or https://",
+                p.url
+            )));
+        }
+        if !(1..=300).contains(&p.timeout_s)
+            || !(30..=86_400).contains(&p.window_s)
+            || !(60..=7 * 86_400).contains(&p.baseline_s)
+            || !(1..=10_000).contains(&p.max_series)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "[prometheus] out of range: timeout_s {} (1-300), window_s {} (30-86400), baseline_s {} (60-604800), max_series {} (1-10000)",
+                p.timeout_s, p.window_s, p.baseline_s, p.max_series
+            )));
+        }
+        if let Err(e) = regex::Regex::new(&p.error_status) {
+            return Err(ConfigError::Invalid(format!(
+                "prometheus.error_status = {:?} is not a regex: {e}",
+                p.error_status
+            )));
+        }
         let m = &self.memory;
         if !m.hashed_dims.is_power_of_two() || !(256..=65536).contains(&m.hashed_dims) {
             return Err(ConfigError::Invalid(format!(

@@ -18,12 +18,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-}
-
 /// A process busy-looping on twice as many threads as cores, given time to show in the stats.
 fn cpu_hog(name: &str) -> Fault {
     let threads = (cores() * 2).to_string();

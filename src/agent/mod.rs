@@ -662,6 +662,26 @@ pub async fn investigate(
             stabilize.push(r.clone());
         }
     }
+    // Say which view of the system was measured: the fleet (Prometheus) or this host.
+    if let Some(c) = run
+        .calls
+        .iter()
+        .find(|c| c.tool.starts_with("fleet.") && c.ok)
+    {
+        let source = c
+            .output
+            .as_ref()
+            .and_then(|o| o["source"].as_str())
+            .unwrap_or("Prometheus")
+            .to_string();
+        run.notices.push(format!(
+            "Measured the fleet through {source} (fleet tools), not only this host."
+        ));
+    } else if run.calls.iter().any(|c| c.tool == "host.use_snapshot") {
+        run.notices.push(format!(
+            "Measured this host ({host}) with the host tools; set [prometheus] url to measure the fleet."
+        ));
+    }
     let mut next = next_steps::next_steps(&hints, &findings);
     next.extend(next_steps::from_memory(&run.calls));
     events.emit(&Event::Finished {

@@ -7,4 +7,5 @@
 pub mod changes;
 pub mod host;
 pub mod postgres;
+pub mod prometheus;
 pub mod traces;

@@ -92,8 +92,19 @@ impl Registry {
             store,
             default_window_s: config.traces.window_s,
         };
+        let prom = crate::collectors::prometheus::Prometheus::from_settings(&config.prometheus);
         Registry::from_tools(vec![
             Box::new(crate::memory::tool::SimilarTool { memory: None }),
+            Box::new(
+                crate::collectors::prometheus::instances::UseByInstanceTool {
+                    prometheus: prom.clone(),
+                    thresholds: config.thresholds.clone(),
+                },
+            ),
+            Box::new(crate::collectors::prometheus::services::RedByServiceTool {
+                prometheus: prom,
+                thresholds: config.thresholds.clone(),
+            }),
             Box::new(HostUseSnapshot::new(config.clone())),
             Box::new(pg::statements::TopQueriesTool { dbs: dbs.clone() }),
             Box::new(pg::activity::ActivityTool { dbs: dbs.clone() }),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod prom;
 pub mod server;
 
 use serde_json::Value;
@@ -52,6 +53,13 @@ impl Drop for Fault {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The cores this machine has.
+pub fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
 }
 
 /// Runs `oncall triage --json <report>` and parses the answer.

@@ -8,6 +8,7 @@
 //! (measure, propose, cite, conclude). Rules live per area ([`host`] today).
 
 pub mod changes;
+pub mod fleet;
 pub mod host;
 pub mod postgres;
 pub mod traces;
@@ -96,6 +97,28 @@ pub fn host_order(hints: &ReportHints) -> Vec<Category> {
 
 /// The incident-memory tool.
 const MEMORY: &str = "memory.similar";
+/// The fleet tools (offered when Prometheus is configured).
+const FLEET_USE: &str = "fleet.use_by_instance";
+const FLEET_RED: &str = "fleet.red_by_service";
+
+/// What the fleet tools answered.
+fn fleet_evidence(seen: &[SeenCall]) -> fleet::FleetEvidence {
+    let mut e = fleet::FleetEvidence::default();
+    for c in seen {
+        let Some(f) = c.result.as_ref().filter(|f| f.status == "ok") else {
+            continue;
+        };
+        let v = serde_json::from_str::<Value>(&f.body)
+            .ok()
+            .map(|v| (f.call.clone(), v));
+        match c.name.as_str() {
+            FLEET_USE => e.instances = v,
+            FLEET_RED => e.services = v,
+            _ => {}
+        }
+    }
+    e
+}
 
 /// The built-in reasoner.
 pub struct OfflineModel {
@@ -223,12 +246,18 @@ enum Subject {
     Traces(Category),
     /// A recent change blamed for what the other subjects found.
     Change(Category),
+    /// The fleet through Prometheus (instances or services).
+    Fleet(Category),
 }
 
 impl Subject {
     fn category(&self) -> Category {
         match self {
-            Subject::Host(c) | Subject::Db(c, _) | Subject::Traces(c) | Subject::Change(c) => *c,
+            Subject::Host(c)
+            | Subject::Db(c, _)
+            | Subject::Traces(c)
+            | Subject::Change(c)
+            | Subject::Fleet(c) => *c,
         }
     }
 
@@ -239,6 +268,8 @@ impl Subject {
             Category::ChangeBadDeploy | Category::ChangeBadConfig
         ) {
             Subject::Change(category)
+        } else if component.starts_with("instance") || component.starts_with("fleet-service") {
+            Subject::Fleet(category)
         } else if let Some(db) = component.strip_prefix("postgres:") {
             Subject::Db(category, db.to_string())
         } else if component == "traces" || component.starts_with("service:") {
@@ -255,8 +286,18 @@ fn subjects(
     report: &str,
     dbs: &[postgres::DbEvidence],
     tr: Option<&traces::TraceEvidence>,
+    fleet: Option<&fleet::FleetEvidence>,
 ) -> Vec<Subject> {
-    let host: Vec<Subject> = host_order(hints).into_iter().map(Subject::Host).collect();
+    // With Prometheus, the fleet is swept instead of this host.
+    let host: Vec<Subject> = match fleet {
+        Some(_) => host_order(hints)
+            .into_iter()
+            .filter(|c| fleet::COVERS.contains(c))
+            .chain([Category::AppErrorSpike])
+            .map(Subject::Fleet)
+            .collect(),
+        None => host_order(hints).into_iter().map(Subject::Host).collect(),
+    };
     let mut db: Vec<Subject> = vec![];
     for e in dbs {
         if postgres::unreachable(e).is_some() {
@@ -323,6 +364,7 @@ fn judge(
     snapshot: &Result<(String, UseSnapshot), String>,
     dbs: &[postgres::DbEvidence],
     tr: Option<&traces::TraceEvidence>,
+    fl: Option<&fleet::FleetEvidence>,
     th: &Thresholds,
 ) -> Judged {
     let untested = |title: &str, component: String, why: String| Judged {
@@ -391,6 +433,20 @@ fn judge(
             "changes".into(),
             "judged against the other subjects".into(),
         ),
+        Subject::Fleet(category) => match fl.map(|f| fleet::judge(*category, f)) {
+            Some(Ok(v)) => Judged {
+                statement: v.statement,
+                component: v.component,
+                culprit: culprit_text(v.culprit),
+                citations: cited(v.citations),
+            },
+            Some(Err(why)) => untested(fleet::statement_of(*category), "instances".into(), why),
+            None => untested(
+                fleet::statement_of(*category),
+                "instances".into(),
+                "no fleet tools here".into(),
+            ),
+        },
         Subject::Traces(category) => match tr.map(|t| traces::judge(*category, t, th)) {
             Some(Ok(v)) => Judged {
                 statement: v.statement,
@@ -509,9 +565,17 @@ impl ChatModel for OfflineModel {
         let databases = offered_databases(req);
         let traces_offered = req.tools.iter().any(|t| t.name == "traces.critical_path");
         let changes_offered = req.tools.iter().any(|t| t.name == CHANGES);
-        // 1. Measure: the USE sweep of this host, and each database's own views, in parallel.
-        if calls_named(&seen, "host.use_snapshot").is_empty() {
-            let mut calls = vec![("host.use_snapshot", json!({}))];
+        let fleet_offered = req.tools.iter().any(|t| t.name == FLEET_USE);
+        // 1. Measure: the USE sweep of this host (or of the fleet through Prometheus), and each
+        // database's own views, in parallel.
+        if calls_named(&seen, "host.use_snapshot").is_empty()
+            && calls_named(&seen, FLEET_USE).is_empty()
+        {
+            let mut calls = if fleet_offered {
+                vec![(FLEET_USE, json!({})), (FLEET_RED, json!({}))]
+            } else {
+                vec![("host.use_snapshot", json!({}))]
+            };
             for db in &databases {
                 calls.extend(DB_TOOLS.iter().map(|t| (*t, json!({"database": db}))));
             }
@@ -550,13 +614,15 @@ impl ChatModel for OfflineModel {
             }
         }
         let tr = trace_evidence(&seen, traces_offered);
-        let mut judged: Vec<(Subject, Judged)> = subjects(&hints, &report, &dbs, tr.as_ref())
-            .into_iter()
-            .map(|s| {
-                let j = judge(&s, &snapshot, &dbs, tr.as_ref(), th);
-                (s, j)
-            })
-            .collect();
+        let fl = fleet_offered.then(|| fleet_evidence(&seen));
+        let mut judged: Vec<(Subject, Judged)> =
+            subjects(&hints, &report, &dbs, tr.as_ref(), fl.as_ref())
+                .into_iter()
+                .map(|s| {
+                    let j = judge(&s, &snapshot, &dbs, tr.as_ref(), fl.as_ref(), th);
+                    (s, j)
+                })
+                .collect();
         if let Some(c) = change_judged(&seen, &judged, th) {
             judged.insert(0, c);
         }

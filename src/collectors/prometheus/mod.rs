@@ -1,0 +1,222 @@
+//! The fleet through Prometheus: the USE signals of every instance from node-exporter metrics
+//! ([`instances`]) and RED of every service from the team's request metrics ([`services`]), each
+//! over the incident window beside a baseline window before it, ranked by how far they deviate.
+//! "Which of the 40 hosts is sick" takes one call.
+//!
+//! Queries go through Prometheus's HTTP API (`/api/v1/query`, instant queries with range
+//! functions), each bounded in time (`timeout`, also sent to Prometheus) and in series (`topk`).
+//! A Prometheus that is down, slow or answers an error is evidence, not a failure: the tool says
+//! which queries could not be answered and why, and ranks with what it has.
+
+pub mod instances;
+pub mod services;
+
+use crate::config::{Level, PrometheusSettings};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A Prometheus HTTP API client with the fleet settings.
+#[derive(Clone)]
+pub struct Prometheus {
+    pub settings: Arc<PrometheusSettings>,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+/// One sample of an instant vector: its labels and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+#[derive(Deserialize)]
+struct Reply {
+    status: String,
+    #[serde(default)]
+    data: Option<ReplyData>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ReplyData {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: Vec<VectorItem>,
+}
+
+#[derive(Deserialize)]
+struct VectorItem {
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
+}
+
+impl Prometheus {
+    /// None when no URL is configured.
+    pub fn from_settings(s: &PrometheusSettings) -> Option<Prometheus> {
+        if s.url.trim().is_empty() {
+            return None;
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(s.timeout_s.max(1)) + Duration::from_millis(500))
+            .connect_timeout(Duration::from_secs(s.timeout_s.clamp(1, 5)))
+            .build()
+            .ok()?;
+        Some(Prometheus {
+            settings: Arc::new(s.clone()),
+            http,
+            token: std::env::var(&s.bearer_token_env)
+                .ok()
+                .filter(|t| !t.is_empty()),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        self.settings.url.trim_end_matches('/')
+    }
+
+    /// One instant query; the error says what went wrong in words a responder can act on.
+    pub async fn query(&self, promql: &str) -> Result<Vec<Sample>, String> {
+        let timeout = format!("{}s", self.settings.timeout_s);
+        let mut req = self
+            .http
+            .get(format!("{}/api/v1/query", self.url()))
+            .query(&[("query", promql), ("timeout", timeout.as_str())]);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                format!(
+                    "Prometheus at {} did not answer within {} s",
+                    self.url(),
+                    self.settings.timeout_s
+                )
+            } else if e.is_connect() {
+                format!("Prometheus at {} is unreachable: {e}", self.url())
+            } else {
+                format!("Prometheus at {}: {e}", self.url())
+            }
+        })?;
+        let status = resp.status();
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| format!("Prometheus at {}: reading the answer: {e}", self.url()))?;
+        let reply: Reply = serde_json::from_str(&body).map_err(|_| {
+            let short: String = body.chars().take(200).collect();
+            format!(
+                "Prometheus at {} answered HTTP {status} with something that is not its API's JSON: {short}",
+                self.url()
+            )
+        })?;
+        if reply.status != "success" {
+            return Err(format!(
+                "Prometheus refused the query ({}): {}",
+                reply.error_type.unwrap_or_default(),
+                reply.error.unwrap_or_default()
+            ));
+        }
+        let data = reply
+            .data
+            .ok_or_else(|| "Prometheus answered success without data".to_string())?;
+        if data.result_type != "vector" {
+            return Err(format!(
+                "expected an instant vector, Prometheus answered a {}",
+                data.result_type
+            ));
+        }
+        Ok(data
+            .result
+            .into_iter()
+            .filter_map(|i| {
+                let v: f64 = i.value.1.parse().ok()?;
+                v.is_finite().then_some(Sample {
+                    labels: i.metric,
+                    value: v,
+                })
+            })
+            .collect())
+    }
+
+    /// `expr` limited to the `max_series` largest series.
+    pub fn bounded(&self, expr: &str) -> String {
+        format!("topk({}, {expr})", self.settings.max_series)
+    }
+}
+
+/// How a value compares with its thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Ok,
+    Warn,
+    Crit,
+}
+
+pub fn severity(v: f64, l: &Level) -> Severity {
+    if v >= l.crit {
+        Severity::Crit
+    } else if v >= l.warn {
+        Severity::Warn
+    } else {
+        Severity::Ok
+    }
+}
+
+/// One signal of one instance or service, now and in the baseline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Signal {
+    /// What it is, e.g. "cpu run queue per core".
+    pub signal: String,
+    /// The root-cause category a bad value points to.
+    pub category: String,
+    pub unit: String,
+    pub now: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<f64>,
+    pub severity: Severity,
+}
+
+impl Signal {
+    /// How far it deviates: its severity, plus how much it grew over its baseline.
+    pub fn deviation(&self) -> f64 {
+        let level = match self.severity {
+            Severity::Ok => 0.0,
+            Severity::Warn => 1.0,
+            Severity::Crit => 2.0,
+        };
+        let growth = match self.baseline {
+            Some(b) if self.severity != Severity::Ok => {
+                ((self.now - b) / b.abs().max(1e-9)).clamp(0.0, 10.0) / 10.0
+            }
+            _ => 0.0,
+        };
+        level + growth
+    }
+
+    /// "cpu run queue per core 2.10 /core (baseline 0.31)".
+    pub fn describe(&self) -> String {
+        match self.baseline {
+            Some(b) => format!(
+                "{} {:.2} {} (baseline {:.2})",
+                self.signal, self.now, self.unit, b
+            ),
+            None => format!("{} {:.2} {}", self.signal, self.now, self.unit),
+        }
+    }
+}
+
+/// Rounds for compact evidence.
+pub fn round(v: f64) -> f64 {
+    if v.abs() >= 100.0 {
+        v.round()
+    } else {
+        (v * 1000.0).round() / 1000.0
+    }
+}

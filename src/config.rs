@@ -834,7 +834,7 @@ impl Config {
     /// Range checks that serde cannot express.
     fn validate(&self) -> Result<(), ConfigError> {
         let p = &self.prometheus;
-        if !p.url.is_empty() && !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
+        if !(p.url.is_empty() || p.url.starts_with("http://") || p.url.starts_with("https://")) {
             return Err(ConfigError::Invalid(format!(
                 "prometheus.url = {:?} must start with http:// or https://",
                 p.url

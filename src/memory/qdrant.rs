@@ -110,7 +110,6 @@ fn describe(e: &QdrantError) -> String {
     out
 }
 
-
 /// The query Qdrant is asked for candidates with: `q∘w∘w` (see the module doc).
 fn probe(q: &[f32], w: &[f32]) -> Vec<f32> {
     q.iter()

@@ -227,6 +227,28 @@ pub struct TraceSettings {
     /// The incident window the traces tools look at by default, seconds (the baseline is the
     /// same length before it).
     pub window_s: u64,
+    /// Where the traces tools read spans: `embedded` (the OTLP receiver's store), or the team's
+    /// `tempo` or `jaeger` through its HTTP query API at `backend_url`.
+    pub backend: TraceBackendKind,
+    /// The backend's base URL, e.g. `http://tempo:3200` or `http://jaeger-query:16686`.
+    pub backend_url: String,
+    /// Variable holding a bearer token for the backend (may be unset).
+    pub backend_token_env: String,
+    /// Seconds one backend request may take.
+    pub backend_timeout_s: u64,
+    /// At most this many traces are fetched per question (the slowest and failing ones are
+    /// what the tools look at).
+    pub backend_max_traces: usize,
+}
+
+/// Where spans come from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceBackendKind {
+    #[default]
+    Embedded,
+    Tempo,
+    Jaeger,
 }
 
 impl Default for TraceSettings {
@@ -235,6 +257,11 @@ impl Default for TraceSettings {
             max_bytes: 256 << 20,
             retention_s: 3600,
             window_s: 300,
+            backend: TraceBackendKind::Embedded,
+            backend_url: String::new(),
+            backend_token_env: "TRACES_TOKEN".into(),
+            backend_timeout_s: 10,
+            backend_max_traces: 200,
         }
     }
 }
@@ -833,6 +860,23 @@ impl Config {
 
     /// Range checks that serde cannot express.
     fn validate(&self) -> Result<(), ConfigError> {
+        let tr = &self.traces;
+        if tr.backend != TraceBackendKind::Embedded
+            && !(tr.backend_url.starts_with("http://") || tr.backend_url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "traces.backend = {:?} needs traces.backend_url (http:// or https://), got {:?}",
+                tr.backend, tr.backend_url
+            )));
+        }
+        if !(1..=300).contains(&tr.backend_timeout_s)
+            || !(1..=5000).contains(&tr.backend_max_traces)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "[traces] backend_timeout_s {} (1-300) or backend_max_traces {} (1-5000) is out of range",
+                tr.backend_timeout_s, tr.backend_max_traces
+            )));
+        }
         let p = &self.prometheus;
         if !(p.url.is_empty() || p.url.starts_with("http://") || p.url.starts_with("https://")) {
             return Err(ConfigError::Invalid(format!(

@@ -91,6 +91,8 @@ impl Registry {
         let traces = Traces {
             store,
             default_window_s: config.traces.window_s,
+            backend: crate::collectors::traces::backend::Backend::from_settings(&config.traces)
+                .map(Arc::new),
         };
         let prom = crate::collectors::prometheus::Prometheus::from_settings(&config.prometheus);
         Registry::from_tools(vec![

@@ -6,6 +6,7 @@
 //! tools are offered only where a store is attached (`oncall serve`).
 
 pub mod analysis;
+pub mod backend;
 pub mod otlp;
 pub mod store;
 
@@ -30,6 +31,8 @@ pub fn now_ns() -> u64 {
 pub struct Traces {
     pub store: Option<Arc<SpanStore>>,
     pub default_window_s: u64,
+    /// The team's trace backend (Tempo or Jaeger), read instead of the store when configured.
+    pub backend: Option<Arc<backend::Backend>>,
 }
 
 impl Traces {
@@ -44,24 +47,37 @@ impl Traces {
         Ok((now.saturating_sub(w * 1_000_000_000), now + 1))
     }
 
-    /// A read view of the store, or why there is none.
-    fn view(&self, tool: &str) -> Result<store::View<'_>, ToolError> {
-        let fail = |message: &str| ToolError::Failed {
+    /// The spans to answer from: the team's backend's traces of the window and its baseline
+    /// (fetched now), else the embedded store.
+    async fn source(&self, tool: &str, from: u64, to: u64) -> Result<Arc<SpanStore>, ToolError> {
+        let fail = |message: String| ToolError::Failed {
             tool: tool.into(),
-            message: message.into(),
+            message,
         };
-        let store = self
-            .store
-            .as_deref()
-            .ok_or_else(|| fail("no span store here: traces are received by `oncall serve`"))?;
-        store.view().ok_or_else(|| fail("span store unavailable"))
+        if let Some(b) = &self.backend {
+            return b
+                .fetch(from.saturating_sub(to.saturating_sub(from)), to)
+                .await
+                .map_err(fail);
+        }
+        self.store.clone().ok_or_else(|| {
+            fail("no span store here: traces are received by `oncall serve`, or set [traces] backend".into())
+        })
     }
+}
+
+/// A read view of a span store, or why there is none.
+fn view<'a>(tool: &str, store: &'a SpanStore) -> Result<store::View<'a>, ToolError> {
+    store.view().ok_or_else(|| ToolError::Failed {
+        tool: tool.into(),
+        message: "span store unavailable".into(),
+    })
 }
 
 macro_rules! traces_tool {
     () => {
         fn available(&self) -> bool {
-            self.traces.store.is_some()
+            self.traces.store.is_some() || self.traces.backend.is_some()
         }
     };
 }
@@ -111,7 +127,8 @@ impl Tool for RedTool {
     async fn call(&self, a: TraceQuery) -> Result<RedAnswer, ToolError> {
         let (from, to) = self.traces.window(Self::NAME, a.window_s)?;
         let n = limit(Self::NAME, a.limit)?;
-        let v = self.traces.view(Self::NAME)?;
+        let src = self.traces.source(Self::NAME, from, to).await?;
+        let v = view(Self::NAME, &src)?;
         let mut rows = analysis::red(&v, a.service.as_deref(), from, to);
         if let Some(op) = &a.operation {
             rows.retain(|r| &r.operation == op);
@@ -154,7 +171,8 @@ impl Tool for SlowestTool {
     async fn call(&self, a: TraceQuery) -> Result<Vec<SlowTrace>, ToolError> {
         let (from, to) = self.traces.window(Self::NAME, a.window_s)?;
         let n = limit(Self::NAME, a.limit)?;
-        let v = self.traces.view(Self::NAME)?;
+        let src = self.traces.source(Self::NAME, from, to).await?;
+        let v = view(Self::NAME, &src)?;
         let roots =
             analysis::slow_roots(&v, a.service.as_deref(), a.operation.as_deref(), from, to);
         Ok(roots
@@ -229,7 +247,8 @@ impl Tool for CriticalPathTool {
         };
         let (from, to) = self.traces.window(Self::NAME, a.window_s)?;
         let n = in_range(Self::NAME, "traces", a.traces.unwrap_or(20), 1..=200)?;
-        let v = self.traces.view(Self::NAME)?;
+        let src = self.traces.source(Self::NAME, from, to).await?;
+        let v = view(Self::NAME, &src)?;
         let ids: Vec<[u8; 16]> = match &a.trace_id {
             Some(t) => {
                 let b =
@@ -275,7 +294,8 @@ impl Tool for ErrorsTool {
     async fn call(&self, a: TraceQuery) -> Result<ErrorsAnswer, ToolError> {
         let (from, to) = self.traces.window(Self::NAME, a.window_s)?;
         let n = limit(Self::NAME, a.limit)?;
-        let v = self.traces.view(Self::NAME)?;
+        let src = self.traces.source(Self::NAME, from, to).await?;
+        let v = view(Self::NAME, &src)?;
         let mut groups = analysis::errors(&v, a.service.as_deref(), from, to);
         groups.truncate(n);
         Ok(ErrorsAnswer {

@@ -58,7 +58,8 @@ pub async fn record(
     for c in inv
         .tool_calls
         .iter()
-        .filter(|c| c.ok && !c.tool.starts_with("board."))
+        // Board operations are not measurements; past incidents are not part of this one.
+        .filter(|c| c.ok && !c.tool.starts_with("board.") && !c.tool.starts_with("memory."))
     {
         if let Some(out) = &c.output {
             push(&c.tool, c.args.clone(), 0.0, out, &mut recordings);
@@ -71,6 +72,7 @@ pub async fn record(
             || *unavailable
             || (recordings.iter().any(|r| &r.tool == tool) && tool != RecentChangesTool::NAME)
             || tool.ends_with(".explain")
+            || tool.starts_with("memory.")
         {
             continue;
         }

@@ -11,7 +11,9 @@
 //!   one sampling window (CPU, memory, disks, filesystems, network, fds, processes, PSI);
 //!   [`collectors::postgres`] reads a database's own views (statement deltas, activity, the
 //!   blocking tree, connections, table stats, plans); [`collectors::traces`] keeps OTLP spans in a
-//!   bounded store and answers RED, slowest traces, critical paths and error groups.
+//!   bounded store (or reads the team's Tempo or Jaeger) and answers RED, slowest traces,
+//!   critical paths and error groups; [`collectors::prometheus`] measures the fleet: USE per
+//!   instance and RED per service through Prometheus, ranked by deviation from a baseline.
 //! - [`actions`]: live actions (`host.signal_process`, `postgres.cancel_backend`,
 //!   `postgres.terminate_backend`), runnable only with an approval.
 //! - [`policy`]: roles, action requests and the approvals bound to exact arguments.

@@ -103,7 +103,8 @@ async fn timings() {
         DISK,
         "orders API p99 tripled after deploy",
     ];
-    m.embed(&texts(&base)).await.expect("warm-up");
+    let warm = m.embed(&texts(&base)).await.expect("warm-up");
+    println!("{CHECKOUT:?} starts {:?}", &warm[0][..6]);
     for n in [1usize, 4, 32] {
         let batch: Vec<String> = (0..n)
             .map(|i| format!("{} (case {i})", base[i % base.len()]))

@@ -1,6 +1,8 @@
 //! Post-mortem drafts from a recorded incident (`tests/fixtures/incident-cpu-hog.json`: the
-//! event log `oncall serve` wrote for a real CPU hog, its approved `host.signal_process` and the
-//! measured effect), checked field by field; the blameless check on planted blame; and the
+//! event log `oncall serve` wrote for real CPU saturation on this machine, a busy-loop hog plus a
+//! compile running beside it; the approved `host.signal_process` stopped the top process, which
+//! was the compiler, and the hog kept the CPU busy, as the measured effect says), checked field
+//! by field; the blameless check on planted blame; and the
 //! model's prose checked claim by claim against the log.
 //!
 //! TEST DOUBLES: `Scripted` is a ChatModel that answers with a fixed text, and `chat_double` a

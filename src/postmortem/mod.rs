@@ -212,7 +212,10 @@ pub fn facts(inc: &Incident, events: &[Event]) -> Facts {
         ));
         if !s(t, "blast_radius").is_empty() {
             f.impact.push(Fact::new(
-                format!("Blast radius: {}.", s(t, "blast_radius")),
+                format!(
+                    "Blast radius: {}.",
+                    s(t, "blast_radius").trim_end_matches('.')
+                ),
                 rseq,
             ));
         }

@@ -226,10 +226,10 @@ class Page:
         self.step = "resolve, then close the incident"
         self.wait("the resolve button", lambda _: self.one("resolve").is_displayed(), 30)
         self.one("resolve").click()
-        self.wait("status resolved", lambda _: self.one("incident-status").text == "resolved", 20)
+        self.wait("status resolved", lambda _: self.one("incident-status").text.lower() == "resolved", 20)
         self.wait("the close button", lambda _: self.one("close-incident").is_displayed(), 10)
         self.one("close-incident").click()
-        self.wait("status closed", lambda _: self.one("incident-status").text == "closed", 20)
+        self.wait("status closed", lambda _: self.one("incident-status").text.lower() == "closed", 20)
         self.no_error_banner()
 
         self.step = "save the screenshot"

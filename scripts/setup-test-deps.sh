@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh machine, and nothing that is already there.
-# - cargo-nextest: the test runner (the machine image ships it; installed from crates.io if not).
+# - cargo-nextest: the test runner (the machine image ships it; installed with `cargo install` if not).
 # - mount/umount (util-linux): the disk-full test mounts a small tmpfs (needs root).
 # - PostgreSQL 15 with contrib (pg_stat_statements): the database tests start throwaway
 #   clusters with initdb themselves; no server is left running.

@@ -6,8 +6,7 @@
 mod common;
 
 use common::prom::Prom;
-use common::{Fault, cores};
-use oncall::agent::events::Collect;
+use common::{Fault, cores, investigate_offline};
 use oncall::config::Config;
 use oncall::tool::Registry;
 use serde_json::{Value, json};
@@ -92,16 +91,7 @@ async fn a_real_cpu_hog_is_named_by_instance_and_resource() {
     );
 
     // The whole investigation with the offline reasoner: the fleet, not the host tools.
-    let model = oncall::llm::offline::OfflineModel::new(config.thresholds.clone());
-    let inv = oncall::agent::investigate(
-        "the api got slow a few minutes ago",
-        &reg,
-        &config,
-        &model,
-        &Collect::default(),
-    )
-    .await
-    .expect("investigates");
+    let inv = investigate_offline("the api got slow a few minutes ago", &reg, &config).await;
     let h = &inv.hypotheses[0];
     assert_eq!(
         h.category.label(),
@@ -180,16 +170,7 @@ async fn prometheus_down_or_silent_is_clear_evidence_without_a_hang() {
         "{out:#}"
     );
     // The investigation carries on with what it has and says the fleet was not measured.
-    let model = oncall::llm::offline::OfflineModel::new(config.thresholds.clone());
-    let inv = oncall::agent::investigate(
-        "is the fleet ok?",
-        &reg,
-        &config,
-        &model,
-        &Collect::default(),
-    )
-    .await
-    .expect("investigates");
+    let inv = investigate_offline("is the fleet ok?", &reg, &config).await;
     assert!(inv.abstained, "{:#?}", inv.hypotheses);
     assert!(
         inv.hypotheses

@@ -90,18 +90,6 @@ const QUERIES: [&str; 6] = [
     "inventory writes fail, volume full",
 ];
 
-/// The IDF weights incident memory computes over the remembered vectors.
-fn idf(vectors: &[Vec<f32>]) -> Vec<f32> {
-    let dims = vectors[0].len();
-    let n = vectors.len() as f32;
-    (0..dims)
-        .map(|i| {
-            let df = vectors.iter().filter(|v| v[i] != 0.0).count() as f32;
-            ((1.0 + n) / (1.0 + df)).ln() + 1.0
-        })
-        .collect()
-}
-
 fn settings(url: &str, collection: &str) -> MemorySettings {
     MemorySettings {
         qdrant_url: url.to_string(),
@@ -188,7 +176,7 @@ async fn qdrant_matches_the_exact_index_and_persists() {
         .embed(&QUERIES.map(String::from))
         .await
         .expect("embed queries");
-    let weights = Some(Arc::new(idf(&vectors)));
+    let weights = Some(Arc::new(oncall::memory::idf_weights(&vectors)));
 
     let exact = Exact::new(Weighting::Idf);
     for (d, v) in docs.iter().zip(&vectors) {

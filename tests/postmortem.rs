@@ -8,6 +8,8 @@
 //! TEST DOUBLES: `Scripted` is a ChatModel that answers with a fixed text, and `chat_double` a
 //! local OpenAI-compatible HTTP endpoint; no paid model can run here.
 
+mod common;
+
 use async_trait::async_trait;
 use oncall::agent::prompts::Prompts;
 use oncall::incidents::{Event, Incident};
@@ -154,24 +156,7 @@ fn the_draft_of_a_recorded_incident_is_its_log_section_by_section() {
     );
     // The rendered draft: every section, in order, and blameless.
     let md = postmortem::render(&Prompts::builtin(), &f).unwrap();
-    let sections = [
-        "## Summary",
-        "## Impact",
-        "## Detection",
-        "## Root cause and trigger",
-        "## Resolution",
-        "## Timeline",
-        "## What went well",
-        "## What went badly",
-        "## Where we got lucky",
-        "## Action items",
-        "## Lessons learned",
-    ];
-    let at: Vec<usize> = sections
-        .iter()
-        .map(|s| md.find(s).unwrap_or_else(|| panic!("{s}")))
-        .collect();
-    assert!(at.windows(2).all(|w| w[0] < w[1]));
+    common::postmortem_sections(&md);
     assert!(md.contains(&format!("{} (#{rseq})", f.summary[0].text)));
     assert_eq!(
         blameless::check(&md),

@@ -468,24 +468,7 @@ async fn an_incident_closes_only_after_its_blameless_post_mortem_draft() {
         "oncall's own draft is blameless"
     );
     let md = v["markdown"].as_str().unwrap();
-    let sections = [
-        "## Summary",
-        "## Impact",
-        "## Detection",
-        "## Root cause and trigger",
-        "## Resolution",
-        "## Timeline",
-        "## What went well",
-        "## What went badly",
-        "## Where we got lucky",
-        "## Action items",
-        "## Lessons learned",
-    ];
-    let at: Vec<usize> = sections
-        .iter()
-        .map(|h| md.find(h).unwrap_or_else(|| panic!("{h} missing")))
-        .collect();
-    assert!(at.windows(2).all(|w| w[0] < w[1]), "sections in order");
+    let at = common::postmortem_sections(md);
     // The timeline cites its events in order.
     let cites: Vec<i64> = md[at[5]..at[6]]
         .lines()

@@ -7,10 +7,12 @@
 //! `references`, `tags`, `processes`, times in microseconds). The traces describe checkouts whose
 //! time goes to payments' `provider.authorize` (Tempo) or fail there (Jaeger), timed just now.
 
+mod common;
+
 use axum::extract::{Path, Query};
 use axum::{Json, Router, routing::get};
 use base64::Engine;
-use oncall::agent::events::Collect;
+use common::investigate_offline;
 use oncall::config::{Config, TraceBackendKind};
 use oncall::tool::Registry;
 use serde_json::{Value, json};
@@ -283,16 +285,7 @@ async fn tempo_traces_show_the_slow_downstream() {
         "{q}"
     );
     // The offline reasoner names the downstream from the backend's traces.
-    let model = oncall::llm::offline::OfflineModel::new(cfg.thresholds.clone());
-    let inv = oncall::agent::investigate(
-        "checkout is slow for everyone",
-        &reg,
-        &cfg,
-        &model,
-        &Collect::default(),
-    )
-    .await
-    .unwrap();
+    let inv = investigate_offline("checkout is slow for everyone", &reg, &cfg).await;
     let h = &inv.hypotheses[0];
     assert_eq!(
         h.category.label(),
@@ -329,16 +322,7 @@ async fn jaeger_traces_show_the_failing_downstream() {
     // One query per service (not Jaeger's own), in microseconds.
     let asked = asked.lock().unwrap().clone();
     assert_eq!(asked.len(), 2, "{asked:?}");
-    let model = oncall::llm::offline::OfflineModel::new(cfg.thresholds.clone());
-    let inv = oncall::agent::investigate(
-        "checkout fails for customers",
-        &reg,
-        &cfg,
-        &model,
-        &Collect::default(),
-    )
-    .await
-    .unwrap();
+    let inv = investigate_offline("checkout fails for customers", &reg, &cfg).await;
     assert_eq!(
         inv.hypotheses[0].category.label(),
         "dependency.errors",

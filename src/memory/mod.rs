@@ -119,12 +119,30 @@ impl Idf {
         self.docs += 1;
         let n = self.docs as f32;
         self.weights = Some(Arc::new(
-            self.df
-                .iter()
-                .map(|d| ((1.0 + n) / (1.0 + *d as f32)).ln() + 1.0)
-                .collect(),
+            self.df.iter().map(|d| idf_weight(n, *d as f32)).collect(),
         ));
     }
+}
+
+/// The inverse document frequency of a dimension non-zero in `df` of `docs` vectors.
+fn idf_weight(docs: f32, df: f32) -> f32 {
+    ((1.0 + docs) / (1.0 + df)).ln() + 1.0
+}
+
+/// The IDF weights of a set of count vectors, as memory computes them incrementally (tests and
+/// other indexes compare against it).
+pub fn idf_weights(vectors: &[Vec<f32>]) -> Vec<f32> {
+    let dims = vectors.first().map(Vec::len).unwrap_or(0);
+    let n = vectors.len() as f32;
+    (0..dims)
+        .map(|i| {
+            let df = vectors
+                .iter()
+                .filter(|v| v.get(i).is_some_and(|x| *x != 0.0))
+                .count();
+            idf_weight(n, df as f32)
+        })
+        .collect()
 }
 
 /// Incident memory: an embedder, an index, and the store that keeps the record.

@@ -515,17 +515,6 @@ mod tests {
         }
     }
 
-    fn idf(vectors: &[Vec<f32>]) -> Vec<f32> {
-        let dims = vectors[0].len();
-        let n = vectors.len() as f32;
-        (0..dims)
-            .map(|i| {
-                let df = vectors.iter().filter(|v| v[i] != 0.0).count() as f32;
-                ((1.0 + n) / (1.0 + df)).ln() + 1.0
-            })
-            .collect()
-    }
-
     /// What the server sends back: the payload as a map of values and the vector, in the
     /// current (`vector`) or the deprecated (`data`) field.
     #[test]
@@ -626,7 +615,7 @@ mod tests {
         let emb = Hashed::new(4096);
         let vectors = emb.embed(&texts).await.unwrap();
         let docs: Vec<Doc> = texts.iter().enumerate().map(|(i, t)| doc(i, t)).collect();
-        let w = Arc::new(idf(&vectors));
+        let w = Arc::new(crate::memory::idf_weights(&vectors));
         let exact = Exact::new(Weighting::Idf);
         for (d, v) in docs.iter().zip(&vectors) {
             exact.put(d, v).await.unwrap();

@@ -8,6 +8,7 @@
 //! where nothing is wrong, are not scored: there is nothing right to find.
 
 use super::{Embedder, Memory};
+use crate::agent::events::Silent;
 use crate::config::Config;
 use crate::eval::case::Case;
 use crate::tool::Registry;
@@ -43,11 +44,6 @@ pub struct RecallReport {
     /// Milliseconds spent embedding and searching, per query (mean).
     pub mean_query_ms: f64,
     pub cases: Vec<CaseRecall>,
-}
-
-struct Silent;
-impl crate::agent::events::EventSink for Silent {
-    fn emit(&self, _: &crate::agent::events::Event) {}
 }
 
 fn truth_category(c: &Case) -> Option<String> {

@@ -62,13 +62,7 @@ impl Tool for SimilarTool {
                 message: "`text` is empty: describe the incident (report and signals)".into(),
             });
         }
-        let limit = args.limit.unwrap_or(3);
-        if !(1..=10).contains(&limit) {
-            return Err(ToolError::BadArguments {
-                tool: Self::NAME.into(),
-                message: format!("`limit` = {limit} is out of range: use 1 to 10"),
-            });
-        }
+        let limit = crate::tool::in_range(Self::NAME, "limit", args.limit.unwrap_or(3), 1..=10)?;
         let similar = memory
             .similar(&args.text, limit)
             .await

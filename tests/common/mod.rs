@@ -62,6 +62,50 @@ pub fn cores() -> usize {
         .unwrap_or(2)
 }
 
+/// Where each section of the Google SRE example post-mortem starts in `md`, asserting that all
+/// are there and in order.
+pub fn postmortem_sections(md: &str) -> Vec<usize> {
+    let at: Vec<usize> = [
+        "## Summary",
+        "## Impact",
+        "## Detection",
+        "## Root cause and trigger",
+        "## Resolution",
+        "## Timeline",
+        "## What went well",
+        "## What went badly",
+        "## Where we got lucky",
+        "## Action items",
+        "## Lessons learned",
+    ]
+    .iter()
+    .map(|h| md.find(h).unwrap_or_else(|| panic!("{h} missing:\n{md}")))
+    .collect();
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]),
+        "sections in order:\n{md}"
+    );
+    at
+}
+
+/// Investigates `report` in this process with the offline reasoner over `registry`.
+pub async fn investigate_offline(
+    report: &str,
+    registry: &oncall::tool::Registry,
+    config: &oncall::config::Config,
+) -> oncall::agent::Investigation {
+    let model = oncall::llm::offline::OfflineModel::new(config.thresholds.clone());
+    oncall::agent::investigate(
+        report,
+        registry,
+        config,
+        &model,
+        &oncall::agent::events::Collect::default(),
+    )
+    .await
+    .expect("investigates")
+}
+
 /// Runs `oncall triage --json <report>` and parses the answer.
 pub fn triage_json(report: &str, env: &[(&str, &str)]) -> Value {
     let out = Command::new(ONCALL)

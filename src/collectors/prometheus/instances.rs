@@ -173,28 +173,20 @@ impl Tool for UseByInstanceTool {
     }
 
     async fn call(&self, a: UseArgs) -> Result<FleetUse, ToolError> {
-        let p = self.prometheus.as_ref().ok_or_else(|| ToolError::Failed {
-            tool: Self::NAME.into(),
-            message: "no Prometheus is configured ([prometheus] url)".into(),
-        })?;
-        let limit = a.limit.unwrap_or(5);
-        if !(1..=50).contains(&limit) {
-            return Err(ToolError::BadArguments {
-                tool: Self::NAME.into(),
-                message: format!("`limit` = {limit} is out of range: use 1 to 50"),
-            });
-        }
+        let (p, limit) = super::prepare(Self::NAME, &self.prometheus, a.limit)?;
         let s = &p.settings;
         let specs = specs(&self.thresholds);
         let il = s.instance_label.as_str();
-        let queries = specs.iter().flat_map(|sp| {
-            [
-                p.bounded(&fill(sp.expr, il, s.window_s, None)),
-                p.bounded(&fill(sp.expr, il, s.baseline_s, Some(s.window_s))),
-            ]
-        });
-        let answers =
-            futures::future::join_all(queries.map(|q| async move { p.query(&q).await })).await;
+        let queries: Vec<String> = specs
+            .iter()
+            .flat_map(|sp| {
+                [
+                    fill(sp.expr, il, s.window_s, None),
+                    fill(sp.expr, il, s.baseline_s, Some(s.window_s)),
+                ]
+            })
+            .collect();
+        let answers = p.query_all(&queries).await;
         let mut per: BTreeMap<String, InstanceUse> = BTreeMap::new();
         let mut unanswered = vec![];
         for (i, sp) in specs.iter().enumerate() {

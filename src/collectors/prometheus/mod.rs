@@ -148,6 +148,33 @@ impl Prometheus {
     pub fn bounded(&self, expr: &str) -> String {
         format!("topk({}, {expr})", self.settings.max_series)
     }
+
+    /// Every expression, bounded in series, queried at once; the answers in the same order.
+    pub async fn query_all(&self, exprs: &[String]) -> Vec<Result<Vec<Sample>, String>> {
+        futures::future::join_all(
+            exprs
+                .iter()
+                .map(|e| async move { self.query(&self.bounded(e)).await }),
+        )
+        .await
+    }
+}
+
+/// The fleet tools' shared start: the configured Prometheus and the `limit` argument (1 to 50,
+/// default 5).
+pub fn prepare<'a>(
+    tool: &str,
+    prometheus: &'a Option<Prometheus>,
+    limit: Option<usize>,
+) -> Result<(&'a Prometheus, usize), crate::tool::ToolError> {
+    let p = prometheus
+        .as_ref()
+        .ok_or_else(|| crate::tool::ToolError::Failed {
+            tool: tool.into(),
+            message: "no Prometheus is configured ([prometheus] url)".into(),
+        })?;
+    let limit = crate::tool::in_range(tool, "limit", limit.unwrap_or(5), 1..=50)?;
+    Ok((p, limit))
 }
 
 /// How a value compares with its thresholds.

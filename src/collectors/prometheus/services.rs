@@ -73,17 +73,7 @@ impl Tool for RedByServiceTool {
     }
 
     async fn call(&self, a: RedArgs) -> Result<FleetRed, ToolError> {
-        let p = self.prometheus.as_ref().ok_or_else(|| ToolError::Failed {
-            tool: Self::NAME.into(),
-            message: "no Prometheus is configured ([prometheus] url)".into(),
-        })?;
-        let limit = a.limit.unwrap_or(5);
-        if !(1..=50).contains(&limit) {
-            return Err(ToolError::BadArguments {
-                tool: Self::NAME.into(),
-                message: format!("`limit` = {limit} is out of range: use 1 to 50"),
-            });
-        }
+        let (p, limit) = super::prepare(Self::NAME, &self.prometheus, a.limit)?;
         let s = &p.settings;
         let (sl, req, st) = (&s.service_label, &s.requests_metric, &s.status_label);
         let err = s.error_status.replace('\\', "\\\\").replace('"', "\\\"");
@@ -101,10 +91,8 @@ impl Tool for RedByServiceTool {
         let all: Vec<String> = q(s.window_s, None)
             .into_iter()
             .chain(q(s.baseline_s, Some(s.window_s)))
-            .map(|e| p.bounded(&e))
             .collect();
-        let answers =
-            futures::future::join_all(all.iter().map(|x| async move { p.query(x).await })).await;
+        let answers = p.query_all(&all).await;
         let names = ["request rate", "error rate", "p99 latency"];
         let mut unanswered = vec![];
         let by = |i: usize| -> BTreeMap<String, f64> {

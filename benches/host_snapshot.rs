@@ -4,9 +4,12 @@
 //! `BENCH_RUNS` runs (default 5) it measures, interleaved so that background load hits all of
 //! them alike:
 //!
-//! - `oncall::collectors::host::take` with a 1000 ms window (what `oncall` does by default), wall
-//!   time and the CPU time this process consumed meanwhile (`getrusage(RUSAGE_SELF)`, user +
-//!   system);
+//! - a full host investigation, `oncall triage --json "..."`, run as the release binary (process
+//!   start-up, the snapshot, the rules, the answer): wall time and its CPU time
+//!   (`getrusage(RUSAGE_CHILDREN)` deltas). This is what an engineer waits for;
+//! - `oncall::collectors::host::take` with the configured window (what `oncall` does by
+//!   default), wall time and the CPU time this process consumed meanwhile
+//!   (`getrusage(RUSAGE_SELF)`, user + system);
 //! - the same with a 100 ms window, which isolates the collection work from the sleep;
 //! - the seed's manual checklist, run as child processes one after another: `mpstat -P ALL 1 1`,
 //!   `free -m`, `vmstat 1 2`, `iostat -xz 1 2`, `sar -n DEV 1 1`; wall time and the children's CPU
@@ -72,6 +75,22 @@ fn oncall_snapshot(cfg: &Config, window: Duration) -> (Sample, host::UseSnapshot
         cpu_ms: cpu1 - cpu0,
     };
     (sample, snap)
+}
+
+/// The oncall binary built beside this bench (cargo builds it for benches).
+const ONCALL: &str = env!("CARGO_BIN_EXE_oncall");
+
+/// One full investigation of this host by the real binary, measured like a checklist command.
+fn oncall_triage() -> Result<Sample, String> {
+    run_command(
+        &[
+            ONCALL,
+            "triage",
+            "--json",
+            "the api is slow since a few minutes",
+        ],
+        "oncall",
+    )
 }
 
 /// One checklist command as a child process, measured; Err says why it did not run.
@@ -177,6 +196,9 @@ fn main() {
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into());
 
+    let window = Duration::from_millis(cfg.host.window_ms);
+    let mut triage: Vec<Sample> = vec![];
+    let mut triage_problem: Option<String> = None;
     let mut full: Vec<Sample> = vec![];
     let mut short: Vec<Sample> = vec![];
     let mut commands: Vec<CommandRow> = CHECKLIST.iter().map(|_| CommandRow::default()).collect();
@@ -184,8 +206,17 @@ fn main() {
     let mut last_snapshot = None;
 
     for run in 1..=runs {
-        eprintln!("run {run}/{runs}: oncall 1000 ms, oncall 100 ms, checklist ...");
-        let (s, snap) = oncall_snapshot(&cfg, Duration::from_millis(1000));
+        eprintln!(
+            "run {run}/{runs}: oncall triage, oncall {} ms, oncall 100 ms, checklist ...",
+            cfg.host.window_ms
+        );
+        if triage_problem.is_none() {
+            match oncall_triage() {
+                Ok(s) => triage.push(s),
+                Err(why) => triage_problem = Some(why),
+            }
+        }
+        let (s, snap) = oncall_snapshot(&cfg, window);
         full.push(s);
         last_snapshot = Some(snap);
         short.push(oncall_snapshot(&cfg, Duration::from_millis(100)).0);
@@ -249,9 +280,25 @@ fn main() {
         "| what | runs | wall ms (mean / min / max) | CPU ms (mean / min / max) | CPU % of one core |"
     );
     println!("|---|---:|---:|---:|---:|");
+    match &triage_problem {
+        None => println!(
+            "{}",
+            row(
+                "**`oncall triage` (a full host investigation, process start to answer)**",
+                &triage
+            )
+        ),
+        Some(why) => println!("| `oncall triage` | 0 | {why} | | |"),
+    }
     println!(
         "{}",
-        row("oncall snapshot, 1000 ms window (default)", &full)
+        row(
+            &format!(
+                "oncall snapshot, {} ms window (default)",
+                cfg.host.window_ms
+            ),
+            &full
+        )
     );
     println!(
         "{}",
@@ -280,7 +327,7 @@ fn main() {
 
     if let Some(snap) = &last_snapshot {
         println!(
-            "Sanity check, last 1000 ms snapshot: measured window {} ms, {} cores, {} resources, \
+            "Sanity check, last default-window snapshot: measured window {} ms, {} cores, {} resources, \
              {} unreadable, abnormal: {}.",
             snap.window_ms,
             snap.cores,
@@ -305,17 +352,27 @@ fn main() {
             mean(totals.iter().map(|s| s.cpu_ms)),
         );
         println!(
-            "Summary: one oncall snapshot (1 s window, all resources) took {ow:.0} ms wall and \
+            "Summary: one oncall snapshot ({} ms window, all resources) took {ow:.0} ms wall and \
              {oc:.1} ms CPU ({sc:.1} ms CPU with a 100 ms window); the {working}-command checklist \
              took {cw:.0} ms wall and {cc:.1} ms CPU. oncall is {} and uses {}.",
+            cfg.host.window_ms,
             ratio(ow, cw, "faster", "slower", "about as fast"),
             ratio(oc, cc, "less CPU", "more CPU", "about the same CPU"),
         );
+        if !triage.is_empty() {
+            let tw = mean(triage.iter().map(|s| s.wall_ms));
+            println!(
+                "Triage: a full `oncall triage` took {tw:.0} ms wall against the checklist's \
+                 {cw:.0} ms: {:.1}x faster (the goal is at least 8x).",
+                cw / tw
+            );
+        }
     } else {
         println!(
-            "Summary: one oncall snapshot (1 s window, all resources) took {ow:.0} ms wall and \
+            "Summary: one oncall snapshot ({} ms window, all resources) took {ow:.0} ms wall and \
              {oc:.1} ms CPU ({sc:.1} ms CPU with a 100 ms window); the checklist could not be \
-             measured (see the rows above)."
+             measured (see the rows above).",
+            cfg.host.window_ms
         );
     }
 }

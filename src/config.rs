@@ -361,14 +361,19 @@ pub struct HostSettings {
     pub top_processes: usize,
     /// The /proc root to read (tests and replays may point it elsewhere).
     pub proc_root: PathBuf,
+    /// How much longer (ms, 0-5000) the few processes whose memory grows are followed after the
+    /// window, so that a steady leak is told from a burst and a low rate is measured over
+    /// enough time. Only taken when some process grows; 0 turns it off.
+    pub growth_extend_ms: u64,
 }
 
 impl Default for HostSettings {
     fn default() -> Self {
         HostSettings {
-            window_ms: 1000,
+            window_ms: 250,
             top_processes: 5,
             proc_root: PathBuf::from("/proc"),
+            growth_extend_ms: 600,
         }
     }
 }
@@ -484,9 +489,14 @@ pub struct MemoryThresholds {
     /// OOM kills the kernel log shows this many seconds back count as recent (read from
     /// /dev/kmsg, root only; only when the kernel's OOM counter is non-zero).
     pub oom_lookback_s: f64,
+    /// A kill at most this many seconds old bears on the incident whatever the report says; an
+    /// older one counts only with memory pressure now, the victim back and growing, or a report
+    /// about memory or dying processes (else it is listed as a secondary finding).
+    pub oom_recent_s: f64,
     /// A process whose RSS grows at least this fast (MiB/s) is a growth suspect...
     pub process_growth_mib_per_s: f64,
-    /// ...if it also grew at least this much (MiB) in the window: a process starting up is not a leak.
+    /// ...if it also grew at least this much (MiB) over the whole look (the window and its
+    /// extension, `host.growth_extend_ms`), steadily: a burst or a process starting up is not a leak.
     pub process_growth_min_mib: f64,
     /// Growth that would exhaust available memory within this many seconds is a finding (it
     /// leans towards memory pressure); slower growth is shown but stays below the threshold.
@@ -502,8 +512,9 @@ impl Default for MemoryThresholds {
             psi_some_pct: lvl(10.0, 30.0),
             oom_kills: lvl(1.0, 1.0),
             oom_lookback_s: 900.0,
+            oom_recent_s: 120.0,
             process_growth_mib_per_s: 20.0,
-            process_growth_min_mib: 32.0,
+            process_growth_min_mib: 16.0,
             exhaustion_horizon_s: 300.0,
         }
     }
@@ -562,6 +573,16 @@ pub struct NetworkThresholds {
     pub retrans_pct: Level,
     /// Listen-queue overflows during the window.
     pub listen_overflows: Level,
+    /// Per-socket view (inet_diag): segments retransmitted by the TCP connections to one peer
+    /// `ip:port` (or accepted on one local service port), % of the data segments they sent, over
+    /// the connections' lifetimes.
+    pub socket_retrans_pct: Level,
+    /// The fewest retransmitted segments such a group must show before it can be called lossy
+    /// (a stray retransmit or two is never a finding).
+    pub socket_min_retrans: u64,
+    /// The fewest data segments such a group must have sent before its ratio is judged at all
+    /// (fewer is "too few to judge").
+    pub socket_min_segs: u64,
 }
 
 impl Default for NetworkThresholds {
@@ -571,6 +592,9 @@ impl Default for NetworkThresholds {
             drops_per_s: lvl(10.0, 1000.0),
             retrans_pct: lvl(2.0, 10.0),
             listen_overflows: lvl(1.0, 100.0),
+            socket_retrans_pct: lvl(5.0, 15.0),
+            socket_min_retrans: 5,
+            socket_min_segs: 20,
         }
     }
 }
@@ -918,6 +942,12 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "host.window_ms = {} is out of range: use 100 to 1000 (one sampling window of at most 1 s)",
                 self.host.window_ms
+            )));
+        }
+        if self.host.growth_extend_ms > 5000 {
+            return Err(ConfigError::Invalid(format!(
+                "host.growth_extend_ms = {} is out of range: use 0 to 5000",
+                self.host.growth_extend_ms
             )));
         }
         if !(1..=50).contains(&self.host.top_processes) {

@@ -299,6 +299,11 @@ fn main() -> ExitCode {
             } else {
                 Box::new(Stderr)
             };
+            // The host sweep starts while the model (and its tokenizer) get ready: unless the
+            // fleet tools replace it, every host investigation begins with this snapshot.
+            if config.prometheus.url.trim().is_empty() {
+                registry.prefetch("host.use_snapshot");
+            }
             match runtime.block_on(agent::investigate(
                 &report,
                 &registry,

@@ -467,3 +467,109 @@ async fn bad_inputs_become_clear_evidence() {
     );
     assert_eq!(down["status"], "confirmed");
 }
+
+/// Old news: an OOM kill in an unrelated memory cgroup minutes before, then a live lock chain
+/// and a report about hanging payouts. The lock chain is the answer; the kill stays on the
+/// board below it, as a secondary finding. The kill is real (a process grown past a 64 MiB
+/// cgroup limit), so the test waits until it is older than `oom_recent_s` (two minutes): the
+/// tests that run after it then see an old kill too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_oom_kill_elsewhere_does_not_outrank_a_live_lock_chain() {
+    if skip() {
+        return;
+    }
+    if !is_root() {
+        eprintln!("SKIPPED: an OOM kill in a memory cgroup needs root");
+        return;
+    }
+    let Some(cg) = MemCgroup::make(64 << 20) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no writable memory cgroup hierarchy under /sys/fs/cgroup"
+        );
+        eprintln!("SKIPPED: no writable memory cgroup hierarchy");
+        return;
+    };
+    // The victim: grows past the cgroup's limit and is killed by the kernel.
+    let script = format!(
+        "echo $$ > '{}' && exec '{FAULT}' --name batch-import --seconds 30 memory --rate-mib-per-s 200 --max-mib 1000",
+        cg.dir().join("cgroup.procs").display()
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("/bin/sh")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::null())
+            .status()
+    })
+    .await
+    .expect("join")
+    .expect("run the victim");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "the OOM killer's SIGKILL: {status:?}"
+    );
+    let killed_at = std::time::Instant::now();
+    drop(cg);
+
+    let pg = Pg::start(50);
+    pg.sql("app", "CREATE SCHEMA payments; CREATE TABLE payments.payouts (id int PRIMARY KEY, state text NOT NULL); INSERT INTO payments.payouts SELECT g, 'queued' FROM generate_series(1, 100) g; GRANT USAGE ON SCHEMA payments TO app; GRANT ALL ON payments.payouts TO app");
+    let holder = pg.connect("app", "app", "payout-batcher").await;
+    holder
+        .batch_execute("BEGIN; UPDATE payments.payouts SET state = 'sending' WHERE id = 7")
+        .await
+        .unwrap();
+    let holder_pid: i32 = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let mut waiting = vec![];
+    for _ in 0..3 {
+        let c = pg.connect("app", "app", "payout-api").await;
+        waiting.push(tokio::spawn(async move {
+            c.execute(
+                "UPDATE payments.payouts SET state = 'paid' WHERE id = 7",
+                &[],
+            )
+            .await
+        }));
+    }
+    // Minutes earlier, as in the incident: past the two minutes in which a kill is news.
+    let old = Duration::from_secs(125);
+    if let Some(rest) = old.checked_sub(killed_at.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    let answer = triage(&pg, "payouts are hanging").await;
+    let h = top(&answer);
+    assert_eq!(
+        h["category"],
+        "db.lock_contention",
+        "ranking:\n{}",
+        ranking(&answer)
+    );
+    assert_eq!(h["culprit"]["pid"], holder_pid, "{h}");
+    let oom = hypotheses(&answer)
+        .iter()
+        .find(|h| h["category"] == "host.memory_pressure")
+        .expect("the kill stays on the board");
+    let note = oom["evidence"][0]["note"].as_str().unwrap_or_default();
+    assert!(
+        oom["statement"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("batch-import")
+            && note.contains("secondary"),
+        "listed as a secondary finding: {oom}"
+    );
+    assert!(
+        oom["confidence"].as_f64().unwrap_or(1.0) < h["confidence"].as_f64().unwrap_or(0.0),
+        "below the answer:\n{}",
+        ranking(&answer)
+    );
+    drop(holder);
+    for w in waiting {
+        w.abort();
+    }
+}

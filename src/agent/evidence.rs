@@ -9,6 +9,7 @@
 
 use crate::collectors::host::fd::FdUse;
 use crate::collectors::host::signal::{ResourceReport, Signal, Status};
+use crate::collectors::host::sockets::LossyPeer;
 use crate::collectors::host::{ProcessInfo, ProcessReport, UseSnapshot};
 use crate::config::EvidenceMode;
 use crate::llm::tokens::TokenCounter;
@@ -58,9 +59,71 @@ pub fn unfence(text: &str) -> Option<Fenced> {
 }
 
 /// Fields of a process row in compact evidence.
-const PROCESS_FIELDS: [&str; 5] = ["pid", "name", "cpu_pct", "rss_mib", "rss_growth_mib_per_s"];
+const PROCESS_FIELDS: [&str; 6] = [
+    "pid",
+    "name",
+    "cpu_pct",
+    "rss_mib",
+    "rss_growth_mib_per_s",
+    "program",
+];
 const IO_FIELDS: [&str; 4] = ["pid", "name", "read_mib_per_s", "write_mib_per_s"];
-const FD_FIELDS: [&str; 5] = ["pid", "name", "open", "limit", "used_pct"];
+const FD_FIELDS: [&str; 6] = ["pid", "name", "open", "limit", "used_pct", "program"];
+/// Fields of a lossy peer row (the per-socket TCP view) in compact evidence.
+const PEER_FIELDS: [&str; 13] = [
+    "direction",
+    "local",
+    "peer",
+    "port",
+    "sockets",
+    "retrans_segs",
+    "segs_out",
+    "retrans_pct",
+    "lost_now",
+    "rtt_ms",
+    "status",
+    "pid",
+    "process",
+];
+
+fn peer_row(p: &LossyPeer) -> Value {
+    json!([
+        p.direction,
+        p.local,
+        p.peer,
+        p.port,
+        p.sockets,
+        p.retrans_segs,
+        p.segs_out,
+        p.retrans_pct,
+        p.lost_now,
+        p.rtt_ms,
+        p.status,
+        p.pid,
+        p.process
+    ])
+}
+
+fn read_peer_row(row: &Value) -> Option<LossyPeer> {
+    fn at<T: serde::de::DeserializeOwned>(row: &Value, i: usize) -> Option<T> {
+        serde_json::from_value(row.get(i)?.clone()).ok()
+    }
+    Some(LossyPeer {
+        direction: at(row, 0)?,
+        local: at(row, 1)?,
+        peer: at(row, 2)?,
+        port: at(row, 3)?,
+        sockets: at(row, 4)?,
+        retrans_segs: at(row, 5)?,
+        segs_out: at(row, 6)?,
+        retrans_pct: at(row, 7)?,
+        lost_now: at(row, 8).unwrap_or_default(),
+        rtt_ms: at(row, 9).unwrap_or_default(),
+        status: at(row, 10)?,
+        pid: at(row, 11).flatten(),
+        process: at(row, 12).flatten(),
+    })
+}
 
 /// One signal as one short string: `metric=value unit [!status] [-- note]`.
 fn signal_line(s: &Signal) -> String {
@@ -113,7 +176,13 @@ fn compact_snapshot(v: &Value) -> Option<Value> {
                 let keep_note = sig.status != Status::Normal
                     || matches!(
                         sig.metric.as_str(),
-                        "space_used" | "worst_process_used" | "run_queue_per_core"
+                        "space_used"
+                            | "worst_process_used"
+                            | "run_queue_per_core"
+                            | "retransmits"
+                            | "worst_peer_retransmits"
+                            | "crowded_dir"
+                            | "largest_dir"
                     );
                 let mut sig = sig.clone();
                 if !keep_note {
@@ -143,7 +212,16 @@ fn compact_snapshot(v: &Value) -> Option<Value> {
     let rows = |ps: &[ProcessInfo]| -> Vec<Value> {
         ps.iter()
             .take(3)
-            .map(|p| json!([p.pid, p.name, p.cpu_pct, p.rss_mib, p.rss_growth_mib_per_s]))
+            .map(|p| {
+                json!([
+                    p.pid,
+                    p.name,
+                    p.cpu_pct,
+                    p.rss_mib,
+                    p.rss_growth_mib_per_s,
+                    p.program()
+                ])
+            })
             .collect()
     };
     let p = &s.processes;
@@ -165,7 +243,7 @@ fn compact_snapshot(v: &Value) -> Option<Value> {
             .top_fds
             .iter()
             .take(3)
-            .map(|f| json!([f.pid, f.name, f.open, f.limit, f.used_pct]))
+            .map(|f| json!([f.pid, f.name, f.open, f.limit, f.used_pct, f.program]))
             .collect();
     }
     if !p.top_io.is_empty() {
@@ -177,8 +255,29 @@ fn compact_snapshot(v: &Value) -> Option<Value> {
             .map(|u| json!([u.pid, u.name, u.read_mib_per_s, u.write_mib_per_s]))
             .collect();
     }
+    if !p.groups.is_empty() {
+        // Per program (a pool of workers is one program); the executable path is left out.
+        let groups: Vec<Value> = p
+            .groups
+            .iter()
+            .take(6)
+            .map(|g| {
+                let mut g = g.clone();
+                g.exe = None;
+                json!(g)
+            })
+            .collect();
+        out["processes"]["groups"] = json!(groups);
+    }
+    if !p.blocked.is_empty() {
+        out["processes"]["blocked"] = json!(p.blocked);
+    }
     if !p.oom_killed.is_empty() {
         out["processes"]["oom_killed"] = json!(p.oom_killed.iter().take(3).collect::<Vec<_>>());
+    }
+    if !s.lossy_peers.is_empty() {
+        out["peer_fields"] = json!(PEER_FIELDS);
+        out["lossy_peers"] = s.lossy_peers.iter().take(5).map(peer_row).collect();
     }
     if !s.unreadable.is_empty() {
         out["unreadable"] = json!(s.unreadable);
@@ -228,6 +327,11 @@ pub fn read_snapshot(text: &str) -> Result<UseSnapshot, String> {
                             cpu_pct: row.get(2)?.as_f64()?,
                             rss_mib: row.get(3)?.as_f64()?,
                             rss_growth_mib_per_s: row.get(4)?.as_f64()?,
+                            program: row
+                                .get(5)
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                                .to_string(),
                         })
                     })
                     .collect()
@@ -246,6 +350,11 @@ pub fn read_snapshot(text: &str) -> Result<UseSnapshot, String> {
                         limit: row.get(3)?.as_u64()?,
                         used_pct: row.get(4)?.as_f64()?,
                         status: Status::Normal,
+                        program: row
+                            .get(5)
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
                     })
                 })
                 .collect()
@@ -281,7 +390,14 @@ pub fn read_snapshot(text: &str) -> Result<UseSnapshot, String> {
                 .unwrap_or_default(),
             oom_killed: serde_json::from_value(v["processes"]["oom_killed"].clone())
                 .unwrap_or_default(),
+            groups: serde_json::from_value(v["processes"]["groups"].clone()).unwrap_or_default(),
+            blocked: serde_json::from_value(v["processes"]["blocked"].clone()).unwrap_or_default(),
         },
+        lossy_peers: v
+            .get("lossy_peers")
+            .and_then(Value::as_array)
+            .map(|rows| rows.iter().filter_map(read_peer_row).collect())
+            .unwrap_or_default(),
         unreadable: serde_json::from_value(v.get("unreadable").cloned().unwrap_or(json!([])))
             .unwrap_or_default(),
     })
@@ -503,6 +619,69 @@ mod tests {
             ..s
         };
         assert_eq!(parse_signal_line(&signal_line(&n)).unwrap(), n);
+    }
+
+    #[test]
+    fn lossy_peers_survive_compaction_and_old_compact_evidence_still_reads() {
+        let old = json!({
+            "format": "compact/1",
+            "host": "h",
+            "taken_at": "2026-01-02T03:04:05Z",
+            "window_ms": 250,
+            "cores": 2,
+            "abnormal": [],
+            "resources": [{"resource": "tcp", "e": ["retransmits=0 % of segments sent -- 4 retransmitted of 7 sent in the window: too few segments in the window to judge (under 100); see the per-socket view (worst_peer_retransmits)"]}],
+            "processes": {"count": 1, "top_cpu": [], "top_rss": [], "growing": []},
+        });
+        let mut snap = read_snapshot(&old.to_string()).expect("compact data without lossy_peers");
+        assert!(snap.lossy_peers.is_empty());
+        snap.lossy_peers = vec![LossyPeer {
+            direction: crate::collectors::host::sockets::Direction::Out,
+            local: "127.0.0.1:*".into(),
+            peer: "127.0.0.1:40123".into(),
+            port: 40123,
+            sockets: 3,
+            retrans_segs: 12,
+            segs_out: 61,
+            retrans_pct: 19.67,
+            lost_now: 1,
+            rtt_ms: 0.05,
+            status: Status::Critical,
+            pid: Some(77),
+            process: Some("pricing".into()),
+        }];
+        let counter = TokenCounter::for_settings(&LlmSettings::default()).unwrap();
+        let v = serde_json::to_value(&snap).unwrap();
+        let compact = render(
+            "host.use_snapshot",
+            &v,
+            EvidenceMode::Compact,
+            100_000,
+            &counter,
+        );
+        assert!(compact.contains("\"lossy_peers\""), "{compact}");
+        let back = read_snapshot(&compact).unwrap();
+        assert_eq!(back.lossy_peers, snap.lossy_peers);
+        let note = back.resource("tcp").unwrap().errors[0].note.clone();
+        assert!(
+            note.is_some_and(|n| n.contains("too few segments")),
+            "the honest note of a normal retransmit signal is kept"
+        );
+        // A peer without an owner reads back without one.
+        let mut anon = snap.clone();
+        anon.lossy_peers[0].pid = None;
+        anon.lossy_peers[0].process = None;
+        let compact = render(
+            "host.use_snapshot",
+            &serde_json::to_value(&anon).unwrap(),
+            EvidenceMode::Compact,
+            100_000,
+            &counter,
+        );
+        assert_eq!(
+            read_snapshot(&compact).unwrap().lossy_peers,
+            anon.lossy_peers
+        );
     }
 
     #[test]

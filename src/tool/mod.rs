@@ -107,6 +107,11 @@ pub trait Tool: Send + Sync + 'static {
     fn effect(&self, _args: &Self::Args) -> Option<EffectCheck> {
         None
     }
+
+    /// Starts measuring with the default arguments ahead of the call, so a one-shot
+    /// investigation does not wait for the sampling window after the model asks. A tool that
+    /// cannot does nothing; a prefetched answer is used only by a call with default arguments.
+    fn prefetch(&self) {}
 }
 
 /// How an action's effect is measured: a read tool run before and after it, and the values to
@@ -132,6 +137,8 @@ fn empty_object() -> Value {
 #[async_trait]
 pub trait DynTool: Send + Sync {
     fn spec(&self) -> ToolSpec;
+    /// See [`Tool::prefetch`].
+    fn prefetch_now(&self) {}
     async fn call_json(&self, args: Value) -> Result<Value, ToolError>;
     /// For actions: how to measure what a call with these arguments changed.
     fn effect(&self, _args: &Value) -> Option<EffectCheck> {
@@ -148,6 +155,10 @@ pub trait DynTool: Send + Sync {
 
 #[async_trait]
 impl<T: Tool> DynTool for T {
+    fn prefetch_now(&self) {
+        self.prefetch();
+    }
+
     fn spec(&self) -> ToolSpec {
         let mut parameters = schema_for::<T::Args>();
         self.patch_schema(&mut parameters);

@@ -174,6 +174,14 @@ impl Registry {
         (self.policy.as_deref(), &self.env)
     }
 
+    /// Starts a read tool measuring ahead of its call with default arguments (see
+    /// [`super::Tool::prefetch`]); nothing for an unknown tool.
+    pub fn prefetch(&self, name: &str) {
+        if let Some(t) = self.find(name) {
+            t.prefetch_now();
+        }
+    }
+
     /// What an action would do with these arguments, checked but not run.
     pub fn dry_run(&self, name: &str, args: &Value) -> Result<Value, ToolError> {
         let tool = self.find(name).ok_or_else(|| self.unknown(name))?;

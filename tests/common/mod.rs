@@ -22,10 +22,23 @@ pub struct Fault {
     pub pid: u32,
 }
 
+/// A copy of `oncall-fault` under another file name in `dir`: a program the tests did not
+/// ship, whose name may be longer than the kernel's 15-byte `comm`.
+pub fn fault_copy(dir: &Path, name: &str) -> PathBuf {
+    let to = dir.join(name);
+    std::fs::copy(FAULT, &to).expect("copy oncall-fault");
+    to
+}
+
 impl Fault {
     /// Starts `oncall-fault <args>` and waits for its `ready pid=` line.
     pub fn start(args: &[&str]) -> Fault {
-        let mut child = Command::new(FAULT)
+        Fault::start_bin(Path::new(FAULT), args)
+    }
+
+    /// Starts a copy of oncall-fault (see [`fault_copy`]) and waits for its `ready pid=` line.
+    pub fn start_bin(bin: &Path, args: &[&str]) -> Fault {
+        let mut child = Command::new(bin)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -149,12 +162,17 @@ pub struct Tmpfs {
 
 impl Tmpfs {
     pub fn mount(size: &str) -> Tmpfs {
+        Tmpfs::mount_with(&format!("size={size}"))
+    }
+
+    /// Mounts with these tmpfs options (`size=8m,nr_inodes=500`).
+    pub fn mount_with(options: &str) -> Tmpfs {
         let dir = tempfile::Builder::new()
             .prefix("oncall-test-fs")
             .tempdir()
             .expect("tempdir");
         let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(dir.path())
             .status()
             .expect("run mount");
@@ -210,4 +228,85 @@ pub fn ranking(answer: &Value) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// A memory cgroup made for one test (v2 where the unified hierarchy is mounted, else v1),
+/// removed when dropped.
+pub struct MemCgroup {
+    dir: PathBuf,
+    procs: PathBuf,
+}
+
+impl MemCgroup {
+    pub fn make(limit_bytes: u64) -> Option<MemCgroup> {
+        let name = format!("oncall-test-{}", std::process::id());
+        let (dir, limit_file) = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            (PathBuf::from("/sys/fs/cgroup").join(&name), "memory.max")
+        } else if Path::new("/sys/fs/cgroup/memory").is_dir() {
+            (
+                PathBuf::from("/sys/fs/cgroup/memory").join(&name),
+                "memory.limit_in_bytes",
+            )
+        } else {
+            return None;
+        };
+        std::fs::create_dir(&dir).ok()?;
+        let cg = MemCgroup {
+            procs: dir.join("cgroup.procs"),
+            dir,
+        };
+        std::fs::write(cg.dir.join(limit_file), limit_bytes.to_string()).ok()?;
+        Some(cg)
+    }
+
+    /// Starts oncall-fault inside the cgroup (a shell joins it, then execs the fault).
+    pub fn start(&self, args: &[&str]) -> Fault {
+        let script = format!(
+            "echo $$ > '{}' && exec '{}' \"$@\"",
+            self.procs.display(),
+            FAULT
+        );
+        let mut full = vec!["-c", script.as_str(), "sh"];
+        full.extend_from_slice(args);
+        Fault::start_bin(Path::new("/bin/sh"), &full)
+    }
+}
+
+impl MemCgroup {
+    /// The cgroup's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for MemCgroup {
+    fn drop(&mut self) {
+        // Empty once its processes are gone; retry briefly while the kernel reaps them.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Waits (at most `within`) until a process's resident memory reaches `mib`; false if it never did.
+pub fn wait_rss(pid: u32, mib: u64, within: Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        let rss_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            })
+            .unwrap_or(0);
+        if rss_kib >= mib * 1024 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
 }

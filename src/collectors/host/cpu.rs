@@ -114,6 +114,41 @@ pub fn parse_procs_running(text: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// The `procs_running` and `procs_blocked` lines of /proc/stat: (runnable, in D state).
+pub fn parse_procs(text: &str) -> Option<(u64, u64)> {
+    let get = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    Some((get("procs_running ")?, get("procs_blocked ").unwrap_or(0)))
+}
+
+/// oncall's own threads that are runnable now (state `R` in /proc/self/task/*/stat): they are
+/// taken out of each run-queue sample, so the measurement does not count itself.
+pub fn own_runnable(proc_root: &std::path::Path) -> u64 {
+    let Ok(dir) = std::fs::read_dir(proc_root.join("self/task")) else {
+        return 0;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("stat"))
+                .ok()
+                .and_then(|t| t.rsplit_once(") ").map(|(_, rest)| rest.starts_with('R')))
+                .unwrap_or(false)
+        })
+        .count() as u64
+}
+
+/// oncall's own CPU time so far, in clock ticks (utime + stime of /proc/self/stat).
+pub fn own_ticks(proc_root: &std::path::Path) -> Option<u64> {
+    let t = std::fs::read_to_string(proc_root.join("self/stat")).ok()?;
+    let (_, rest) = t.rsplit_once(") ")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state(0) ppid(1) ... utime(11) stime(12).
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
 /// Parses /proc/loadavg: the 1, 5 and 15 minute load averages.
 pub fn parse_loadavg(text: &str) -> Result<[f64; 3], String> {
     let v: Vec<f64> = text
@@ -145,6 +180,10 @@ pub struct CpuInputs<'a> {
     pub after: &'a Stat,
     /// procs_running sampled across the window.
     pub run_queue: &'a [u64],
+    /// procs_blocked (tasks in D state) sampled at the same moments.
+    pub blocked: &'a [u64],
+    /// CPU ticks oncall itself used during the window (left out of utilization).
+    pub own_ticks: u64,
     pub psi: Option<(Psi, Psi)>,
     pub loadavg: Option<[f64; 3]>,
     pub window_us: f64,
@@ -161,6 +200,14 @@ pub fn report(
     let mut sat = Vec::new();
     match busy_pct(&inp.before.total, &inp.after.total) {
         Ok((busy, steal)) => {
+            // oncall's own work in the window is not load on the host.
+            let total = inp
+                .after
+                .total
+                .total()
+                .saturating_sub(inp.before.total.total())
+                .max(1);
+            let busy = (busy - 100.0 * inp.own_ticks as f64 / total as f64).max(0.0);
             let per_core: Vec<f64> = inp
                 .before
                 .cores
@@ -179,6 +226,27 @@ pub fn report(
             );
             let max_core = per_core.iter().cloned().fold(0.0, f64::max);
             util.push(Signal::info("busiest_core", max_core, "%", "/proc/stat"));
+            if let (Ok(total), Ok(iowait)) = (
+                counter_delta(
+                    "cpu total jiffies",
+                    inp.before.total.total(),
+                    inp.after.total.total(),
+                ),
+                counter_delta(
+                    "cpu iowait jiffies",
+                    inp.before.total.iowait,
+                    inp.after.total.iowait,
+                ),
+            ) && total > 0
+            {
+                // Idle time with I/O outstanding: the cores wait on the disks, not the reverse.
+                util.push(Signal::info(
+                    "iowait",
+                    100.0 * iowait as f64 / total as f64,
+                    "%",
+                    "/proc/stat",
+                ));
+            }
             sat.push(Signal::rated(
                 "steal",
                 steal,
@@ -200,9 +268,17 @@ pub fn report(
         sat.push(
             Signal::rated("run_queue_per_core", mean / cores as f64, "threads/core", th.run_queue_per_core, "/proc/stat")
                 .with_note(format!(
-                    "{mean:.1} runnable on {cores} cores (mean of {} samples, includes oncall's own reader)",
+                    "{mean:.1} runnable on {cores} cores (mean of {} samples, oncall's own threads left out)",
                     inp.run_queue.len()
                 )),
+        );
+    }
+    if !inp.blocked.is_empty() {
+        let mean = inp.blocked.iter().sum::<u64>() as f64 / inp.blocked.len() as f64;
+        sat.push(
+            Signal::info("blocked_tasks", mean, "tasks in D state", "/proc/stat").with_note(
+                "mean of the samples: tasks in uninterruptible sleep, mostly waiting on I/O; they are not waiting for a CPU",
+            ),
         );
     }
     if let Some((a, b)) = &inp.psi {
@@ -293,6 +369,8 @@ procs_blocked 1
                 before: &a,
                 after: &b,
                 run_queue: &[5, 5],
+                blocked: &[1, 1],
+                own_ticks: 0,
                 psi: None,
                 loadavg: Some([4.0, 2.0, 1.0]),
                 window_us: 1e6,
@@ -313,6 +391,8 @@ procs_blocked 1
                 before: &a,
                 after: &c,
                 run_queue: &[],
+                blocked: &[],
+                own_ticks: 0,
                 psi: None,
                 loadavg: None,
                 window_us: 1e6,

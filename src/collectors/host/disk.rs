@@ -326,6 +326,83 @@ pub fn fs_report(mount: &Mount, u: &FsUsage, th: &FilesystemThresholds) -> Optio
     ))
 }
 
+/// Where a filesystem's files are: the directories holding the most entries and the most bytes
+/// directly, found by a walk bounded in entries and time that stays on the mount's device.
+/// Returns `(most entries: (dir, entries), most bytes: (dir, bytes))`, or None when the mount
+/// cannot be read.
+pub fn crowded_dirs(
+    mount: &Path,
+    max_entries: usize,
+    budget: Duration,
+) -> Option<((String, u64), (String, u64))> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(mount).ok()?.dev();
+    let started = std::time::Instant::now();
+    let mut queue = std::collections::VecDeque::from([mount.to_path_buf()]);
+    let (mut seen, mut by_count, mut by_bytes) =
+        (0usize, (String::new(), 0u64), (String::new(), 0u64));
+    while let Some(dir) = queue.pop_front() {
+        if seen >= max_entries || started.elapsed() >= budget {
+            break;
+        }
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let (mut n, mut bytes) = (0u64, 0u64);
+        for e in rd.filter_map(|e| e.ok()) {
+            seen += 1;
+            n += 1;
+            if let Ok(m) = e.path().symlink_metadata() {
+                if m.is_dir() && m.dev() == dev {
+                    queue.push_back(e.path());
+                } else if m.is_file() {
+                    bytes += m.blocks() * 512;
+                }
+            }
+            if seen >= max_entries {
+                break;
+            }
+        }
+        let name = dir.display().to_string();
+        if n > by_count.1 {
+            by_count = (name.clone(), n);
+        }
+        if bytes > by_bytes.1 {
+            by_bytes = (name, bytes);
+        }
+    }
+    Some((by_count, by_bytes))
+}
+
+/// Adds where the files are to the report of a filesystem that is filling up: the directory
+/// with the most entries (for inodes) and the one with the most bytes (for space).
+pub fn attach_crowded_dirs(r: &mut ResourceReport, mount: &Path) {
+    if r.status == super::signal::Status::Normal {
+        return;
+    }
+    let Some(((cdir, count), (bdir, bytes))) =
+        crowded_dirs(mount, 200_000, Duration::from_millis(300))
+    else {
+        return;
+    };
+    if count > 0 {
+        r.utilization.push(
+            Signal::info("crowded_dir", count as f64, "entries", "readdir")
+                .with_note(format!("{cdir} holds the most entries ({count})")),
+        );
+    }
+    if bytes > 0 {
+        r.utilization.push(
+            Signal::info("largest_dir", bytes as f64 / 1048576.0, "MiB", "readdir").with_note(
+                format!(
+                    "{bdir} holds the most bytes in its files ({})",
+                    human_bytes(bytes)
+                ),
+            ),
+        );
+    }
+}
+
 /// Bytes as a short human figure (`1.5 GiB`).
 pub fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

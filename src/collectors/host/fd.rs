@@ -47,16 +47,32 @@ pub struct FdUse {
     pub limit: u64,
     pub used_pct: f64,
     pub status: Status,
+    /// The program, as an operator names it (empty in snapshots from before it existed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub program: String,
 }
 
 /// Counts the open files of one process against its soft limit; None if unreadable.
 pub fn process_fd_use(proc_root: &Path, pid: u32, name: &str, th: &FdThresholds) -> Option<FdUse> {
     let dir = proc_root.join(pid.to_string());
-    let open = std::fs::read_dir(dir.join("fd")).ok()?.count() as u64;
-    let limit = parse_nofile_limit(&std::fs::read_to_string(dir.join("limits")).ok()?).ok()??;
+    let limits = std::fs::read_to_string(dir.join("limits")).ok()?;
+    fd_use_with_limits(&dir, pid, name, &limits, th)
+}
+
+/// Counts the open files under `/proc/<pid>` (`dir`) against the soft limit in its `limits`
+/// text; None if unreadable or unlimited.
+pub fn fd_use_with_limits(
+    dir: &Path,
+    pid: u32,
+    name: &str,
+    limits: &str,
+    th: &FdThresholds,
+) -> Option<FdUse> {
+    let limit = parse_nofile_limit(limits).ok()??;
     if limit == 0 {
         return None;
     }
+    let open = std::fs::read_dir(dir.join("fd")).ok()?.count() as u64;
     let used_pct = super::signal::round2(100.0 * open as f64 / limit as f64);
     Some(FdUse {
         pid,
@@ -65,6 +81,7 @@ pub fn process_fd_use(proc_root: &Path, pid: u32, name: &str, th: &FdThresholds)
         limit,
         used_pct,
         status: Status::of(used_pct, th.process_used_pct),
+        program: String::new(),
     })
 }
 

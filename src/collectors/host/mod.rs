@@ -12,11 +12,13 @@
 pub mod cpu;
 pub mod disk;
 pub mod fd;
+pub mod identity;
 pub mod memory;
 pub mod network;
 pub mod pressure;
 pub mod process;
 pub mod signal;
+pub mod sockets;
 
 use crate::config::{Config, HostSettings, Thresholds};
 use crate::tool::{RiskClass, Tool, ToolError, in_range};
@@ -45,6 +47,10 @@ pub struct UseSnapshot {
     /// USE view per resource; normal resources are listed too (what was looked at).
     pub resources: Vec<ResourceReport>,
     pub processes: ProcessReport,
+    /// Per-socket TCP view: the peers (or local service ports) whose connections retransmit,
+    /// judged on their lifetime counters, worst first. Empty when none looks lossy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lossy_peers: Vec<sockets::LossyPeer>,
     /// Signals that could not be read, and why.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unreadable: Vec<Unreadable>,
@@ -84,11 +90,28 @@ pub struct SnapshotArgs {
 /// `host.use_snapshot`: the all-in-one USE snapshot of this host.
 pub struct HostUseSnapshot {
     config: Arc<Config>,
+    /// A snapshot with the configured defaults started ahead of the call, and when.
+    prefetched: std::sync::Mutex<Option<(Instant, std::thread::JoinHandle<UseSnapshot>)>>,
 }
+
+/// A prefetched snapshot older than this is not used: the call measures afresh.
+const PREFETCH_FRESH: Duration = Duration::from_secs(10);
 
 impl HostUseSnapshot {
     pub fn new(config: Arc<Config>) -> Self {
-        HostUseSnapshot { config }
+        HostUseSnapshot {
+            config,
+            prefetched: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn take_default(config: &Config) -> UseSnapshot {
+        take(
+            &config.host,
+            &config.thresholds,
+            Duration::from_millis(config.host.window_ms),
+            config.host.top_processes,
+        )
     }
 }
 
@@ -100,7 +123,32 @@ impl Tool for HostUseSnapshot {
     type Args = SnapshotArgs;
     type Output = UseSnapshot;
 
+    fn prefetch(&self) {
+        let config = self.config.clone();
+        let handle = std::thread::Builder::new()
+            .name("oncall-prefetch".into())
+            .spawn(move || HostUseSnapshot::take_default(&config));
+        if let (Ok(h), Ok(mut slot)) = (handle, self.prefetched.lock()) {
+            *slot = Some((Instant::now(), h));
+        }
+    }
+
     async fn call(&self, args: SnapshotArgs) -> Result<UseSnapshot, ToolError> {
+        // A snapshot prefetched with the defaults serves a call with the defaults, once.
+        let ready = if args.window_ms.is_none() && args.top.is_none() {
+            self.prefetched
+                .lock()
+                .ok()
+                .and_then(|mut slot| slot.take())
+                .filter(|(at, _)| at.elapsed() < PREFETCH_FRESH)
+        } else {
+            None
+        };
+        if let Some((_, handle)) = ready
+            && let Ok(Ok(snap)) = tokio::task::spawn_blocking(move || handle.join()).await
+        {
+            return Ok(snap);
+        }
         let window_ms = in_range(
             Self::NAME,
             "window_ms",
@@ -211,27 +259,41 @@ pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usi
 
     // Start of the window.
     let sampler = process::ProcessSampler::start();
+    let own_before = cpu::own_ticks(&settings.proc_root);
     let start = Instant::now();
     let before = read_counters(&p, &mut un);
-    // Inside the window: the run queue, ten times.
+    // Inside the window: a side thread reads who every process is (program, unit, threads,
+    // descriptors, a mid-window RSS) while this one samples the run queue ten times.
+    let side = {
+        let root = settings.proc_root.clone();
+        let fd_th = th.fd.clone();
+        let half = window / 2;
+        std::thread::Builder::new()
+            .name("oncall-proc-facts".into())
+            .spawn(move || {
+                std::thread::sleep(half / 2);
+                process::read_facts(&root, &fd_th)
+            })
+    };
     let steps = 10u32;
     let mut run_queue = vec![];
+    let mut blocked = vec![];
     for i in 1..=steps {
         let due = window * i / steps;
         if let Some(rest) = due.checked_sub(start.elapsed()) {
             std::thread::sleep(rest);
         }
-        if let Some(n) = p
-            .read("stat")
-            .ok()
-            .as_deref()
-            .and_then(cpu::parse_procs_running)
-        {
-            run_queue.push(n);
+        if let Some((n, d)) = p.read("stat").ok().as_deref().and_then(cpu::parse_procs) {
+            run_queue.push(n.saturating_sub(cpu::own_runnable(&settings.proc_root)));
+            blocked.push(d);
         }
     }
     // End of the window.
     let after = read_counters(&p, &mut un);
+    let own_ticks = match (own_before, cpu::own_ticks(&settings.proc_root)) {
+        (Some(a), Some(b)) => b.saturating_sub(a),
+        _ => 0,
+    };
     let elapsed = start.elapsed().max(Duration::from_millis(1));
     let window_s = elapsed.as_secs_f64();
     let window_ms = window_s * 1000.0;
@@ -247,6 +309,8 @@ pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usi
                 before: a,
                 after: b,
                 run_queue: &run_queue,
+                blocked: &blocked,
+                own_ticks,
                 psi: pair(&before.psi[0], &after.psi[0]),
                 loadavg,
                 window_us: window_s * 1e6,
@@ -286,9 +350,10 @@ pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usi
                 lookback_s,
             ))
         });
+    let meminfo = p.read("meminfo").and_then(|t| memory::parse_meminfo(&t));
     resources.push(memory::report(
         &memory::MemoryInputs {
-            meminfo: p.read("meminfo").and_then(|t| memory::parse_meminfo(&t)),
+            meminfo: meminfo.clone(),
             vmstat: pair(&before.vmstat, &after.vmstat),
             psi: pair(&before.psi[1], &after.psi[1]),
             cgroup_oom,
@@ -331,7 +396,10 @@ pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usi
     if let Some(mounts) = p.parse("self/mounts", "filesystems", disk::parse_mounts, &mut un) {
         for m in &mounts {
             match disk::statvfs(m) {
-                Ok(u) => resources.extend(disk::fs_report(m, &u, &th.filesystem)),
+                Ok(u) => resources.extend(disk::fs_report(m, &u, &th.filesystem).map(|mut r| {
+                    disk::attach_crowded_dirs(&mut r, Path::new(&m.mount_point));
+                    r
+                })),
                 Err(e) => un.push(Unreadable::new(
                     &format!("fs:{}", m.mount_point),
                     "statvfs",
@@ -359,32 +427,83 @@ pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usi
             &mut un,
         ));
     }
-    if let (Some(a), Some(b)) = (&before.tcp, &after.tcp) {
-        resources.extend(network::tcp_report(a, b, &th.network, &mut un));
+    let mut tcp = match (&before.tcp, &after.tcp) {
+        (Some(a), Some(b)) => network::tcp_report(a, b, &th.network, &mut un),
+        _ => None,
+    };
+    // Per socket (inet_diag): lifetime counters, so one reading at the end of the window does.
+    // Netlink answers for this process's network namespace, which is the live /proc's only.
+    let mut lossy_peers = vec![];
+    let sock_source = "NETLINK_SOCK_DIAG";
+    if settings.proc_root != Path::new("/proc") {
+        un.push(Unreadable::new(
+            "tcp.sockets",
+            sock_source,
+            format!(
+                "per-socket view skipped: it reads this network namespace, not {}",
+                settings.proc_root.display()
+            ),
+        ));
+    } else {
+        match sockets::read() {
+            Ok(dump) => {
+                for problem in dump.problems {
+                    un.push(Unreadable::new("tcp.sockets", sock_source, problem));
+                }
+                if dump.skipped > 0 {
+                    un.push(Unreadable::new(
+                        "tcp.sockets",
+                        sock_source,
+                        format!("{} socket message(s) could not be parsed", dump.skipped),
+                    ));
+                }
+                let view = sockets::view(&dump.sockets, &th.network, |inodes| {
+                    sockets::owners(&settings.proc_root, inodes)
+                });
+                let s = sockets::signal(&view, &th.network);
+                let r =
+                    tcp.get_or_insert_with(|| ResourceReport::new("tcp", vec![], vec![], vec![]));
+                r.status = r.status.max(s.status);
+                r.errors.push(s);
+                lossy_peers = view.lossy;
+            }
+            Err(e) => un.push(Unreadable::new("tcp.sockets", sock_source, e)),
+        }
     }
+    resources.extend(tcp);
 
     // Processes and file descriptors.
-    let (mut processes, names) = match sampler {
+    let facts = match side.map_err(|e| e.to_string()).and_then(|h| {
+        h.join()
+            .map_err(|_| "the process reader thread panicked".to_string())
+    }) {
+        Ok(f) => f,
+        Err(e) => {
+            un.push(Unreadable::new("processes.identity", "/proc/<pid>", e));
+            HashMap::new()
+        }
+    };
+    let mut processes = match sampler {
         Ok(s) => s.finish(
             window_s,
-            top,
-            th.memory.process_growth_mib_per_s,
-            th.memory.process_growth_min_mib,
+            &facts,
+            &process::Sampling {
+                top,
+                growth_mib_per_s: th.memory.process_growth_mib_per_s,
+                growth_min_mib: th.memory.process_growth_min_mib,
+                extend: Duration::from_millis(settings.growth_extend_ms),
+                proc_root: &settings.proc_root,
+                cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+                host_memory: meminfo.as_ref().ok().map(|m| (m.total, m.available)),
+            },
         ),
         Err(e) => {
             un.push(Unreadable::new("processes", "sysinfo", e));
-            (ProcessReport::default(), vec![])
+            ProcessReport::default()
         }
     };
-    let mut fds: Vec<fd::FdUse> = names
-        .iter()
-        .filter_map(|(pid, name)| fd::process_fd_use(&settings.proc_root, *pid, name, &th.fd))
-        .collect();
-    fds.sort_by(|a, b| b.used_pct.total_cmp(&a.used_pct));
-    fds.truncate(top);
     let file_nr = p.parse("sys/fs/file-nr", "fd.system", fd::parse_file_nr, &mut un);
-    resources.push(fd::report(file_nr, fds.first(), &th.fd));
-    processes.top_fds = fds;
+    resources.push(fd::report(file_nr, processes.top_fds.first(), &th.fd));
     if let Some(Ok(k)) = recent_oom {
         processes.oom_killed = k.into_iter().take(top).collect();
     }
@@ -422,6 +541,7 @@ pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usi
         abnormal: abnormal.into_iter().map(|(_, s)| s).collect(),
         resources,
         processes,
+        lossy_peers,
         unreadable: un,
     }
 }

@@ -174,6 +174,9 @@ pub fn interface_reports(
     out
 }
 
+/// Fewer segments sent in the window than this and the host-wide retransmit ratio is not judged.
+pub const MIN_WINDOW_SEGS: u64 = 100;
+
 /// The TCP report from two readings of /proc/net/snmp merged with /proc/net/netstat.
 pub fn tcp_report(
     before: &HashMap<String, i64>,
@@ -189,11 +192,19 @@ pub fn tcp_report(
     let mut errs = vec![];
     match (delta("Tcp.RetransSegs"), delta("Tcp.OutSegs")) {
         (Some(Ok(re)), Some(Ok(out))) => {
-            // A handful of segments make a meaningless ratio.
-            let pct = if out >= 100 {
-                100.0 * re as f64 / out as f64
+            // A handful of segments make a meaningless ratio: say so rather than claim 0%.
+            let (pct, note) = if out >= MIN_WINDOW_SEGS {
+                (
+                    100.0 * re as f64 / out as f64,
+                    format!("{re} retransmitted of {out} sent in the window"),
+                )
             } else {
-                0.0
+                (
+                    0.0,
+                    format!(
+                        "{re} retransmitted of {out} sent in the window: too few segments in the window to judge (under {MIN_WINDOW_SEGS}); see the per-socket view (worst_peer_retransmits)"
+                    ),
+                )
             };
             errs.push(
                 Signal::rated(
@@ -203,7 +214,7 @@ pub fn tcp_report(
                     th.retrans_pct,
                     "/proc/net/snmp",
                 )
-                .with_note(format!("{re} retransmitted of {out} sent in the window")),
+                .with_note(note),
             );
         }
         (Some(Err(e)), _) | (_, Some(Err(e))) => {
@@ -325,5 +336,22 @@ Tcp: 1 200 120000 -1 100 10 0 0 3 5000 4000 10 0 5 0
                 .contains("2 names but 1")
         );
         assert!(parse_pairs("Tcp: A\nUdp: 1\n").unwrap_err().contains("Udp"));
+    }
+
+    #[test]
+    fn too_few_segments_in_the_window_say_so_instead_of_zero_normal() {
+        let a = parse_pairs(SNMP).unwrap();
+        let mut b = a.clone();
+        b.insert("Tcp.OutSegs".into(), 4007);
+        b.insert("Tcp.RetransSegs".into(), 14);
+        let r = tcp_report(&a, &b, &NetworkThresholds::default(), &mut vec![]).unwrap();
+        let s = r.signal("retransmits").unwrap();
+        assert_eq!(s.value, 0.0);
+        let note = s.note.as_deref().unwrap();
+        assert!(
+            note.starts_with("4 retransmitted of 7 sent in the window: too few segments"),
+            "{note}"
+        );
+        assert!(note.contains("per-socket view"), "{note}");
     }
 }

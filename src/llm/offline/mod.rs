@@ -366,6 +366,7 @@ fn judge(
     tr: Option<&traces::TraceEvidence>,
     fl: Option<&fleet::FleetEvidence>,
     th: &Thresholds,
+    report: &host::Report<'_>,
 ) -> Judged {
     let untested = |title: &str, component: String, why: String| Judged {
         statement: format!("{title} (untested: {why})"),
@@ -382,7 +383,7 @@ fn judge(
         Subject::Host(category) => {
             let title = host::title(*category);
             match snapshot {
-                Ok((call, s)) => match host::judge(*category, s, th) {
+                Ok((call, s)) => match host::judge(*category, s, th, report) {
                     // A rejected hypothesis is still stated as the hypothesis, not its negation.
                     Ok(v) => Judged {
                         statement: if v.supports {
@@ -615,11 +616,23 @@ impl ChatModel for OfflineModel {
         }
         let tr = trace_evidence(&seen, traces_offered);
         let fl = fleet_offered.then(|| fleet_evidence(&seen));
+        let host_report = host::Report {
+            text: &report,
+            suspects: &hints.suspects,
+        };
         let mut judged: Vec<(Subject, Judged)> =
             subjects(&hints, &report, &dbs, tr.as_ref(), fl.as_ref())
                 .into_iter()
                 .map(|s| {
-                    let j = judge(&s, &snapshot, &dbs, tr.as_ref(), fl.as_ref(), th);
+                    let j = judge(
+                        &s,
+                        &snapshot,
+                        &dbs,
+                        tr.as_ref(),
+                        fl.as_ref(),
+                        th,
+                        &host_report,
+                    );
                     (s, j)
                 })
                 .collect();

@@ -21,6 +21,9 @@ command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
 [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 [ -x /usr/bin/prometheus ] || need_apt+=(prometheus)
 [ -x /usr/bin/prometheus-node-exporter ] || need_apt+=(prometheus-node-exporter)
+# sysstat: the manual USE checklist (mpstat, iostat, sar) that `cargo bench --bench host_snapshot`
+# measures oncall against.
+command -v mpstat >/dev/null 2>&1 || need_apt+=(sysstat)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -30,9 +33,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     # The packaged cluster is not needed: the tests start their own.
     if command -v pg_ctlcluster >/dev/null 2>&1; then pg_ctlcluster 15 main stop 2>/dev/null || true; fi
     # Nor are the packaged Prometheus services: the tests start their own on free ports.
+    # Only by the service manager, and only units this install just created: nothing is killed
+    # by name, so a user's own Prometheus keeps running.
     for svc in prometheus prometheus-node-exporter; do
       if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" 2>/dev/null || true; fi
-      pkill -x "$svc" 2>/dev/null || true
     done
   else
     echo "warning: missing ${need_apt[*]}; run this script as root to install them" >&2

@@ -200,14 +200,22 @@ pub fn report(
     let mut sat = Vec::new();
     match busy_pct(&inp.before.total, &inp.after.total) {
         Ok((busy, steal)) => {
-            // oncall's own work in the window is not load on the host.
+            // oncall's own work in the window is not load on the host, unless other tasks
+            // queued for the cores meanwhile: they would have used those cycles.
             let total = inp
                 .after
                 .total
                 .total()
                 .saturating_sub(inp.before.total.total())
                 .max(1);
-            let busy = (busy - 100.0 * inp.own_ticks as f64 / total as f64).max(0.0);
+            let queued = !inp.run_queue.is_empty()
+                && inp.run_queue.iter().sum::<u64>() as f64 / inp.run_queue.len() as f64
+                    >= cores as f64;
+            let busy = if queued {
+                busy
+            } else {
+                (busy - 100.0 * inp.own_ticks as f64 / total as f64).max(0.0)
+            };
             let per_core: Vec<f64> = inp
                 .before
                 .cores

@@ -262,6 +262,10 @@ pub fn report(
                 th.oom_kills,
                 "/dev/kmsg",
             );
+            // Kills older than `oom_recent_s` are history: worth a warning, not critical now.
+            if !kills.iter().any(|k| k.seconds_ago <= th.oom_recent_s) {
+                sig.status = sig.status.min(super::signal::Status::Warning);
+            }
             if let Some(last) = kills.first() {
                 sig = sig.with_note(format!(
                     "in the last {:.0} min: {}; last {} (pid {}) {:.0} s ago in {} ({})",

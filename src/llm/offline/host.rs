@@ -139,6 +139,14 @@ fn group_of(s: &UseSnapshot, pid: u32) -> Option<&ProgramGroup> {
     s.processes.groups.iter().find(|g| g.pids.contains(&pid))
 }
 
+/// A program blamed as a whole, by its busiest pid.
+fn blame(g: &ProgramGroup) -> Culprit {
+    Culprit {
+        pid: g.pids.first().copied(),
+        name: g.program.clone(),
+    }
+}
+
 /// How to name a process in a statement: its program (with pool size and pids) where the
 /// snapshot has per-program totals, else its kernel name and pid.
 fn named(s: &UseSnapshot, p: &ProcessInfo) -> (String, Culprit) {
@@ -272,10 +280,7 @@ fn cpu(s: &UseSnapshot, th: &Thresholds) -> Result<Verdict, Untested> {
                 g.describe(),
                 g.cpu_pct
             ),
-            Some(Culprit {
-                pid: g.pids.first().copied(),
-                name: g.program.clone(),
-            }),
+            Some(blame(g)),
         ),
         (None, Some(p)) => (
             format!(
@@ -323,7 +328,14 @@ fn memory(s: &UseSnapshot, th: &Thresholds, report: &Report<'_>) -> Result<Verdi
         .ok_or_else(|| unreadable(s, "memory"))?;
     let used = sig(r, "used");
     let avail_gib = val(sig(r, "available"));
-    let host = r.status;
+    // Pressure now: every signal but the kernel log's record of earlier kills, which the
+    // OOM branch below weighs by its age.
+    let host = r
+        .signals()
+        .filter(|x| x.metric != "oom_kills_recent")
+        .map(|x| x.status)
+        .max()
+        .unwrap_or(Status::Normal);
     let nums = format!(
         "used {:.0}% ({avail_gib:.1} GiB available), swap {:.0} pages/s, major faults {:.0}/s, PSI memory some {:.0}%, OOM kills in window {:.0}",
         val(used),
@@ -435,10 +447,7 @@ fn memory(s: &UseSnapshot, th: &Thresholds, report: &Report<'_>) -> Result<Verdi
                 eta(left)
             ),
             component: "memory".into(),
-            culprit: Some(Culprit {
-                pid: g.pids.first().copied(),
-                name: g.program.clone(),
-            }),
+            culprit: Some(blame(g)),
             supports: true,
             strength,
             note: format!(
@@ -623,10 +632,7 @@ fn disk_io(s: &UseSnapshot) -> Result<Verdict, Untested> {
                         format!("; then {}", others.join(", "))
                     }
                 ),
-                Some(Culprit {
-                    pid: g.pids.first().copied(),
-                    name: g.program.clone(),
-                }),
+                Some(blame(g)),
             )
         }
         (None, Some(u)) => (
@@ -874,10 +880,7 @@ fn fds(s: &UseSnapshot) -> Result<Verdict, Untested> {
                     most.map(|g| format!("; most held by {} ({} open)", g.describe(), g.fds))
                         .unwrap_or_default()
                 ),
-                most.map(|g| Culprit {
-                    pid: g.pids.first().copied(),
-                    name: g.program.clone(),
-                }),
+                most.map(blame),
             )
         }
     };

@@ -122,7 +122,7 @@ fn low_volume_loss_on_one_port_is_top1_network_errors_naming_the_port_and_proces
     assert!(
         h["component"]
             .as_str()
-            .is_some_and(|c| c.starts_with("net:") || c.starts_with("tcp")),
+            .is_some_and(|c| c == format!("network:tcp:{port}")),
         "{}",
         h["component"]
     );

@@ -138,6 +138,10 @@ fn runs(rt: Runtime, argv: &[String]) -> Option<String> {
             while let Some(a) = it.next() {
                 match a {
                     "-c" | "-e" | "-r" => return None,
+                    // A script fed through a descriptor (`bash /dev/fd/3`, `<(...)`) has no name.
+                    _ if a.starts_with("/dev/fd/") || a.starts_with("/proc/self/fd/") => {
+                        return None;
+                    }
                     "-o" | "-O" | "-I" | "-d" => {
                         it.next();
                     }
@@ -341,6 +345,10 @@ mod tests {
                 &argv("bash /opt/backup/nightly-dump.sh")
             ),
             "nightly-dump.sh"
+        );
+        assert_eq!(
+            program_name("bash", Some("/usr/bin/bash"), &argv("bash /dev/fd/3")),
+            "bash"
         );
         // An interpreter with nothing to run is the interpreter.
         assert_eq!(program_name("python3", py, &argv("python3")), "python3.11");

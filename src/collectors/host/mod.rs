@@ -502,6 +502,12 @@ pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usi
             ProcessReport::default()
         }
     };
+    // The processes behind lossy connections, by program rather than their cut `comm`.
+    for peer in &mut lossy_peers {
+        if let Some(f) = peer.pid.and_then(|pid| facts.get(&pid)) {
+            peer.process = Some(process::label(&f.program, std::slice::from_ref(&f.comm)));
+        }
+    }
     let file_nr = p.parse("sys/fs/file-nr", "fd.system", fd::parse_file_nr, &mut un);
     resources.push(fd::report(file_nr, processes.top_fds.first(), &th.fd));
     if let Some(Ok(k)) = recent_oom {

@@ -754,10 +754,8 @@ fn network(s: &UseSnapshot) -> Result<Verdict, Untested> {
         };
         return Ok(Verdict {
             statement: format!("TCP packet loss: {}{more}", p.describe()),
-            component: match p.direction {
-                Direction::Out => format!("net:peer {}", p.peer),
-                Direction::In => format!("tcp:{}", p.port),
-            },
+            // One form whichever side retransmits: the service's port, under the network.
+            component: format!("network:tcp:{}", p.port),
             culprit: Some(Culprit {
                 pid: p.pid,
                 name: owner(p.port),

@@ -8,7 +8,9 @@
 //! - [`tool`]: the Tool contract (`area.verb`, schemars-typed args, risk class, evidence output)
 //!   and the one ordered [`tool::Registry`], which refuses unapproved risky calls.
 //! - [`collectors`]: read-only tools; [`collectors::host`] measures this host by the USE method in
-//!   one sampling window (CPU, memory, disks, filesystems, network, fds, processes, PSI);
+//!   one sampling window (CPU, memory, disks, filesystems, network, fds, processes, PSI), with
+//!   processes grouped per program as operators name them ([`collectors::host::identity`]) and
+//!   TCP connections judged per socket ([`collectors::host::sockets`]);
 //!   [`collectors::postgres`] reads a database's own views (statement deltas, activity, the
 //!   blocking tree, connections, table stats, plans); [`collectors::traces`] keeps OTLP spans in a
 //!   bounded store (or reads the team's Tempo or Jaeger) and answers RED, slowest traces,

@@ -6,6 +6,10 @@
 //! module reads every counter at the start of the window, samples the run queue inside it, reads
 //! again at the end, and hands the pairs to the rooms. sysinfo serves processes; `/proc` serves
 //! what sysinfo does not (run queue, steal, PSI, vmstat, diskstats, TCP counters, fd limits).
+//! [`identity`] names each process's program as an operator would, and [`sockets`] reads every
+//! TCP connection's lifetime retransmits (inet_diag), where the window holds too few packets.
+//! A side thread reads the per-process facts during the window; processes whose memory grows
+//! are followed a little longer after it. oncall's own threads are left out of the run queue.
 //! A file that cannot be read or parsed becomes an [`Unreadable`] entry with its reason; the
 //! snapshot always completes.
 
@@ -118,7 +122,7 @@ impl HostUseSnapshot {
 #[async_trait]
 impl Tool for HostUseSnapshot {
     const NAME: &'static str = "host.use_snapshot";
-    const DESCRIPTION: &'static str = "USE method snapshot of this host over one sampling window (<= 1 s): utilization, saturation and errors for CPU, memory, each disk, filesystem, network interface, TCP and file descriptors, plus PSI and the top processes by CPU, memory growth and open files. Start every host investigation with it.";
+    const DESCRIPTION: &'static str = "USE method snapshot of this host over one sampling window (<= 1 s): utilization, saturation and errors for CPU, memory, each disk, filesystem, network interface, TCP and file descriptors, plus PSI, tasks in D state, the top processes by CPU, memory growth, disk I/O and open files, the same totals per program (a pool of workers is one program, named by its executable or the script, jar or main class it runs; a growing program with its nearest memory limit), and the TCP connections that retransmit (peer, port, process, over the sockets' lifetimes). Start every host investigation with it.";
     const RISK: RiskClass = RiskClass::Read;
     type Args = SnapshotArgs;
     type Output = UseSnapshot;

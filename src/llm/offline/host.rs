@@ -573,10 +573,13 @@ fn disk_io(s: &UseSnapshot) -> Result<Verdict, Untested> {
     // Saturation is tasks waiting: a long await or queue, or I/O stalls (PSI io) with tasks
     // in D state. Synchronous writers keep the queue short and still stall everyone.
     // Only critical I/O stalls count on their own (one busy writer stalls now and then), and
-    // fully only with tasks seen in D state.
-    let psi_wait = match (st(sig(r, "psi_io_some")), blocked >= 1.0) {
-        (Status::Critical, true) => Status::Critical,
-        (Status::Critical, false) => Status::Warning,
+    // fully only with tasks seen in D state; warning-level stalls count with several tasks
+    // waiting in D state.
+    let psi_wait = match (st(sig(r, "psi_io_some")), blocked) {
+        (Status::Critical, b) if b >= 1.0 => Status::Critical,
+        (Status::Critical, _) => Status::Warning,
+        // Several tasks queued in D state while I/O stalls: more than one writer waits.
+        (Status::Warning, b) if b >= 2.0 => Status::Warning,
         _ => Status::Normal,
     };
     let waiting = st(sig(r, "await"))

@@ -465,6 +465,68 @@ fn judge(
     }
 }
 
+/// Database servers: when one of them is what keeps the CPU busy, the statements it runs are
+/// the explanation, not the CPU.
+const DB_SERVERS: [&str; 8] = [
+    "postgres",
+    "postmaster",
+    "mysqld",
+    "mariadbd",
+    "mongod",
+    "redis-server",
+    "clickhouse-server",
+    "sqlservr",
+];
+
+/// Ranks a database's own finding above the host saturation it causes: when the CPU is busy
+/// with a database server's processes and a statement of that database is measured as taking
+/// its time (`db.slow_query`, supported), the CPU hypothesis leans instead of settling and says
+/// where its load comes from, and the host measurement corroborates the statement's hypothesis.
+fn explain_by_database(judged: &mut [(Subject, Judged)]) {
+    use crate::agent::board::Strength;
+    let Some(q) = judged.iter().position(|(s, j)| {
+        matches!(s, Subject::Db(Category::DbSlowQuery, _)) && j.citations.iter().any(|c| c.1)
+    }) else {
+        return;
+    };
+    let Some(h) = judged.iter().position(|(s, j)| {
+        *s == Subject::Host(Category::HostCpuSaturation)
+            && j.culprit
+                .as_deref()
+                .is_some_and(|c| DB_SERVERS.contains(&c.split([' ', ':']).next().unwrap_or(c)))
+            && j.citations.iter().any(|c| c.1)
+    }) else {
+        return;
+    };
+    let db = match &judged[q].0 {
+        Subject::Db(_, db) => db.clone(),
+        _ => return,
+    };
+    let who = judged[h].1.culprit.clone().unwrap_or_default();
+    let mut host_calls = vec![];
+    for c in judged[h].1.citations.iter_mut().filter(|c| c.1) {
+        if c.2 == Strength::Strong {
+            c.2 = Strength::Moderate;
+        }
+        c.3 = format!(
+            "{}; the CPU goes to the database server ({who}) running the statement that takes postgres:{db}'s time (the db.slow_query hypothesis): a symptom of that statement",
+            c.3
+        );
+        host_calls.push(c.0.clone());
+    }
+    let q = &mut judged[q].1;
+    for call in host_calls {
+        if !q.citations.iter().any(|c| c.0 == call) {
+            q.citations.push((
+                call,
+                true,
+                Strength::Moderate,
+                format!("the host's CPU is saturated by the database server ({who}): the statement's cost shows on the host"),
+            ));
+        }
+    }
+}
+
 /// The change log's tool.
 const CHANGES: &str = "changes.recent";
 
@@ -636,6 +698,7 @@ impl ChatModel for OfflineModel {
                     (s, j)
                 })
                 .collect();
+        explain_by_database(&mut judged);
         if let Some(c) = change_judged(&seen, &judged, th) {
             judged.insert(0, c);
         }

@@ -583,6 +583,9 @@ pub struct NetworkThresholds {
     /// The fewest data segments such a group must have sent before its ratio is judged at all
     /// (fewer is "too few to judge").
     pub socket_min_segs: u64,
+    /// Connection-tracking table use, % of `nf_conntrack_max`: when it is full the kernel drops
+    /// new connections ("nf_conntrack: table full, dropping packet").
+    pub conntrack_used_pct: Level,
 }
 
 impl Default for NetworkThresholds {
@@ -595,6 +598,7 @@ impl Default for NetworkThresholds {
             socket_retrans_pct: lvl(5.0, 15.0),
             socket_min_retrans: 5,
             socket_min_segs: 20,
+            conntrack_used_pct: lvl(80.0, 95.0),
         }
     }
 }

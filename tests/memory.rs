@@ -87,12 +87,17 @@ async fn memory_is_kept_in_the_incident_store_across_restarts() {
     assert_eq!(m.len().await.unwrap(), docs.len() - 1);
     let query = format!("{}\n{}", probe.report, probe.evidence.join("\n"));
     let hits = m.similar(&query, 3).await.expect("search");
-    assert_eq!(
-        hits.first().map(|h| h.incident.as_str()),
-        Some("derived-gocardless-lock-queue"),
+    // Its siblings: the other lock contentions of the suite, the closest first.
+    assert!(
+        hits.iter()
+            .all(|h| h.category.as_deref() == Some("db.lock_contention")),
         "{hits:?}"
     );
-    assert_eq!(hits[0].category.as_deref(), Some("db.lock_contention"));
+    assert!(
+        hits.iter()
+            .any(|h| h.incident == "derived-gocardless-lock-queue"),
+        "{hits:?}"
+    );
     // Another embedder: the stored documents are embedded again, and still found.
     let mut small = config.clone();
     small.memory.hashed_dims = 1024;

@@ -435,6 +435,16 @@ pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usi
         (Some(a), Some(b)) => network::tcp_report(a, b, &th.network, &mut un),
         _ => None,
     };
+    // A full connection-tracking table drops new connections whatever the sockets say.
+    if let (Ok(n), Ok(m)) = (
+        p.read("sys/net/netfilter/nf_conntrack_count"),
+        p.read("sys/net/netfilter/nf_conntrack_max"),
+    ) && let Some(s) = network::conntrack_signal(&n, &m, &th.network)
+    {
+        let r = tcp.get_or_insert_with(|| ResourceReport::new("tcp", vec![], vec![], vec![]));
+        r.status = r.status.max(s.status);
+        r.saturation.push(s);
+    }
     // Per socket (inet_diag): lifetime counters, so one reading at the end of the window does.
     // Netlink answers for this process's network namespace, which is the live /proc's only.
     let mut lossy_peers = vec![];

@@ -178,6 +178,25 @@ pub fn interface_reports(
 pub const MIN_WINDOW_SEGS: u64 = 100;
 
 /// The TCP report from two readings of /proc/net/snmp merged with /proc/net/netstat.
+/// Connection-tracking table use from `nf_conntrack_count` / `nf_conntrack_max` (None where
+/// netfilter's connection tracking is not loaded).
+pub fn conntrack_signal(count: &str, max: &str, th: &NetworkThresholds) -> Option<Signal> {
+    let (n, m) = (
+        count.trim().parse::<u64>().ok()?,
+        max.trim().parse::<u64>().ok()?,
+    );
+    (m > 0).then(|| {
+        Signal::rated(
+            "conntrack_used",
+            100.0 * n as f64 / m as f64,
+            "% of nf_conntrack_max",
+            th.conntrack_used_pct,
+            "/proc/sys/net/netfilter/nf_conntrack_count",
+        )
+        .with_note(format!("{n} of {m} tracked connections"))
+    })
+}
+
 pub fn tcp_report(
     before: &HashMap<String, i64>,
     after: &HashMap<String, i64>,
@@ -268,6 +287,24 @@ pub fn tcp_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_conntrack_table_is_critical_and_absent_tracking_is_no_signal() {
+        let th = NetworkThresholds::default();
+        let s = conntrack_signal("65000\n", "65536\n", &th).expect("a signal");
+        assert_eq!(s.status, super::super::signal::Status::Critical);
+        assert!(
+            s.note
+                .as_deref()
+                .unwrap_or_default()
+                .contains("65000 of 65536")
+        );
+        assert_eq!(
+            conntrack_signal("10", "65536", &th).map(|s| s.status),
+            Some(super::super::signal::Status::Normal)
+        );
+        assert!(conntrack_signal("x", "0", &th).is_none());
+    }
 
     const DEV: &str = "Inter-|   Receive                                                |  Transmit
  face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed

@@ -586,6 +586,9 @@ pub struct NetworkThresholds {
     /// Connection-tracking table use, % of `nf_conntrack_max`: when it is full the kernel drops
     /// new connections ("nf_conntrack: table full, dropping packet").
     pub conntrack_used_pct: Level,
+    /// A listener's accept queue, % of its backlog: connections the program has not accepted
+    /// yet; at 100 % the kernel drops new ones.
+    pub accept_queue_pct: Level,
 }
 
 impl Default for NetworkThresholds {
@@ -599,6 +602,7 @@ impl Default for NetworkThresholds {
             socket_min_retrans: 5,
             socket_min_segs: 20,
             conntrack_used_pct: lvl(80.0, 95.0),
+            accept_queue_pct: lvl(80.0, 100.0),
         }
     }
 }

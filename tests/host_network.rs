@@ -157,3 +157,62 @@ fn the_same_traffic_without_loss_is_no_network_finding() {
         ranking(&answer)
     );
 }
+
+/// A Python service that listens with a backlog of 2 and never accepts, killed when dropped.
+struct Unaccepting {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Unaccepting {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_listener_that_does_not_accept_fills_its_queue_and_is_named_by_port_and_program() {
+    let _g = serial();
+    use std::io::BufRead;
+    let script = "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(2)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(60)\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("quote_gateway.py");
+    std::fs::write(&path, script).expect("write the service");
+    let mut child = std::process::Command::new("python3")
+        .arg(&path)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the port");
+    let svc = Unaccepting {
+        port: line.trim().parse().expect("a port number"),
+        child,
+    };
+    // More clients than the queue holds: the first few wait to be accepted, the rest are dropped.
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", svc.port).parse().expect("addr");
+    let clients: Vec<std::net::TcpStream> = (0..8)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()
+        })
+        .collect();
+    assert!(!clients.is_empty(), "no connection reached the queue");
+    let answer = triage_json("new connections to the quote gateway hang", &[]);
+    let h = &hypotheses(&answer)[0];
+    assert_eq!(
+        h["category"],
+        "host.network_errors",
+        "ranking:\n{}",
+        ranking(&answer)
+    );
+    let st = h["statement"].as_str().unwrap_or_default();
+    assert!(
+        st.contains(&format!("port {}", svc.port)) && st.contains("quote_gateway.py"),
+        "names the port and the program that does not accept: {st}"
+    );
+    assert_eq!(h["component"], format!("network:tcp:{}", svc.port));
+    drop(clients);
+}

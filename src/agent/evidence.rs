@@ -183,6 +183,7 @@ fn compact_snapshot(v: &Value) -> Option<Value> {
                             | "worst_peer_retransmits"
                             | "crowded_dir"
                             | "largest_dir"
+                            | "accept_queue_used"
                     );
                 let mut sig = sig.clone();
                 if !keep_note {

@@ -448,6 +448,7 @@ pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usi
     // Per socket (inet_diag): lifetime counters, so one reading at the end of the window does.
     // Netlink answers for this process's network namespace, which is the live /proc's only.
     let mut lossy_peers = vec![];
+    let mut listen_queue: Option<(sockets::FullListener, Option<(u32, String)>)> = None;
     let sock_source = "NETLINK_SOCK_DIAG";
     if settings.proc_root != Path::new("/proc") {
         un.push(Unreadable::new(
@@ -480,6 +481,15 @@ pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usi
                 r.status = r.status.max(s.status);
                 r.errors.push(s);
                 lossy_peers = view.lossy;
+                // The fullest accept queue, and who listens there.
+                listen_queue = sockets::listen_queues(&dump.sockets)
+                    .into_iter()
+                    .next()
+                    .map(|l| {
+                        let owner = sockets::owners(&settings.proc_root, &HashSet::from([l.inode]))
+                            .remove(&l.inode);
+                        (l, owner)
+                    });
             }
             Err(e) => un.push(Unreadable::new("tcp.sockets", sock_source, e)),
         }
@@ -516,6 +526,34 @@ pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usi
             ProcessReport::default()
         }
     };
+    // The fullest accept queue, named by the listening program.
+    if let Some((l, owner)) = listen_queue {
+        let who = match owner {
+            Some((pid, comm)) => match facts.get(&pid) {
+                Some(f) => format!(
+                    "{} (pid {pid})",
+                    process::label(&f.program, std::slice::from_ref(&f.comm))
+                ),
+                None => format!("{comm} (pid {pid})"),
+            },
+            None => "a process oncall cannot see".into(),
+        };
+        let s = signal::Signal::rated(
+            "accept_queue_used",
+            l.used_pct(),
+            "% of backlog",
+            th.network.accept_queue_pct,
+            "NETLINK_SOCK_DIAG",
+        )
+        .with_note(format!(
+            "port {}: {} connection(s) wait to be accepted by {who}, backlog {}",
+            l.port, l.queued, l.backlog
+        ));
+        if let Some(r) = resources.iter_mut().find(|r| r.resource == "tcp") {
+            r.status = r.status.max(s.status);
+            r.saturation.push(s);
+        }
+    }
     // The processes behind lossy connections, by program rather than their cut `comm`.
     for peer in &mut lossy_peers {
         if let Some(f) = peer.pid.and_then(|pid| facts.get(&pid)) {

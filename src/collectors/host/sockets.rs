@@ -79,7 +79,44 @@ pub struct TcpSocket {
     pub uid: u32,
     /// 0 for a socket no process holds any more (an orphan closing down).
     pub inode: u32,
+    /// For a listener: connections waiting to be accepted (`idiag_rqueue`).
+    pub rqueue: u32,
+    /// For a listener: its backlog, the most that may wait (`idiag_wqueue`).
+    pub wqueue: u32,
     pub info: Option<TcpInfo>,
+}
+
+/// A listener whose accept queue is filling: connections wait for the program to accept them,
+/// and once it is full the kernel drops new ones (`ListenOverflows`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FullListener {
+    pub port: u16,
+    pub queued: u32,
+    pub backlog: u32,
+    pub inode: u32,
+}
+
+impl FullListener {
+    /// Queued connections, % of the backlog.
+    pub fn used_pct(&self) -> f64 {
+        100.0 * self.queued as f64 / self.backlog.max(1) as f64
+    }
+}
+
+/// The listeners with anything waiting in their accept queue, fullest first.
+pub fn listen_queues(sockets: &[TcpSocket]) -> Vec<FullListener> {
+    let mut v: Vec<FullListener> = sockets
+        .iter()
+        .filter(|s| s.state == TCP_LISTEN && s.rqueue > 0 && s.wqueue > 0)
+        .map(|s| FullListener {
+            port: s.local.port(),
+            queued: s.rqueue,
+            backlog: s.wqueue,
+            inode: s.inode,
+        })
+        .collect();
+    v.sort_by(|a, b| b.used_pct().total_cmp(&a.used_pct()));
+    v
 }
 
 /// What one dump of the host's TCP sockets held.
@@ -168,6 +205,8 @@ pub fn parse_diag_msg(p: &[u8]) -> Result<TcpSocket, String> {
     let port = |at: usize| u16::from_be_bytes([p[at], p[at + 1]]);
     let local = SocketAddr::new(ip(family, &p[8..24])?, port(4));
     let peer = SocketAddr::new(ip(family, &p[24..40])?, port(6));
+    let rqueue = u32_at(p, 56).ok_or("short inet_diag_msg")?;
+    let wqueue = u32_at(p, 60).ok_or("short inet_diag_msg")?;
     let uid = u32_at(p, 64).ok_or("short inet_diag_msg")?;
     let inode = u32_at(p, 68).ok_or("short inet_diag_msg")?;
     let mut info = None;
@@ -194,6 +233,8 @@ pub fn parse_diag_msg(p: &[u8]) -> Result<TcpSocket, String> {
         peer,
         uid,
         inode,
+        rqueue,
+        wqueue,
         info,
     })
 }
@@ -816,6 +857,8 @@ mod tests {
             peer: peer.parse().unwrap(),
             uid: 0,
             inode,
+            rqueue: 0,
+            wqueue: 0,
             info: Some(TcpInfo {
                 state,
                 total_retrans: retrans,
@@ -825,6 +868,21 @@ mod tests {
                 ..TcpInfo::default()
             }),
         }
+    }
+
+    #[test]
+    fn the_fullest_accept_queue_comes_first_and_empty_ones_are_left_out() {
+        let mut a = sock(TCP_LISTEN, "0.0.0.0:8080", "0.0.0.0:0", 1, 0, 0);
+        (a.rqueue, a.wqueue) = (3, 2);
+        let mut b = sock(TCP_LISTEN, "0.0.0.0:9090", "0.0.0.0:0", 2, 0, 0);
+        (b.rqueue, b.wqueue) = (10, 128);
+        let idle = sock(TCP_LISTEN, "0.0.0.0:22", "0.0.0.0:0", 3, 0, 0);
+        let q = listen_queues(&[b, idle, a]);
+        assert_eq!(
+            q.iter().map(|l| l.port).collect::<Vec<_>>(),
+            vec![8080, 9090]
+        );
+        assert_eq!(q[0].used_pct(), 150.0);
     }
 
     #[test]

@@ -818,6 +818,22 @@ fn network(s: &UseSnapshot) -> Result<Verdict, Untested> {
         ));
     }
     let nums = format!("{}: {}", r.resource, bad.join(", "));
+    // A full accept queue names its port and the program that does not accept in time.
+    if let Some(q) = sig(r, "accept_queue_used").filter(|x| x.status >= Status::Warning) {
+        let note = q.note.clone().unwrap_or_default();
+        let port = note
+            .strip_prefix("port ")
+            .and_then(|t| t.split(':').next())
+            .unwrap_or("?");
+        return Ok(Verdict {
+            statement: format!("Listen queue full: {note}; {nums}"),
+            component: format!("network:tcp:{port}"),
+            culprit: None,
+            supports: true,
+            strength: lean(r.status),
+            note: format!("{note}; {nums}"),
+        });
+    }
     Ok(Verdict {
         statement: format!("Network errors on {}: {}", r.resource, bad.join(", ")),
         component: r.resource.clone(),

@@ -144,6 +144,24 @@ fn committed_tool_schemas_are_current() {
     );
 }
 
+/// The configuration block of README.md ("Configuration") is a file oncall loads as written.
+#[test]
+fn the_readme_configuration_block_loads() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .expect("README.md");
+    let start = readme
+        .find("```toml\nlog = ")
+        .expect("the configuration block")
+        + "```toml\n".len();
+    let len = readme[start..].find("```").expect("its end");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("oncall.toml");
+    std::fs::write(&path, &readme[start..start + len]).unwrap();
+    let (code, _, err) = oncall(&["--config", path.to_str().unwrap(), "tools"], &[]);
+    assert_eq!(code, 0, "README's configuration does not load: {err}");
+}
+
 #[test]
 fn audit_verify_exits_1_on_a_tampered_log_and_names_the_line() {
     let dir = tempfile::tempdir().unwrap();

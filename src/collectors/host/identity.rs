@@ -243,6 +243,73 @@ pub fn memory_limit(
     None
 }
 
+/// A cgroup's CPU quota and how often it throttled its tasks (over the cgroup's lifetime).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CpuQuota {
+    /// The cgroup's path.
+    pub cgroup: String,
+    /// CPUs' worth of time the quota allows per period (0.2 = a fifth of one core).
+    pub limit_cpus: f64,
+    /// Periods in which the cgroup was throttled, % of the periods it ran in.
+    pub throttled_pct: f64,
+}
+
+/// The CPU quota of a process's cgroup: v2 `cpu.max` and `cpu.stat`, or v1
+/// `cpu.cfs_quota_us`/`cpu.cfs_period_us` and `cpu.stat`. None without a quota.
+pub fn cpu_quota(cgroup_root: &Path, cgroup: &str) -> Option<CpuQuota> {
+    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).ok();
+    let stat = |text: &str, key: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let ratio = |st: &str| {
+        let periods = stat(st, "nr_periods").unwrap_or(0.0);
+        let throttled = stat(st, "nr_throttled").unwrap_or(0.0);
+        if periods > 0.0 {
+            100.0 * throttled / periods
+        } else {
+            0.0
+        }
+    };
+    // v2
+    if let Some(path) = cgroup_path(cgroup, &[""]).filter(|p| p != "/") {
+        let dir = cgroup_root.join(path.trim_start_matches('/'));
+        if let Some(max) = read(dir.join("cpu.max")) {
+            let mut f = max.split_whitespace();
+            let (q, p) = (
+                f.next()?.parse::<f64>().ok()?,
+                f.next()?.parse::<f64>().ok()?,
+            );
+            let st = read(dir.join("cpu.stat")).unwrap_or_default();
+            return (p > 0.0).then(|| CpuQuota {
+                cgroup: path,
+                limit_cpus: q / p,
+                throttled_pct: ratio(&st),
+            });
+        }
+    }
+    // v1
+    let path = cgroup_path(cgroup, &["cpu,cpuacct", "cpu"]).filter(|p| p != "/")?;
+    for mount in ["cpu,cpuacct", "cpu"] {
+        let dir = cgroup_root.join(mount).join(path.trim_start_matches('/'));
+        let Some(q) = read(dir.join("cpu.cfs_quota_us")) else {
+            continue;
+        };
+        let q: f64 = q.trim().parse().ok()?;
+        let p: f64 = read(dir.join("cpu.cfs_period_us"))?.trim().parse().ok()?;
+        let st = read(dir.join("cpu.stat")).unwrap_or_default();
+        return (q > 0.0 && p > 0.0).then(|| CpuQuota {
+            cgroup: path.clone(),
+            limit_cpus: q / p,
+            throttled_pct: ratio(&st),
+        });
+    }
+    None
+}
+
 /// A soft resource limit from `/proc/<pid>/limits` (None: unlimited or absent), e.g.
 /// `Max address space`, in the file's unit (bytes).
 pub fn soft_limit(limits: &str, name: &str) -> Option<u64> {
@@ -400,6 +467,32 @@ mod tests {
         let limits = "Limit                     Soft Limit           Hard Limit           Units\nMax address space         1073741824           unlimited            bytes\nMax open files            1024                 4096                 files\n";
         assert_eq!(soft_limit(limits, "Max address space"), Some(1 << 30));
         assert_eq!(soft_limit(limits, "Max data size"), None);
+    }
+
+    #[test]
+    fn a_cpu_quota_and_its_throttling_are_read_from_v1_and_v2_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let v2 = dir.path().join("batch");
+        std::fs::create_dir_all(&v2).expect("mkdir");
+        std::fs::write(v2.join("cpu.max"), "20000 100000\n").expect("write");
+        std::fs::write(
+            v2.join("cpu.stat"),
+            "usage_usec 5\nnr_periods 200\nnr_throttled 150\n",
+        )
+        .expect("write");
+        let q = cpu_quota(dir.path(), "0::/batch\n").expect("a quota");
+        assert_eq!((q.limit_cpus, q.throttled_pct), (0.2, 75.0));
+        std::fs::write(v2.join("cpu.max"), "max 100000\n").expect("write");
+        assert_eq!(cpu_quota(dir.path(), "0::/batch\n"), None);
+        let v1 = dir.path().join("cpu/jobs");
+        std::fs::create_dir_all(&v1).expect("mkdir");
+        std::fs::write(v1.join("cpu.cfs_quota_us"), "50000\n").expect("write");
+        std::fs::write(v1.join("cpu.cfs_period_us"), "100000\n").expect("write");
+        std::fs::write(v1.join("cpu.stat"), "nr_periods 10\nnr_throttled 9\n").expect("write");
+        let q = cpu_quota(dir.path(), "1:cpu:/jobs\n").expect("a v1 quota");
+        assert_eq!((q.limit_cpus, q.throttled_pct), (0.5, 90.0));
+        std::fs::write(v1.join("cpu.cfs_quota_us"), "-1\n").expect("write");
+        assert_eq!(cpu_quota(dir.path(), "1:cpu:/jobs\n"), None);
     }
 
     #[test]

@@ -127,6 +127,9 @@ pub struct ProgramGroup {
     /// For a growing program: the nearest memory limit and when the growth reaches it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<MemLimit>,
+    /// For a busy program: the CPU quota of its cgroup, and how often it throttled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_quota: Option<identity::CpuQuota>,
 }
 
 impl ProgramGroup {
@@ -617,6 +620,7 @@ fn group(
                     write_mib_per_s: 0.0,
                     fds: 0,
                     limit: None,
+                    cpu_quota: None,
                 },
                 vec![],
             )
@@ -702,6 +706,14 @@ fn group(
         .filter(|g| g.steady_growth && g.rss_growth_mib_per_s > 0.0)
     {
         g.limit = nearest_limit(g, facts, s);
+    }
+    // A busy program may be held back by its cgroup's CPU quota, whatever the host has free.
+    for g in keep.iter_mut().filter(|g| g.cpu_pct >= 5.0) {
+        g.cpu_quota = g
+            .pids
+            .first()
+            .and_then(|pid| facts.get(pid))
+            .and_then(|f| identity::cpu_quota(&s.cgroup_root, &f.cgroup));
     }
     keep
 }

@@ -231,6 +231,42 @@ fn cpu(s: &UseSnapshot, th: &Thresholds) -> Result<Verdict, Untested> {
         && io_psi >= th.disk.psi_some_pct.warn
         && io_psi >= val(psi)
         && disk_busy >= th.disk.utilization_pct.warn;
+    // A program held at its cgroup's CPU quota waits for CPU however idle the host is: it uses
+    // at least half of its quota in the window (jiffies make a short window coarse), and the
+    // cgroup throttled it in many of its periods.
+    let throttled = s
+        .processes
+        .groups
+        .iter()
+        .filter_map(|g| g.cpu_quota.as_ref().map(|q| (g, q)))
+        .filter(|(g, q)| g.cpu_pct / 100.0 >= 0.5 * q.limit_cpus && q.throttled_pct >= 20.0)
+        .max_by(|a, b| a.1.throttled_pct.total_cmp(&b.1.throttled_pct));
+    if st(util) < Status::Warning
+        && let Some((g, q)) = throttled
+    {
+        return Ok(Verdict {
+            statement: format!(
+                "CPU throttled by a cgroup quota: {} uses {:.0}% CPU against the {:.2} CPU(s) that cgroup {} allows, throttled in {:.0}% of its periods",
+                g.describe(),
+                g.cpu_pct,
+                q.limit_cpus,
+                q.cgroup,
+                q.throttled_pct
+            ),
+            component: "cpu".into(),
+            culprit: Some(blame(g)),
+            supports: true,
+            strength: if q.throttled_pct >= 50.0 {
+                Strength::Strong
+            } else {
+                Strength::Moderate
+            },
+            note: format!(
+                "{nums}; {} at its quota of {:.2} CPU(s) in cgroup {}, throttled in {:.0}% of periods",
+                g.program, q.limit_cpus, q.cgroup, q.throttled_pct
+            ),
+        });
+    }
     let strength = if saturated && io_explains {
         return Ok(Verdict {
             statement: format!(
@@ -968,6 +1004,7 @@ mod tests {
             write_mib_per_s: 0.0,
             fds: 10,
             limit: None,
+            cpu_quota: None,
         }
     }
 

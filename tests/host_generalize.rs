@@ -110,7 +110,7 @@ fn a_leak_inside_a_memory_cgroup_is_timed_against_the_cgroup_limit() {
         return;
     }
     let _g = serial();
-    let Some(cg) = MemCgroup::make(1 << 30) else {
+    let Some(cg) = TestCgroup::memory(1 << 30) else {
         assert!(
             std::env::var_os("CI").is_none(),
             "no writable memory cgroup hierarchy under /sys/fs/cgroup"
@@ -286,44 +286,6 @@ fn busy_but_fine_hosts_abstain_with_evidence() {
     drop(big);
 }
 
-/// A CPU cgroup with a quota, made for one test (v2 where the unified hierarchy is mounted, else
-/// v1), removed when dropped.
-struct CpuCgroup {
-    dir: std::path::PathBuf,
-}
-
-impl CpuCgroup {
-    fn make(quota_us: u64, period_us: u64) -> Option<CpuCgroup> {
-        let name = format!("oncall-test-cpu-{}", std::process::id());
-        let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-        let dir = if v2 {
-            std::path::PathBuf::from("/sys/fs/cgroup").join(&name)
-        } else {
-            std::path::PathBuf::from("/sys/fs/cgroup/cpu").join(&name)
-        };
-        std::fs::create_dir(&dir).ok()?;
-        let cg = CpuCgroup { dir };
-        if v2 {
-            std::fs::write(cg.dir.join("cpu.max"), format!("{quota_us} {period_us}")).ok()?;
-        } else {
-            std::fs::write(cg.dir.join("cpu.cfs_period_us"), period_us.to_string()).ok()?;
-            std::fs::write(cg.dir.join("cpu.cfs_quota_us"), quota_us.to_string()).ok()?;
-        }
-        Some(cg)
-    }
-}
-
-impl Drop for CpuCgroup {
-    fn drop(&mut self) {
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.dir).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
 #[test]
 fn a_program_held_at_its_cgroup_cpu_quota_is_cpu_saturation_on_an_idle_host() {
     if !is_root() {
@@ -331,7 +293,7 @@ fn a_program_held_at_its_cgroup_cpu_quota_is_cpu_saturation_on_an_idle_host() {
         return;
     }
     let _g = serial();
-    let Some(cg) = CpuCgroup::make(20_000, 100_000) else {
+    let Some(cg) = TestCgroup::cpu(20_000, 100_000) else {
         assert!(
             std::env::var_os("CI").is_none(),
             "no writable CPU cgroup hierarchy under /sys/fs/cgroup"
@@ -339,26 +301,15 @@ fn a_program_held_at_its_cgroup_cpu_quota_is_cpu_saturation_on_an_idle_host() {
         eprintln!("SKIPPED: no writable CPU cgroup hierarchy");
         return;
     };
-    let script = format!(
-        "echo $$ > '{}' && exec '{}' \"$@\"",
-        cg.dir.join("cgroup.procs").display(),
-        FAULT
-    );
-    let job = Fault::start_bin(
-        std::path::Path::new("/bin/sh"),
-        &[
-            "-c",
-            &script,
-            "sh",
-            "--name",
-            "invoice-export",
-            "cpu",
-            "--threads",
-            "2",
-            "--seconds",
-            "60",
-        ],
-    );
+    let job = cg.start(&[
+        "--name",
+        "invoice-export",
+        "cpu",
+        "--threads",
+        "2",
+        "--seconds",
+        "60",
+    ]);
     std::thread::sleep(Duration::from_millis(1500));
     let answer = triage_json("the invoice export crawls since this morning", &[]);
     let h = top(&answer);

@@ -482,7 +482,7 @@ async fn an_older_oom_kill_elsewhere_does_not_outrank_a_live_lock_chain() {
         eprintln!("SKIPPED: an OOM kill in a memory cgroup needs root");
         return;
     }
-    let Some(cg) = MemCgroup::make(64 << 20) else {
+    let Some(cg) = TestCgroup::memory(64 << 20) else {
         assert!(
             std::env::var_os("CI").is_none(),
             "no writable memory cgroup hierarchy under /sys/fs/cgroup"

@@ -230,40 +230,76 @@ pub fn ranking(answer: &Value) -> String {
         .join("\n")
 }
 
-/// A memory cgroup made for one test (v2 where the unified hierarchy is mounted, else v1),
-/// removed when dropped.
-pub struct MemCgroup {
+/// A cgroup made for one test, in the unified (v2) hierarchy where it is mounted, else in the
+/// v1 hierarchy of one controller; removed when dropped (after its processes are gone).
+pub struct TestCgroup {
     dir: PathBuf,
-    procs: PathBuf,
 }
 
-impl MemCgroup {
-    pub fn make(limit_bytes: u64) -> Option<MemCgroup> {
-        let name = format!("oncall-test-{}", std::process::id());
-        let (dir, limit_file) = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-            (PathBuf::from("/sys/fs/cgroup").join(&name), "memory.max")
-        } else if Path::new("/sys/fs/cgroup/memory").is_dir() {
+impl TestCgroup {
+    /// Makes the cgroup and writes its settings: `v2` files for the unified hierarchy, or `v1`
+    /// files under `/sys/fs/cgroup/<controller>`. None where neither can be made.
+    pub fn make(
+        controller: &str,
+        v2: &[(&str, String)],
+        v1: &[(&str, String)],
+    ) -> Option<TestCgroup> {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "oncall-test-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let (dir, settings) = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            (PathBuf::from("/sys/fs/cgroup").join(&name), v2)
+        } else if Path::new("/sys/fs/cgroup").join(controller).is_dir() {
             (
-                PathBuf::from("/sys/fs/cgroup/memory").join(&name),
-                "memory.limit_in_bytes",
+                PathBuf::from("/sys/fs/cgroup").join(controller).join(&name),
+                v1,
             )
         } else {
             return None;
         };
         std::fs::create_dir(&dir).ok()?;
-        let cg = MemCgroup {
-            procs: dir.join("cgroup.procs"),
-            dir,
-        };
-        std::fs::write(cg.dir.join(limit_file), limit_bytes.to_string()).ok()?;
+        let cg = TestCgroup { dir };
+        for (file, value) in settings {
+            std::fs::write(cg.dir.join(file), value).ok()?;
+        }
         Some(cg)
+    }
+
+    /// A memory cgroup limited to `limit_bytes`.
+    pub fn memory(limit_bytes: u64) -> Option<TestCgroup> {
+        let l = limit_bytes.to_string();
+        TestCgroup::make(
+            "memory",
+            &[("memory.max", l.clone())],
+            &[("memory.limit_in_bytes", l)],
+        )
+    }
+
+    /// A CPU cgroup allowed `quota_us` of CPU time every `period_us`.
+    pub fn cpu(quota_us: u64, period_us: u64) -> Option<TestCgroup> {
+        TestCgroup::make(
+            "cpu",
+            &[("cpu.max", format!("{quota_us} {period_us}"))],
+            &[
+                ("cpu.cfs_period_us", period_us.to_string()),
+                ("cpu.cfs_quota_us", quota_us.to_string()),
+            ],
+        )
+    }
+
+    /// The cgroup's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Starts oncall-fault inside the cgroup (a shell joins it, then execs the fault).
     pub fn start(&self, args: &[&str]) -> Fault {
         let script = format!(
             "echo $$ > '{}' && exec '{}' \"$@\"",
-            self.procs.display(),
+            self.dir.join("cgroup.procs").display(),
             FAULT
         );
         let mut full = vec!["-c", script.as_str(), "sh"];
@@ -272,14 +308,7 @@ impl MemCgroup {
     }
 }
 
-impl MemCgroup {
-    /// The cgroup's directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-}
-
-impl Drop for MemCgroup {
+impl Drop for TestCgroup {
     fn drop(&mut self) {
         // Empty once its processes are gone; retry briefly while the kernel reaps them.
         for _ in 0..50 {

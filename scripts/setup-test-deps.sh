@@ -10,7 +10,7 @@
 #   (tests/web_e2e.rs -> tests/e2e/web.py) drives the page of `oncall serve` in headless Chromium.
 #   Selenium is pointed at /usr/bin/chromedriver and /usr/bin/chromium, so it downloads nothing.
 # - Debian's Prometheus and node-exporter: the fleet tests start both on loopback ports (the
-#   packaged services are stopped; nothing is left running).
+#   packaged services are not started during the install; nothing is left running).
 set -euo pipefail
 
 need_apt=()
@@ -29,15 +29,19 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing: ${need_apt[*]}" >&2
     apt-get update -qq
+    # The packages' own services (PostgreSQL's main cluster, Prometheus, node-exporter) are not
+    # needed: the tests start their own on free ports. Rather than stopping services afterwards
+    # (which could stop a user's own), Debian's policy-rc.d denies starting any during this
+    # install; it is removed again unless one was already there.
+    own_policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\n# oncall test setup: no service starts during its install\nexit 101\n' > /usr/sbin/policy-rc.d
+      chmod +x /usr/sbin/policy-rc.d
+      own_policy=1
+      trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-    # The packaged cluster is not needed: the tests start their own.
-    if command -v pg_ctlcluster >/dev/null 2>&1; then pg_ctlcluster 15 main stop 2>/dev/null || true; fi
-    # Nor are the packaged Prometheus services: the tests start their own on free ports.
-    # Only by the service manager, and only units this install just created: nothing is killed
-    # by name, so a user's own Prometheus keeps running.
-    for svc in prometheus prometheus-node-exporter; do
-      if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" 2>/dev/null || true; fi
-    done
+    if [ -n "$own_policy" ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
   else
     echo "warning: missing ${need_apt[*]}; run this script as root to install them" >&2
   fi

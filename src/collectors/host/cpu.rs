@@ -107,14 +107,8 @@ pub fn parse_stat(text: &str) -> Result<Stat, String> {
     Ok(stat)
 }
 
-/// Only the procs_running value of /proc/stat (used for the in-window run-queue samples).
-pub fn parse_procs_running(text: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix("procs_running "))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// The `procs_running` and `procs_blocked` lines of /proc/stat: (runnable, in D state).
+/// The `procs_running` and `procs_blocked` lines of /proc/stat: (runnable, in D state), for
+/// the in-window samples.
 pub fn parse_procs(text: &str) -> Option<(u64, u64)> {
     let get = |k: &str| {
         text.lines()
@@ -340,7 +334,7 @@ procs_blocked 1
         assert_eq!(s.total.idle, 46828483);
         assert_eq!(s.procs_running, 3);
         assert_eq!(s.procs_blocked, 1);
-        assert_eq!(parse_procs_running(STAT), Some(3));
+        assert_eq!(parse_procs(STAT), Some((3, 1)));
     }
 
     #[test]

@@ -52,13 +52,6 @@ pub struct FdUse {
     pub program: String,
 }
 
-/// Counts the open files of one process against its soft limit; None if unreadable.
-pub fn process_fd_use(proc_root: &Path, pid: u32, name: &str, th: &FdThresholds) -> Option<FdUse> {
-    let dir = proc_root.join(pid.to_string());
-    let limits = std::fs::read_to_string(dir.join("limits")).ok()?;
-    fd_use_with_limits(&dir, pid, name, &limits, th)
-}
-
 /// Counts the open files under `/proc/<pid>` (`dir`) against the soft limit in its `limits`
 /// text; None if unreadable or unlimited.
 pub fn fd_use_with_limits(
@@ -156,10 +149,13 @@ mod tests {
 
     #[test]
     fn own_process_is_countable() {
-        let me = process_fd_use(
-            Path::new("/proc"),
+        let dir = Path::new("/proc/self");
+        let limits = std::fs::read_to_string(dir.join("limits")).unwrap();
+        let me = fd_use_with_limits(
+            dir,
             std::process::id(),
             "self",
+            &limits,
             &FdThresholds::default(),
         )
         .unwrap();

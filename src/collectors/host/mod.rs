@@ -391,8 +391,7 @@ pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usi
                 "/proc/pressure/io",
             );
             for d in &mut devs {
-                d.saturation.push(s.clone());
-                d.status = d.status.max(s.status);
+                d.push_saturation(s.clone());
             }
         }
         resources.extend(devs);
@@ -441,9 +440,8 @@ pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usi
         p.read("sys/net/netfilter/nf_conntrack_max"),
     ) && let Some(s) = network::conntrack_signal(&n, &m, &th.network)
     {
-        let r = tcp.get_or_insert_with(|| ResourceReport::new("tcp", vec![], vec![], vec![]));
-        r.status = r.status.max(s.status);
-        r.saturation.push(s);
+        tcp.get_or_insert_with(|| ResourceReport::new("tcp", vec![], vec![], vec![]))
+            .push_saturation(s);
     }
     // Per socket (inet_diag): lifetime counters, so one reading at the end of the window does.
     // Netlink answers for this process's network namespace, which is the live /proc's only.
@@ -475,19 +473,21 @@ pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usi
                 let view = sockets::view(&dump.sockets, &th.network, |inodes| {
                     sockets::owners(&settings.proc_root, inodes)
                 });
-                let s = sockets::signal(&view, &th.network);
-                let r =
-                    tcp.get_or_insert_with(|| ResourceReport::new("tcp", vec![], vec![], vec![]));
-                r.status = r.status.max(s.status);
-                r.errors.push(s);
+                tcp.get_or_insert_with(|| ResourceReport::new("tcp", vec![], vec![], vec![]))
+                    .push_error(sockets::signal(&view, &th.network));
                 lossy_peers = view.lossy;
-                // The fullest accept queue, and who listens there.
+                // The fullest accept queue, and who listens there: the walk over every
+                // process's descriptors is paid only for a queue at the warning level.
                 listen_queue = sockets::listen_queues(&dump.sockets)
                     .into_iter()
                     .next()
                     .map(|l| {
-                        let owner = sockets::owners(&settings.proc_root, &HashSet::from([l.inode]))
-                            .remove(&l.inode);
+                        let owner = (l.used_pct() >= th.network.accept_queue_pct.warn)
+                            .then(|| {
+                                sockets::owners(&settings.proc_root, &HashSet::from([l.inode]))
+                                    .remove(&l.inode)
+                            })
+                            .flatten();
                         (l, owner)
                     });
             }
@@ -530,13 +530,10 @@ pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usi
     if let Some((l, owner)) = listen_queue {
         let who = match owner {
             Some((pid, comm)) => match facts.get(&pid) {
-                Some(f) => format!(
-                    "{} (pid {pid})",
-                    process::label(&f.program, std::slice::from_ref(&f.comm))
-                ),
+                Some(f) => format!("{} (pid {pid})", f.label()),
                 None => format!("{comm} (pid {pid})"),
             },
-            None => "a process oncall cannot see".into(),
+            None => "its listener".into(),
         };
         let s = signal::Signal::rated(
             "accept_queue_used",
@@ -550,14 +547,13 @@ pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usi
             l.port, l.queued, l.backlog
         ));
         if let Some(r) = resources.iter_mut().find(|r| r.resource == "tcp") {
-            r.status = r.status.max(s.status);
-            r.saturation.push(s);
+            r.push_saturation(s);
         }
     }
     // The processes behind lossy connections, by program rather than their cut `comm`.
     for peer in &mut lossy_peers {
         if let Some(f) = peer.pid.and_then(|pid| facts.get(&pid)) {
-            peer.process = Some(process::label(&f.program, std::slice::from_ref(&f.comm)));
+            peer.process = Some(f.label());
         }
     }
     let file_nr = p.parse("sys/fs/file-nr", "fd.system", fd::parse_file_nr, &mut un);

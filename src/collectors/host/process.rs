@@ -190,13 +190,6 @@ pub struct ProcessReport {
     pub blocked: Vec<BlockedTasks>,
 }
 
-impl ProcessReport {
-    /// The group of a program.
-    pub fn group(&self, program: &str) -> Option<&ProgramGroup> {
-        self.groups.iter().find(|g| g.program == program)
-    }
-}
-
 /// Tasks of one program seen in D state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlockedTasks {
@@ -225,6 +218,13 @@ pub struct ProcFacts {
     pub rss_mid: Option<(Instant, u64)>,
     /// Whether the process was in D state at the read.
     pub blocked: bool,
+}
+
+impl ProcFacts {
+    /// The program, with its kernel name beside it when that is a run-time rename.
+    pub fn label(&self) -> String {
+        label(&self.program, std::slice::from_ref(&self.comm))
+    }
 }
 
 /// Reads [`ProcFacts`] of every process under `proc_root` (run in a side thread during the

@@ -118,6 +118,18 @@ impl ResourceReport {
         }
     }
 
+    /// Adds a saturation signal; the resource's status follows the worst of its signals.
+    pub fn push_saturation(&mut self, s: Signal) {
+        self.status = self.status.max(s.status);
+        self.saturation.push(s);
+    }
+
+    /// Adds an error signal; the resource's status follows the worst of its signals.
+    pub fn push_error(&mut self, s: Signal) {
+        self.status = self.status.max(s.status);
+        self.errors.push(s);
+    }
+
     /// All signals of this resource.
     pub fn signals(&self) -> impl Iterator<Item = &Signal> {
         self.utilization

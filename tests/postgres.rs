@@ -478,16 +478,7 @@ async fn an_older_oom_kill_elsewhere_does_not_outrank_a_live_lock_chain() {
     if skip() {
         return;
     }
-    if !is_root() {
-        eprintln!("SKIPPED: an OOM kill in a memory cgroup needs root");
-        return;
-    }
-    let Some(cg) = TestCgroup::memory(64 << 20) else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "no writable memory cgroup hierarchy under /sys/fs/cgroup"
-        );
-        eprintln!("SKIPPED: no writable memory cgroup hierarchy");
+    let Some(cg) = cgroup_for_test("memory", || TestCgroup::memory(64 << 20)) else {
         return;
     };
     // The victim: grows past the cgroup's limit and is killed by the kernel.

@@ -308,6 +308,27 @@ impl TestCgroup {
     }
 }
 
+/// A test's cgroup, or None (the reason printed as SKIPPED) where it cannot be made: without
+/// root, or with no writable hierarchy, which fails the test in CI (`CI` set) instead.
+pub fn cgroup_for_test(
+    what: &str,
+    make: impl FnOnce() -> Option<TestCgroup>,
+) -> Option<TestCgroup> {
+    if !is_root() {
+        eprintln!("SKIPPED: making a {what} cgroup needs root");
+        return None;
+    }
+    let cg = make();
+    if cg.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no writable {what} cgroup hierarchy under /sys/fs/cgroup"
+        );
+        eprintln!("SKIPPED: no writable {what} cgroup hierarchy");
+    }
+    cg
+}
+
 impl Drop for TestCgroup {
     fn drop(&mut self) {
         // Empty once its processes are gone; retry briefly while the kernel reaps them.

@@ -444,9 +444,12 @@ fn main() -> ExitCode {
                 Ok(r) => r,
                 Err(e) => return usage_error(&e),
             };
-            if name.trim().is_empty() || name.trim() == "oncall" {
+            // Names that are not people, or are someone else: the agent, the model, the
+            // operator's token, Slack users.
+            let n = name.trim();
+            if n.is_empty() || ["oncall", "model", "admin"].contains(&n) || n.contains(':') {
                 return usage_error(
-                    "give the token holder a name (not `oncall`, the agent's name)",
+                    "give the token holder a person's name (not `oncall` or `model`, the agent's names, not `admin`, the operator token's, and no `:` as in Slack's `slack:U...`)",
                 );
             }
             let url = config.server.store_url();

@@ -341,7 +341,10 @@ async fn an_approved_request_runs_once_and_its_effect_is_recorded() {
     assert_eq!(ex.effect, "errors: 5 -> 0");
     assert_eq!(b.live.load(Ordering::SeqCst), 1);
     let kinds: Vec<String> = audit.records().iter().map(|r| r.kind.clone()).collect();
-    assert_eq!(kinds, ["request", "decision", "execution", "effect"]);
+    assert_eq!(
+        kinds,
+        ["request", "decision", "executing", "execution", "effect"]
+    );
     let text: String = audit
         .records()
         .iter()

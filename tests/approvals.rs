@@ -6,31 +6,11 @@ use oncall::config::Config;
 use oncall::policy::{ActionRequest, Human, Role, approve};
 use oncall::tool::{Registry, ToolError};
 use serde_json::json;
-use std::process::{Child, Command};
 use std::sync::Arc;
 
-struct Victim(Child);
+mod common;
 
-impl Victim {
-    fn start() -> Victim {
-        Victim(
-            Command::new("sleep")
-                .arg("60")
-                .spawn()
-                .expect("spawn sleep"),
-        )
-    }
-    fn alive(&mut self) -> bool {
-        self.0.try_wait().expect("try_wait").is_none()
-    }
-}
-
-impl Drop for Victim {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::Victim;
 
 fn approver(name: &str) -> Human {
     Human {
@@ -304,4 +284,122 @@ async fn a_request_redacted_in_the_audit_log_is_not_approvable_after_a_restart()
         )
         .unwrap_err();
     assert!(err.to_string().contains("already decided"), "{err}");
+}
+
+/// Two-person control at the desk: the model's request is filed for the human driving the
+/// investigation; that human cannot approve it under any of their names (a Slack user mapped to
+/// them is them), another approver can. A reopened desk keeps who it was filed for (so the rule
+/// still holds after a restart), keeps withdrawals, and shows a request whose `executing` record
+/// has no result as outcome unknown, never runnable again.
+#[tokio::test]
+async fn two_person_control_holds_across_names_and_restarts() {
+    use oncall::policy::audit::AuditLog;
+    use oncall::policy::desk::{Desk, DeskError, State};
+    use oncall::policy::rules::Actor;
+    use oncall::policy::{Identities, MODEL, PolicyError};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let reg = Registry::builtin(Arc::new(Config::default()));
+    let people = || Identities::new([("slack:U2CERLKJA".to_string(), "ana".to_string())]);
+    let (a, b) = (Victim::start(), Victim::start());
+    let args = |v: &Victim| json!({"pid": v.0.id(), "signal": "TERM"});
+    let (ra, rb) = {
+        let desk = Desk::new(
+            Arc::new(AuditLog::open(&path).unwrap()),
+            Duration::minutes(15),
+        )
+        .with_identities(people());
+        let file = |v: &Victim, driver: &str| {
+            desk.request_for(
+                &reg,
+                "inc-1",
+                "host.signal_process",
+                args(v),
+                MODEL,
+                Actor::Agent,
+                Some(driver),
+                &[],
+            )
+            .unwrap()
+        };
+        // Driven from Slack by ana's Slack user; ana approves from the web: the same person.
+        let ra = file(&a, "slack:U2CERLKJA");
+        assert_eq!(ra.requester(), "model, on behalf of slack:U2CERLKJA");
+        let err = desk
+            .decide(&reg, &ra.id, &approver("ana"), true, "", Utc::now())
+            .unwrap_err();
+        assert!(
+            matches!(err, DeskError::Policy(PolicyError::TwoPerson { .. })),
+            "{err}"
+        );
+        // Withdrawn by the person it was filed for.
+        let rb = file(&b, "bo");
+        assert!(desk.withdraw(&rb.id, &approver("cy"), "").is_err());
+        assert_eq!(
+            desk.withdraw(&rb.id, &approver("bo"), "not needed")
+                .unwrap(),
+            State::Withdrawn { by: "bo".into() }
+        );
+        (ra.id, rb.id)
+    };
+    // Without the alias the names differ; with it (as the server configures it) they do not.
+    let desk = Desk::new(
+        Arc::new(AuditLog::open(&path).unwrap()),
+        Duration::minutes(15),
+    )
+    .with_identities(people());
+    let e = desk.entry(&ra).unwrap();
+    assert_eq!(e.request.on_behalf_of.as_deref(), Some("slack:U2CERLKJA"));
+    assert_eq!(e.state, State::Pending);
+    assert!(
+        desk.decide(&reg, &ra, &approver("ana"), true, "", Utc::now())
+            .is_err(),
+        "the rule holds after a restart"
+    );
+    assert_eq!(
+        desk.entry(&rb).unwrap().state,
+        State::Withdrawn { by: "bo".into() }
+    );
+    desk.decide(&reg, &ra, &approver("dee"), true, "", Utc::now())
+        .unwrap();
+    drop(desk);
+
+    // A crash right after the write-ahead record: append it by hand, as the desk would have.
+    {
+        let audit = AuditLog::open(&path).unwrap();
+        audit
+            .append(
+                "executing",
+                json!({"request": ra, "incident": "inc-1", "tool": "host.signal_process",
+                       "args": args(&a), "approved_by": "dee", "by": "dee",
+                       "verify": "outcome unknown: check pid"}),
+            )
+            .unwrap();
+    }
+    let desk = Desk::new(
+        Arc::new(AuditLog::open(&path).unwrap()),
+        Duration::minutes(15),
+    );
+    match desk.entry(&ra).unwrap().state {
+        State::OutcomeUnknown {
+            approved_by,
+            verify,
+            ..
+        } => {
+            assert_eq!(approved_by, "dee");
+            assert!(verify.contains("check pid"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(desk.executed(&ra));
+    let again = desk
+        .execute(&reg, &ra, "host.signal_process", &args(&a), "dee")
+        .await;
+    assert!(again.is_err());
+    assert!(
+        desk.decide(&reg, &ra, &approver("eve"), true, "", Utc::now())
+            .is_err()
+    );
+    let mut a = a;
+    assert!(a.alive(), "never run");
 }

@@ -31,8 +31,13 @@ fn free_port() -> u16 {
 }
 
 async fn serve(dir: &Path, port: u16) -> Server {
+    serve_with(dir, port, &[]).await
+}
+
+async fn serve_with(dir: &Path, port: u16, env: &[(&str, String)]) -> Server {
     let child = Command::new(ONCALL)
         .arg("serve")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env_remove("ONCALL_CONFIG")
         .env("ONCALL_TOKEN", OP)
         .env("ONCALL_SERVER__DATA_DIR", dir)
@@ -297,4 +302,182 @@ async fn sigkill_mid_investigation_loses_no_acknowledged_event_approval_or_audit
         .await;
     assert_eq!(s, 202, "{v}");
     c.wait(&b, "investigation_finished", 60).await;
+}
+
+/// A live action that appends a line to a file per run: the number of lines is the number of
+/// times it ran.
+fn counting_action(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let actions = dir.join("actions");
+    std::fs::create_dir_all(&actions).unwrap();
+    let count = dir.join("runs.txt");
+    std::fs::write(
+        actions.join("count-run.toml"),
+        format!(
+            r#"name = "count.run"
+description = "Appends a line to a file each time it runs (a test action)."
+risk = "live_action"
+
+[command]
+argv = ["/bin/sh", "-c", "echo ran >> {}"]
+timeout_s = 10
+"#,
+            count.display()
+        ),
+    )
+    .unwrap();
+    (actions, count)
+}
+
+fn runs(count: &Path) -> usize {
+    std::fs::read_to_string(count)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+async fn wait_file(path: &Path, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SIGKILL at the two worst moments of an execution: after its write-ahead `executing` record
+/// and before the action runs, and after the action returned and before its result is recorded.
+/// Either way the restarted server shows the outcome as unknown with what to verify, and no
+/// approval can make it run again: the action ran at most once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_the_write_ahead_record_and_the_result_never_runs_an_action_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let bo = token(dir.path(), "bo", "approver");
+    let (actions, count) = counting_action(dir.path());
+    let port = free_port();
+    let c = Client {
+        base: format!("http://127.0.0.1:{port}"),
+        http: reqwest::Client::new(),
+    };
+    let env = |pause: Option<String>| {
+        let mut e = vec![("ONCALL_ACTIONS__DIR", actions.display().to_string())];
+        if let Some(p) = pause {
+            e.push(("OC_TEST_PAUSE_AT", p));
+        }
+        e
+    };
+    let (s, v) = {
+        let _s = serve_with(dir.path(), port, &env(None)).await;
+        c.call(
+            OP,
+            "POST",
+            "/api/v1/incidents",
+            Some(json!({"report": "a quiet report for the crash test"})),
+        )
+        .await
+    };
+    assert_eq!(s, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+
+    for (point, ran_before_crash) in [("executing", 0), ("executed", 1)] {
+        let marker = dir.path().join(format!("paused-{point}"));
+        let mut server = serve_with(
+            dir.path(),
+            port,
+            &env(Some(format!("{point}:{}", marker.display()))),
+        )
+        .await;
+        let before = runs(&count);
+        let (s, v) = c
+            .call(
+                OP,
+                "POST",
+                &format!("/api/v1/incidents/{id}/actions"),
+                Some(json!({"tool": "count.run", "args": {}, "why": point})),
+            )
+            .await;
+        assert_eq!(s, 202, "{v}");
+        let req = v["request"].as_str().unwrap().to_string();
+        let (s, v) = c
+            .call(
+                &bo,
+                "POST",
+                &format!("/api/v1/approvals/{req}/decision"),
+                Some(json!({"approve": true})),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        wait_file(&marker, 30).await;
+        // The write-ahead record is durable at this point.
+        let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        assert!(
+            audit
+                .lines()
+                .any(|l| l.contains("\"kind\":\"executing\"") && l.contains(&req)),
+            "no executing record before the run"
+        );
+        server.0.kill().unwrap(); // SIGKILL at the worst moment
+        let _ = server.0.wait();
+        assert_eq!(runs(&count) - before, ran_before_crash, "{point}");
+
+        // Restarted (no fault hook): the outcome is unknown, says what to verify, never reruns.
+        let _server = serve_with(dir.path(), port, &env(None)).await;
+        let (_, list) = c
+            .call(OP, "GET", &format!("/api/v1/approvals?incident={id}"), None)
+            .await;
+        let entry = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["id"] == json!(req))
+            .cloned()
+            .unwrap();
+        assert_eq!(entry["state"]["state"], "outcome_unknown", "{entry}");
+        assert_eq!(entry["state"]["approved_by"], "bo");
+        let verify = entry["state"]["verify"].as_str().unwrap();
+        assert!(verify.contains("Verify by hand"), "{verify}");
+        let events = c.wait(&id, "action_outcome_unknown", 10).await;
+        assert!(events.iter().any(|e| e["kind"] == "action_outcome_unknown"
+            && e["data"]["request"] == json!(req)
+            && e["data"]["verify"] == json!(verify)));
+        for who in [&bo, &OP.to_string()] {
+            let (s, v) = c
+                .call(
+                    who,
+                    "POST",
+                    &format!("/api/v1/approvals/{req}/decision"),
+                    Some(json!({"approve": true})),
+                )
+                .await;
+            assert!(s == 409 || s == 403, "{s} {v}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            runs(&count) - before,
+            ran_before_crash,
+            "{point}: the action ran again after the restart"
+        );
+    }
+    // The log still verifies, and each restart announced its unknown outcome once.
+    let _server = serve_with(dir.path(), port, &env(None)).await;
+    let out = Command::new(ONCALL)
+        .args(["audit", "verify", "--file"])
+        .arg(dir.path().join("audit.jsonl"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let events = c.events(&id).await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["kind"] == "action_outcome_unknown")
+            .count(),
+        2,
+        "{events:#?}"
+    );
 }

@@ -11,12 +11,16 @@
 //!    action is in flight per incident: the next waits (see [`Desk::waiting`]) until the last
 //!    one's effect is in, and is refused if that takes too long.
 //!
-//! Every step, and every refusal, is appended to the audit log. Executions already in the log are
-//! never run again, even after a restart.
+//! Every step, and every refusal, is appended to the audit log. Before an action runs, an
+//! `executing` record (tool, exact arguments, evidence hash, approver) is made durable; a restart
+//! that finds one with no `execution` after it never runs the request again: it shows
+//! [`State::OutcomeUnknown`] with what to check by hand. A requester may withdraw a pending
+//! request. Names are compared as people ([`Identities`]): a Slack user mapped to an oncall user
+//! is that user.
 
 use super::audit::AuditLog;
 use super::rules::{Actor, Effect};
-use super::{ActionRequest, Approval, Human, PolicyError, approve, canonical_hash};
+use super::{ActionRequest, Approval, Human, Identities, PolicyError, approve, canonical_hash};
 use crate::tool::{EffectCheck, Registry, RiskClass, ToolError};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -29,9 +33,32 @@ use std::sync::{Arc, Mutex};
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum State {
     Pending,
-    Approved { by: String },
-    Denied { by: String, reason: String },
-    Executed { ok: bool },
+    Approved {
+        by: String,
+    },
+    Denied {
+        by: String,
+        reason: String,
+    },
+    /// The requester took it back before anyone decided.
+    Withdrawn {
+        by: String,
+    },
+    /// Running now: its `executing` record is durable, its result is not in yet.
+    Executing {
+        by: String,
+    },
+    Executed {
+        ok: bool,
+    },
+    /// oncall stopped after the `executing` record and before the result: the action may or may
+    /// not have run. It is never run again; a person checks by hand.
+    OutcomeUnknown {
+        approved_by: String,
+        since: DateTime<Utc>,
+        /// What to check, and how, before asking for it again.
+        verify: String,
+    },
 }
 
 /// A request and where it stands.
@@ -48,6 +75,11 @@ pub struct Entry {
 
 /// Told what an action returned, the moment it returned.
 pub type Ran = Box<dyn FnOnce(&Result<Value, String>) + Send>;
+
+/// Called once the `executing` record is durable and before the action runs: records the
+/// start elsewhere (the incident store). An error stops the run: nothing is run.
+pub type Starting =
+    Box<dyn FnOnce() -> futures::future::BoxFuture<'static, Result<(), String>> + Send>;
 
 /// The outcome of an execution.
 #[derive(Debug, Clone, Serialize)]
@@ -85,6 +117,8 @@ pub struct Desk {
     /// Woken whenever an incident's action in flight is done.
     turn: tokio::sync::Notify,
     wait: std::time::Duration,
+    /// Which names are one person.
+    people: Identities,
 }
 
 /// Rebuilds the requests and where they stand from audit records.
@@ -100,6 +134,7 @@ fn restore(records: &[super::audit::Record]) -> Vec<Entry> {
                     tool: d["tool"].as_str().unwrap_or_default().to_string(),
                     args: d["args"].clone(),
                     requested_by: d["requested_by"].as_str().unwrap_or_default().to_string(),
+                    on_behalf_of: d["on_behalf_of"].as_str().map(str::to_string),
                     evidence_hash: d["evidence_hash"].as_str().unwrap_or_default().to_string(),
                     created_at: r.at,
                 };
@@ -109,7 +144,16 @@ fn restore(records: &[super::audit::Record]) -> Vec<Entry> {
                 let intact = d["args_hash"].as_str() == Some(&canonical_hash(&request.args))
                     && d["requester_hash"].as_str()
                         == Some(&canonical_hash(&json!(request.requested_by)))
-                    && !request.requested_by.contains("[REDACTED:");
+                    && !request.requested_by.contains("[REDACTED:")
+                    && d["on_behalf_of_hash"]
+                        .as_str()
+                        .unwrap_or(&canonical_hash(&Value::Null))
+                        == canonical_hash(&json!(request.on_behalf_of))
+                    && !request
+                        .on_behalf_of
+                        .as_deref()
+                        .unwrap_or_default()
+                        .contains("[REDACTED:");
                 entries.push(Entry {
                     incident: d["incident"].as_str().unwrap_or_default().to_string(),
                     request,
@@ -157,6 +201,27 @@ fn restore(records: &[super::audit::Record]) -> Vec<Entry> {
                     };
                 }
             }
+            "withdrawal" => {
+                if let Some(e) = entries
+                    .iter_mut()
+                    .find(|e| e.request.id == id && e.state == State::Pending)
+                {
+                    e.state = State::Withdrawn {
+                        by: d["by"].as_str().unwrap_or_default().to_string(),
+                    };
+                }
+            }
+            // Written before the action ran. With no `execution` after it, oncall stopped in
+            // between: whether the action ran is unknown, and it is never run again.
+            "executing" => {
+                if let Some(e) = entries.iter_mut().find(|e| e.request.id == id) {
+                    e.state = State::OutcomeUnknown {
+                        approved_by: d["approved_by"].as_str().unwrap_or_default().to_string(),
+                        since: r.at,
+                        verify: d["verify"].as_str().unwrap_or_default().to_string(),
+                    };
+                }
+            }
             "execution" => {
                 if let Some(e) = entries.iter_mut().find(|e| e.request.id == id) {
                     e.state = State::Executed {
@@ -184,7 +249,7 @@ impl Desk {
         let records = audit.records();
         let executed = records
             .iter()
-            .filter(|r| r.kind == "execution")
+            .filter(|r| r.kind == "execution" || r.kind == "executing")
             .filter_map(|r| r.data["request"].as_str().map(str::to_string))
             .collect();
         let entries = restore(&records);
@@ -196,7 +261,14 @@ impl Desk {
             executed: Mutex::new(executed),
             turn: tokio::sync::Notify::new(),
             wait: std::time::Duration::ZERO,
+            people: Identities::default(),
         }
+    }
+
+    /// Which names are one person (e.g. Slack users mapped to oncall users).
+    pub fn with_identities(mut self, people: Identities) -> Desk {
+        self.people = people;
+        self
     }
 
     /// How long an approved execution waits for the incident's action in flight to have its
@@ -217,6 +289,14 @@ impl Desk {
             .lock()
             .ok()
             .and_then(|e| e.iter().find(|e| e.request.id == id).cloned())
+    }
+
+    fn set_state(&self, request: &str, state: State) {
+        if let Ok(mut entries) = self.entries.lock()
+            && let Some(e) = entries.iter_mut().find(|e| e.request.id == request)
+        {
+            e.state = state;
+        }
     }
 
     /// Frees the incident's slot and wakes executions waiting for it.
@@ -257,6 +337,24 @@ impl Desk {
         actor: Actor,
         evidence: &[Value],
     ) -> Result<ActionRequest, DeskError> {
+        self.request_for(reg, incident, tool, args, who, actor, None, evidence)
+    }
+
+    /// [`Desk::request`], filed for `on_behalf_of`: the human who asked for or is driving the
+    /// investigation whose model (`who` = [`super::MODEL`]) proposed it. Under a `two_person`
+    /// rule that person cannot approve it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn request_for(
+        &self,
+        reg: &Registry,
+        incident: &str,
+        tool: &str,
+        args: Value,
+        who: &str,
+        actor: Actor,
+        on_behalf_of: Option<&str>,
+        evidence: &[Value],
+    ) -> Result<ActionRequest, DeskError> {
         let spec = reg
             .spec(tool)
             .ok_or_else(|| self.refuse("-", format!("no tool named `{tool}`")))?;
@@ -286,12 +384,14 @@ impl Desk {
             }
             Err(_) => None,
         };
-        let req = ActionRequest::new(tool, args, who, evidence);
+        let req = ActionRequest::new(tool, args, who, evidence).for_person(on_behalf_of);
         self.log(
             "request",
             json!({"request": req.id, "incident": incident, "tool": req.tool, "args": req.args,
                    "args_hash": canonical_hash(&req.args),
                    "requested_by": who, "requester_hash": canonical_hash(&json!(who)),
+                   "on_behalf_of": req.on_behalf_of,
+                   "on_behalf_of_hash": canonical_hash(&json!(req.on_behalf_of)),
                    "as": actor, "evidence_hash": req.evidence_hash, "plan": plan}),
         )?;
         lock(&self.entries)?.push(Entry {
@@ -302,6 +402,88 @@ impl Desk {
             approval: None,
         });
         Ok(req)
+    }
+
+    /// Whether `human` may decide `request`: the policy's approver roles, never the requester
+    /// (as a person, whatever name they use), and under a `two_person` rule (when `approving`)
+    /// never the person the request was made for. Refusals are audited.
+    pub fn check_approver(
+        &self,
+        reg: &Registry,
+        request: &ActionRequest,
+        human: &Human,
+        approving: bool,
+    ) -> Result<(), DeskError> {
+        let id = request.id.as_str();
+        if self.people.same(&human.name, &request.requested_by) {
+            let err = PolicyError::SelfApproval {
+                who: human.name.clone(),
+            };
+            let _ = self.log("refusal", json!({"request": id, "why": err.to_string()}));
+            return Err(err.into());
+        }
+        let spec = reg
+            .spec(&request.tool)
+            .ok_or_else(|| self.refuse(id, format!("`{}` no longer exists", request.tool)))?;
+        let (policy, env) = reg.policy();
+        if let Some(p) = policy {
+            p.may_approve(&spec, env, human)
+                .map_err(|r| self.refuse(id, r.to_string()))?;
+            if approving
+                && p.two_person(&spec, env)
+                && let Some(person) = &request.on_behalf_of
+                && self.people.same(&human.name, person)
+            {
+                let err = PolicyError::TwoPerson {
+                    who: human.name.clone(),
+                    requested: request.requester(),
+                };
+                let _ = self.log("refusal", json!({"request": id, "why": err.to_string()}));
+                return Err(err.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes back a pending request: only its requester (or the person it was filed for) may.
+    pub fn withdraw(&self, request: &str, human: &Human, reason: &str) -> Result<State, DeskError> {
+        let mut entries = lock(&self.entries)?;
+        let e = entries
+            .iter_mut()
+            .find(|e| e.request.id == request)
+            .ok_or_else(|| DeskError::NoSuchRequest(request.into()))?;
+        let theirs = self.people.same(&human.name, &e.request.requested_by)
+            || e.request
+                .on_behalf_of
+                .as_deref()
+                .is_some_and(|p| self.people.same(&human.name, p));
+        if !theirs {
+            return Err(self.refuse(
+                request,
+                format!(
+                    "{} did not request {request} (requested by {}); an approver can deny it instead",
+                    human.name,
+                    e.request.requester()
+                ),
+            ));
+        }
+        if e.state != State::Pending {
+            return Err(self.refuse(
+                request,
+                format!(
+                    "request {request} is no longer pending ({:?}); only a pending request can be withdrawn",
+                    e.state
+                ),
+            ));
+        }
+        self.log(
+            "withdrawal",
+            json!({"request": request, "by": human.name, "reason": reason}),
+        )?;
+        e.state = State::Withdrawn {
+            by: human.name.clone(),
+        };
+        Ok(e.state.clone())
     }
 
     /// Approves or denies a pending request.
@@ -331,24 +513,8 @@ impl Desk {
                 format!("request {request} expired; ask for it again if it is still needed"),
             ));
         }
-        if human.name == e.request.requested_by {
-            let err = PolicyError::SelfApproval {
-                who: human.name.clone(),
-            };
-            let _ = self.log(
-                "refusal",
-                json!({"request": request, "why": err.to_string()}),
-            );
-            return Err(err.into());
-        }
-        let spec = reg.spec(&e.request.tool).ok_or_else(|| {
-            self.refuse(request, format!("`{}` no longer exists", e.request.tool))
-        })?;
-        let (policy, env) = reg.policy();
-        if let Some(p) = policy {
-            p.may_approve(&spec, env, human)
-                .map_err(|r| self.refuse(request, r.to_string()))?;
-        }
+        // Denying needs the approver role too, but anyone but the requester may say no.
+        self.check_approver(reg, &e.request, human, yes)?;
         if yes {
             let approval = approve(&e.request, human, self.ttl, now).map_err(|err| {
                 let _ = self.log(
@@ -388,12 +554,14 @@ impl Desk {
         args: &Value,
         executor: &str,
     ) -> Result<Execution, DeskError> {
-        self.execute_reporting(reg, request, tool, args, executor, None)
+        self.execute_reporting(reg, request, tool, args, executor, None, None)
             .await
     }
 
-    /// [`Desk::execute`], telling `ran` what the action returned the moment it returned, before
-    /// the effect is measured (which waits for the system to settle).
+    /// [`Desk::execute`], calling `starting` once the `executing` record is durable (an error
+    /// there runs nothing) and telling `ran` what the action returned the moment it returned,
+    /// before the effect is measured (which waits for the system to settle).
+    #[allow(clippy::too_many_arguments)]
     pub async fn execute_reporting(
         &self,
         reg: &Registry,
@@ -401,9 +569,10 @@ impl Desk {
         tool: &str,
         args: &Value,
         executor: &str,
+        starting: Option<Starting>,
         ran: Option<Ran>,
     ) -> Result<Execution, DeskError> {
-        let (incident, approval) = {
+        let (incident, evidence_hash, approval) = {
             let entries = lock(&self.entries)?;
             let e = entries
                 .iter()
@@ -453,7 +622,11 @@ impl Desk {
             if let Err(why) = approval.covers(tool, args, Utc::now()) {
                 return Err(self.refuse(request, format!("{why}; nothing was run")));
             }
-            (e.incident.clone(), approval)
+            (
+                e.incident.clone(),
+                e.request.evidence_hash.clone(),
+                approval,
+            )
         };
         let deadline = tokio::time::Instant::now() + self.wait;
         loop {
@@ -501,6 +674,44 @@ impl Desk {
             }
             return Err(self.refuse(request, format!("{why}; nothing was run")));
         }
+        // Write-ahead: the intent to run is durable before anything runs. If oncall dies between
+        // this record and the `execution` one, a restart shows the outcome as unknown and never
+        // runs it again.
+        let verify = verify_by_hand(reg, tool, args);
+        if let Err(e) = self.log(
+            "executing",
+            json!({"request": request, "incident": incident, "tool": tool, "args": args,
+                   "args_hash": canonical_hash(args), "evidence_hash": evidence_hash,
+                   "approved_by": approval.approved_by(), "by": executor, "verify": verify}),
+        ) {
+            self.release(&incident);
+            if let Ok(mut done) = self.executed.lock() {
+                done.remove(request);
+            }
+            return Err(e);
+        }
+        self.set_state(
+            request,
+            State::Executing {
+                by: executor.to_string(),
+            },
+        );
+        if let Some(starting) = starting
+            && let Err(e) = starting().await
+        {
+            // Recorded as not run, for good: the `executing` record must not read as unknown.
+            let why = format!("its start could not be recorded ({e}); nothing was run");
+            let _ = self.log(
+                "execution",
+                json!({"request": request, "incident": incident, "tool": tool, "args": args,
+                       "by": executor, "approved_by": approval.approved_by(), "ok": false,
+                       "ran": false, "error": why}),
+            );
+            self.set_state(request, State::Executed { ok: false });
+            self.release(&incident);
+            return Err(DeskError::Refused(why));
+        }
+        fault_point("executing").await;
         let check = reg.effect_of(tool, args);
         let before = match &check {
             Some(c) => Some(measure(reg, c).await),
@@ -521,30 +732,32 @@ impl Desk {
         });
         let output = match called {
             // The registry's own checks (the policy again, the approval) refused it: not run.
+            // The `executing` record is closed as not run, and it stays spent.
             Err(
                 e @ (ToolError::Forbidden { .. }
                 | ToolError::ApprovalMismatch { .. }
                 | ToolError::ApprovalRequired { .. }),
             ) => {
+                let _ = self.log(
+                    "execution",
+                    json!({"request": request, "incident": incident, "tool": tool, "args": args,
+                           "by": executor, "approved_by": approval.approved_by(), "ok": false,
+                           "ran": false, "error": e.to_string()}),
+                );
+                self.set_state(request, State::Executed { ok: false });
                 self.release(&incident);
-                if let Ok(mut done) = self.executed.lock() {
-                    done.remove(request);
-                }
                 return Err(self.refuse(request, format!("{e}")));
             }
             other => other.map_err(|e| e.to_string()),
         };
+        fault_point("executed").await;
         let logged = self.log(
             "execution",
             json!({"request": request, "incident": incident, "tool": tool, "args": args,
                    "by": executor, "approved_by": approval.approved_by(), "ok": output.is_ok(),
                    "output": output.as_ref().ok(), "error": output.as_ref().err()}),
         );
-        if let Ok(mut entries) = self.entries.lock()
-            && let Some(e) = entries.iter_mut().find(|e| e.request.id == request)
-        {
-            e.state = State::Executed { ok: output.is_ok() };
-        }
+        self.set_state(request, State::Executed { ok: output.is_ok() });
         if let Some(ran) = ran {
             ran(&output);
         }
@@ -574,6 +787,59 @@ impl Desk {
             effect,
         })
     }
+}
+
+/// TEST-ONLY fault hook, for the crash tests: with `OC_TEST_PAUSE_AT=<point>:<marker file>` in
+/// the environment, oncall writes the marker file when it reaches `<point>` (`executing`: the
+/// record is durable and the action has not run; `executed`: the action returned and its result
+/// is not recorded) and then waits there, so a test can kill it at exactly that moment. Unset (as
+/// everywhere but those tests) it does nothing.
+async fn fault_point(point: &str) {
+    let Ok(spec) = std::env::var("OC_TEST_PAUSE_AT") else {
+        return;
+    };
+    if let Some((at, marker)) = spec.split_once(':')
+        && at == point
+    {
+        let _ = std::fs::write(marker, point);
+        tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+    }
+}
+
+/// What a person should check, and how, when an action's outcome is unknown.
+pub fn verify_by_hand(reg: &Registry, tool: &str, args: &Value) -> String {
+    let num = |k: &str| args[k].as_i64().map(|n| n.to_string());
+    let specific = match tool {
+        "host.signal_process" => num("pid").map(|pid| {
+            format!(
+                "check whether process {pid} still runs and is the approved one: `ps -o pid,lstart,args -p {pid}` (approved: start time {}, executable {})",
+                args["start_time"], args["exe"]
+            )
+        }),
+        "postgres.cancel_backend" | "postgres.terminate_backend" => num("pid").map(|pid| {
+            format!(
+                "check the backend in database {}: `SELECT pid, state, backend_start, query_start, left(query, 80) FROM pg_stat_activity WHERE pid = {pid};`",
+                args["database"].as_str().unwrap_or("(the only one configured)")
+            )
+        }),
+        _ => None,
+    };
+    let effect = reg.effect_of(tool, args).map(|c| {
+        format!(
+            "run the `{}` tool with {} and look at {}",
+            c.tool,
+            c.args,
+            c.measure.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    });
+    let how = match (specific, effect) {
+        (Some(s), Some(e)) => format!("{s}; or {e}"),
+        (Some(s), None) | (None, Some(s)) => s,
+        (None, None) => format!("check by hand whether `{tool}` {args} took effect"),
+    };
+    format!(
+        "outcome unknown: oncall stopped while `{tool}` was running. Verify by hand before asking for it again: {how}"
+    )
 }
 
 async fn measure(reg: &Registry, c: &EffectCheck) -> Result<Value, String> {

@@ -57,7 +57,42 @@ pub enum PolicyError {
     NotApprover { who: String },
     #[error("{who} requested this action and cannot approve it; another approver must decide")]
     SelfApproval { who: String },
+    #[error(
+        "two-person rule: {who} is the person this action was requested for ({requested}); a different approver must decide"
+    )]
+    TwoPerson { who: String, requested: String },
 }
+
+/// Names that belong to one person: a Slack user mapped to an oncall user is that user. The
+/// approval checks compare people, not names, so one person cannot approve their own request
+/// by switching from the web page to Slack.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Identities {
+    /// alias -> the person's oncall name.
+    alias: std::collections::BTreeMap<String, String>,
+}
+
+impl Identities {
+    /// From (alias, oncall name) pairs, e.g. `("slack:U2CERLKJA", "ana")`.
+    pub fn new<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Identities {
+        Identities {
+            alias: pairs.into_iter().collect(),
+        }
+    }
+
+    /// The person a name belongs to (the name itself when it is no one's alias).
+    pub fn person<'a>(&'a self, name: &'a str) -> &'a str {
+        self.alias.get(name).map(String::as_str).unwrap_or(name)
+    }
+
+    /// Whether two names are the same person.
+    pub fn same(&self, a: &str, b: &str) -> bool {
+        self.person(a) == self.person(b)
+    }
+}
+
+/// Who files a request an investigation's model proposes: the model, never a person.
+pub const MODEL: &str = "model";
 
 /// A request to run a risky tool with exact arguments, made on some evidence.
 #[derive(Debug, Clone, Serialize)]
@@ -66,6 +101,9 @@ pub struct ActionRequest {
     pub tool: String,
     pub args: Value,
     pub requested_by: String,
+    /// For a request the model filed: the human who asked for or is driving the investigation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
     /// sha256 of the evidence (tool outputs) the request was made on.
     pub evidence_hash: String,
     pub created_at: DateTime<Utc>,
@@ -87,8 +125,23 @@ impl ActionRequest {
             tool: tool.to_string(),
             args,
             requested_by: requested_by.to_string(),
+            on_behalf_of: None,
             evidence_hash,
             created_at,
+        }
+    }
+
+    /// The same request, filed for `person` (the human driving the investigation).
+    pub fn for_person(mut self, person: Option<&str>) -> ActionRequest {
+        self.on_behalf_of = person.map(str::to_string);
+        self
+    }
+
+    /// "ana", or "model, on behalf of ana".
+    pub fn requester(&self) -> String {
+        match &self.on_behalf_of {
+            Some(p) => format!("{}, on behalf of {p}", self.requested_by),
+            None => self.requested_by.clone(),
         }
     }
 }

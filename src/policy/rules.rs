@@ -60,6 +60,8 @@ struct RawRule {
     requesters: Vec<Actor>,
     #[serde(default)]
     approvers: Vec<Role>,
+    #[serde(default)]
+    two_person: bool,
 }
 
 /// One rule, as loaded.
@@ -73,6 +75,9 @@ pub struct Rule {
     pub effect: Effect,
     pub requesters: Vec<Actor>,
     pub approvers: Vec<Role>,
+    /// The approver must be a different person from the one the request was made for (the
+    /// human driving the investigation when the model filed it), not only from its filer.
+    pub two_person: bool,
 }
 
 impl Rule {
@@ -174,7 +179,9 @@ impl Policy {
             for t in &r.tools {
                 let matched: Vec<&ToolSpec> =
                     tools.iter().filter(|s| glob(t.get_ref(), s.name)).collect();
-                if matched.is_empty() {
+                // An exact name must exist (a typo would silently match nothing); an area
+                // (`deploy.*`) may be empty when the team's action files have none of it.
+                if matched.is_empty() && !t.get_ref().ends_with('*') {
                     return Err(err(
                         line_of(text, t.span().start),
                         format!(
@@ -203,6 +210,12 @@ impl Policy {
                     "live actions may require an approval or be forbidden, never be allowed".into(),
                 ));
             }
+            if r.two_person && r.effect != Effect::Approve {
+                return Err(err(
+                    line,
+                    "`two_person = true` only means something with `effect = \"approve\"`".into(),
+                ));
+            }
             if r.effect == Effect::Approve && r.approvers.is_empty() {
                 return Err(err(
                     line,
@@ -224,6 +237,7 @@ impl Policy {
                 effect: r.effect,
                 requesters: r.requesters,
                 approvers: r.approvers,
+                two_person: r.two_person,
             });
         }
         Ok(Policy {
@@ -288,6 +302,11 @@ impl Policy {
                 }
             }
         }
+    }
+
+    /// Whether the rule deciding `tool` in `env` demands two different people.
+    pub fn two_person(&self, tool: &ToolSpec, env: &str) -> bool {
+        self.decide(tool, env).rule.is_some_and(|r| r.two_person)
     }
 
     /// Whether `human` may approve a call of `tool` in `env` (the requester check is separate).

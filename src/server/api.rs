@@ -350,15 +350,23 @@ pub async fn request_action(
     } else {
         req.args
     };
-    let (request, plan) = runner::file(&st, &id, &req.tool, &args, &c.name, actor, &req.why, &[])
-        .await
-        .map_err(|e| match e {
-            runner::FileError::Desk(crate::policy::desk::DeskError::Audit(m)) => {
-                ApiError::Internal(m)
-            }
-            runner::FileError::Desk(other) => ApiError::BadRequest(other.to_string()),
-            runner::FileError::Store(e) => ApiError::from(e),
-        })?;
+    let (request, plan) = runner::file(
+        &st,
+        &id,
+        &req.tool,
+        &args,
+        &c.name,
+        actor,
+        None,
+        &req.why,
+        &[],
+    )
+    .await
+    .map_err(|e| match e {
+        runner::FileError::Desk(crate::policy::desk::DeskError::Audit(m)) => ApiError::Internal(m),
+        runner::FileError::Desk(other) => ApiError::BadRequest(other.to_string()),
+        runner::FileError::Store(e) => ApiError::from(e),
+    })?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"request": request, "state": {"state": "pending"}, "plan": plan})),
@@ -379,10 +387,11 @@ pub async fn approvals(
     let Query(q) =
         q.map_err(|e| ApiError::BadRequest(format!("{e}: use ?incident=ID&state=pending")))?;
     if let Some(s) = &q.state
-        && !["pending", "approved", "denied", "executed"].contains(&s.as_str())
+        && !STATES.contains(&s.as_str())
     {
         return Err(ApiError::BadRequest(format!(
-            "unknown state {s:?}: use pending, approved, denied or executed"
+            "unknown state {s:?}: use one of {}",
+            STATES.join(", ")
         )));
     }
     Ok(Json(approvals_of(
@@ -391,6 +400,17 @@ pub async fn approvals(
         q.state.as_deref(),
     )))
 }
+
+/// The states a request can be in, as `?state=` takes them.
+const STATES: [&str; 7] = [
+    "pending",
+    "approved",
+    "denied",
+    "withdrawn",
+    "executing",
+    "executed",
+    "outcome_unknown",
+];
 
 fn approvals_of(st: &AppState, incident: Option<&str>, state: Option<&str>) -> Value {
     let ttl = chrono::Duration::seconds(st.config.policy.approval_ttl_s as i64);
@@ -406,6 +426,8 @@ fn approvals_of(st: &AppState, incident: Option<&str>, state: Option<&str>) -> V
                 "tool": e.request.tool,
                 "args": e.request.args,
                 "requested_by": e.request.requested_by,
+                "on_behalf_of": e.request.on_behalf_of,
+                "requester": e.request.requester(),
                 "created_at": e.request.created_at,
                 "expires_at": e.request.created_at + ttl,
                 "evidence_hash": e.request.evidence_hash,
@@ -426,6 +448,38 @@ pub struct DecisionRequest {
     reason: String,
 }
 
+impl From<DecideError> for ApiError {
+    fn from(e: DecideError) -> ApiError {
+        match e {
+            DecideError::NotFound(m) => ApiError::NotFound(m),
+            DecideError::Forbidden(m) => ApiError::Forbidden(m),
+            DecideError::Conflict(m) => ApiError::Conflict(m),
+            DecideError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawRequest {
+    #[serde(default)]
+    reason: String,
+}
+
+/// The requester (or the person the model filed it for) takes back a pending request.
+pub async fn withdraw(
+    State(st): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    b: JsonBody<WithdrawRequest>,
+) -> Result<Response, ApiError> {
+    let req = body(b, r#"{"reason": "why (optional)"}"#)?;
+    let state = runner::withdraw(&st, &id, &c.human(), req.reason.trim())
+        .await
+        .map_err(ApiError::from)?;
+    Ok(Json(json!({"state": state, "note": "withdrawn: it will not run"})).into_response())
+}
+
 /// An approver approves (and so runs, once) or denies a request.
 pub async fn decision(
     State(st): State<Arc<AppState>>,
@@ -444,12 +498,7 @@ pub async fn decision(
     }
     let state = runner::decide(&st, &id, &c.human(), req.approve, req.reason.trim())
         .await
-        .map_err(|e| match e {
-            DecideError::NotFound(m) => ApiError::NotFound(m),
-            DecideError::Forbidden(m) => ApiError::Forbidden(m),
-            DecideError::Conflict(m) => ApiError::Conflict(m),
-            DecideError::Internal(m) => ApiError::Internal(m),
-        })?;
+        .map_err(ApiError::from)?;
     Ok(Json(json!({
         "state": state,
         "execution": null,

@@ -164,7 +164,15 @@ impl AppState {
                 audit.clone(),
                 chrono::Duration::seconds(config.policy.approval_ttl_s as i64),
             )
-            .waiting(std::time::Duration::from_secs(s.action_wait_s)),
+            .waiting(std::time::Duration::from_secs(s.action_wait_s))
+            // A Slack user mapped to an oncall user is that person for every approval check.
+            .with_identities(crate::policy::Identities::new(
+                config
+                    .slack
+                    .approvers
+                    .iter()
+                    .map(|(user, name)| (format!("slack:{user}"), name.clone())),
+            )),
         );
         let replica = s
             .replica
@@ -206,6 +214,14 @@ impl AppState {
         if n > 0 {
             tracing::warn!(
                 "{n} investigation(s) were interrupted by the last stop; resume them from the incident"
+            );
+        }
+        let unknown = runner::announce_unknown_outcomes(&st)
+            .await
+            .map_err(ServerError::Setup)?;
+        if unknown > 0 {
+            tracing::warn!(
+                "{unknown} action(s) may or may not have run before the last stop: verify them by hand (see their incidents)"
             );
         }
         Ok(st)
@@ -452,6 +468,7 @@ pub fn app(st: Arc<AppState>) -> Router {
         .route("/api/v1/incidents/{id}/messages", post(api::message))
         .route("/api/v1/incidents/{id}/resume", post(api::resume))
         .route("/api/v1/incidents/{id}/actions", post(api::request_action))
+        .route("/api/v1/approvals/{id}/withdraw", post(api::withdraw))
         .route(
             "/api/v1/incidents/{id}/postmortem",
             post(api::draft_postmortem),

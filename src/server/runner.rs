@@ -3,8 +3,10 @@
 //! A round of investigation runs the same agent as `oncall triage`; every agent event becomes an
 //! incident event the moment it happens (so it streams live), the finished board becomes an
 //! `investigation_finished` event, and each stabilizing action it proposes is filed at the
-//! approval desk as a request by `oncall` (the agent can only ask). An approved request runs in
-//! the background: `action_executed`, then `action_verified` with the measured effect.
+//! approval desk as a request by the `model`, on behalf of the human driving the investigation
+//! (the agent can only ask; under a `two_person` rule that human cannot approve it). An approved
+//! request runs in the background: `action_executing` (its write-ahead record is durable first),
+//! `action_executed`, then `action_verified` with the measured effect.
 
 use super::AppState;
 use crate::agent::events::{Event as AgentEvent, EventSink};
@@ -53,6 +55,16 @@ pub fn round_text(events: &[Event]) -> String {
         }
     }
     text
+}
+
+/// The human driving an investigation: whoever posted its report or, later, the last message.
+/// Telemetry never posts events, so no text inside it can become the driver.
+pub fn driver(events: &[Event]) -> Option<String> {
+    events
+        .iter()
+        .rev()
+        .find(|e| (e.kind == "report" || e.kind == "message") && e.actor != "oncall")
+        .map(|e| e.actor.clone())
 }
 
 /// Starts a round of investigation in the background (unless one is running for this incident).
@@ -126,6 +138,7 @@ async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let text = round_text(&history);
+    let driver = driver(&history);
     let n = history
         .iter()
         .filter(|e| e.kind == "investigation_started")
@@ -263,7 +276,16 @@ async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
         .filter_map(|c| c.output.clone())
         .collect();
     for a in &inv.stabilize {
-        file_request(st, incident, &a.tool, &a.args, &a.why, &evidence).await;
+        file_request(
+            st,
+            incident,
+            &a.tool,
+            &a.args,
+            &a.why,
+            driver.as_deref(),
+            &evidence,
+        )
+        .await;
     }
     st.set_status(incident, Status::Waiting, Some(&inv.triage.severity))
         .await
@@ -284,7 +306,8 @@ pub enum FileError {
 
 /// Files a request for `tool` at the desk and announces it: the `action_requested` event with
 /// its dry run, the metric, and the approval message in the incident's Slack thread. Shared by
-/// the agent's proposals and people's requests. Returns the request id and its plan.
+/// the agent's proposals (`who` = the model, `on_behalf_of` the human driving) and people's
+/// requests. Returns the request id and its plan.
 #[allow(clippy::too_many_arguments)]
 pub async fn file(
     st: &Arc<AppState>,
@@ -293,18 +316,20 @@ pub async fn file(
     args: &Value,
     who: &str,
     actor: Actor,
+    on_behalf_of: Option<&str>,
     why: &str,
     evidence: &[Value],
 ) -> Result<(String, Option<Value>), FileError> {
     let req = st
         .desk
-        .request(
+        .request_for(
             &st.registry,
             incident,
             tool,
             args.clone(),
             who,
             actor,
+            on_behalf_of,
             evidence,
         )
         .map_err(FileError::Desk)?;
@@ -316,7 +341,8 @@ pub async fn file(
             incident,
             "action_requested",
             who,
-            json!({"request": req.id, "tool": tool, "args": args, "plan": plan, "why": why}),
+            json!({"request": req.id, "tool": tool, "args": args, "plan": plan, "why": why,
+                   "requested_by": req.requested_by, "on_behalf_of": req.on_behalf_of}),
         )
         .await;
     if let Some(slack) = &st.slack {
@@ -333,6 +359,7 @@ async fn file_request(
     tool: &str,
     args: &Value,
     why: &str,
+    driver: Option<&str>,
     evidence: &[Value],
 ) {
     let Some(spec) = st.registry.spec(tool) else {
@@ -355,8 +382,9 @@ async fn file_request(
         incident,
         tool,
         args,
-        "oncall",
+        crate::policy::MODEL,
         Actor::Agent,
+        driver,
         why,
         evidence,
     )
@@ -397,12 +425,9 @@ pub async fn decide(
         && let State::Approved { .. } = e.state
         && !st.desk.executed(request)
     {
-        if human.name == e.request.requested_by {
-            return Err(DecideError::Forbidden(format!(
-                "{} requested this action and cannot approve it; another approver must decide",
-                human.name
-            )));
-        }
+        st.desk
+            .check_approver(&st.registry, &e.request, human, true)
+            .map_err(|e| DecideError::Forbidden(e.to_string()))?;
         spawn_execute(st, &e.incident, request, &human.name);
         return Ok(e.state);
     }
@@ -419,7 +444,9 @@ pub async fn decide(
         .map_err(|e| match e {
             DeskError::NoSuchRequest(_) => DecideError::NotFound(e.to_string()),
             DeskError::Policy(_) => DecideError::Forbidden(e.to_string()),
-            DeskError::Refused(m) if m.contains("may not") || m.contains("role") => {
+            DeskError::Refused(m)
+                if m.contains("may not") || m.contains("role") || m.contains("did not request") =>
+            {
                 DecideError::Forbidden(m)
             }
             DeskError::Refused(m) => DecideError::Conflict(m),
@@ -496,6 +523,24 @@ async fn execute(st: &Arc<AppState>, incident: &str, request: &str, executor: &s
                 .await;
         })
     };
+    // The start is in the incident's log (committed) before the action runs.
+    let starting: crate::policy::desk::Starting = {
+        let (st, incident, request) = (st.clone(), incident.to_string(), request.to_string());
+        let (tool, executor) = (entry.request.tool.clone(), executor.to_string());
+        Box::new(move || {
+            Box::pin(async move {
+                st.publish(
+                    &incident,
+                    "action_executing",
+                    &executor,
+                    json!({"request": request, "tool": tool}),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+            })
+        })
+    };
     let result = st
         .desk
         .execute_reporting(
@@ -504,6 +549,7 @@ async fn execute(st: &Arc<AppState>, incident: &str, request: &str, executor: &s
             &entry.request.tool,
             &entry.request.args,
             executor,
+            Some(starting),
             Some(Box::new(move |o: &Result<Value, String>| {
                 let _ = tx.send(o.clone());
             })),
@@ -551,6 +597,96 @@ async fn execute(st: &Arc<AppState>, incident: &str, request: &str, executor: &s
                 .await;
         }
     }
+}
+
+/// A requester takes back their pending request.
+pub async fn withdraw(
+    st: &Arc<AppState>,
+    request: &str,
+    human: &Human,
+    reason: &str,
+) -> Result<crate::policy::desk::State, DecideError> {
+    use crate::policy::desk::DeskError;
+    let state = st
+        .desk
+        .withdraw(request, human, reason)
+        .map_err(|e| match e {
+            DeskError::NoSuchRequest(_) => DecideError::NotFound(e.to_string()),
+            DeskError::Refused(m) if m.contains("did not request") => DecideError::Forbidden(m),
+            DeskError::Refused(m) => DecideError::Conflict(m),
+            DeskError::Policy(p) => DecideError::Forbidden(p.to_string()),
+            DeskError::Audit(m) | DeskError::AuditAfterRun(m) => DecideError::Internal(m),
+        })?;
+    st.metrics
+        .count(&st.metrics.approvals, &[("event", "withdrawn")]);
+    if let Some(entry) = st.desk.entry(request) {
+        let data = json!({"request": request, "by": human.name, "reason": reason});
+        if let Err(e) = st
+            .publish(&entry.incident, "action_withdrawn", &human.name, data)
+            .await
+        {
+            tracing::error!(
+                "incident {}: action_withdrawn not stored: {e}",
+                entry.incident
+            );
+        }
+        if let Some(slack) = &st.slack {
+            slack
+                .say(
+                    st,
+                    &entry.incident,
+                    &format!(
+                        "{} withdrew the request for {}",
+                        human.name, entry.request.tool
+                    ),
+                )
+                .await;
+        }
+    }
+    Ok(state)
+}
+
+/// After a restart: each request whose action may or may not have run (oncall stopped between
+/// its `executing` record and its result) is announced once in its incident, with what to check
+/// by hand. Returns how many were announced.
+pub async fn announce_unknown_outcomes(st: &Arc<AppState>) -> Result<usize, String> {
+    use crate::policy::desk::State;
+    let mut n = 0;
+    for e in st.desk.entries() {
+        let State::OutcomeUnknown { verify, .. } = &e.state else {
+            continue;
+        };
+        let events = st
+            .store
+            .events(&e.incident, 0, 100_000)
+            .await
+            .map_err(|e| e.to_string())?;
+        let told = events.iter().any(|ev| {
+            ev.kind == "action_outcome_unknown" && ev.data["request"] == json!(e.request.id)
+        });
+        if told {
+            continue;
+        }
+        st.publish(
+            &e.incident,
+            "action_outcome_unknown",
+            "oncall",
+            json!({"request": e.request.id, "tool": e.request.tool, "verify": verify}),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        if let Some(slack) = &st.slack {
+            slack
+                .say(
+                    st,
+                    &e.incident,
+                    &format!("{} (request {}): {verify}", e.request.tool, e.request.id),
+                )
+                .await;
+        }
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// After a restart: every investigation this replica was running is marked interrupted.

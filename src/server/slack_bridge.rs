@@ -127,12 +127,16 @@ impl Bridge {
             return;
         };
         let plan = e.plan.clone().unwrap_or(Value::Null);
+        let why = format!(
+            "requested by {}; only a mapped approver can decide",
+            e.request.requester()
+        );
         let m = slack::approval_message(&slack::ApprovalView {
             request_id: request,
             tool: &e.request.tool,
             args: &e.request.args,
             plan: &plan,
-            why: "requested by oncall; only a mapped approver can decide",
+            why: &why,
         });
         if let Some(msg_ts) = self.post(&c, Some(&ts), m).await
             && let Ok(mut map) = self.approval_messages.lock()

@@ -360,3 +360,39 @@ pub fn wait_rss(pid: u32, mib: u64, within: Duration) -> bool {
     }
     false
 }
+
+/// A real, harmless process for live actions to hit (`sleep`); killed and reaped on drop.
+pub struct Victim(pub Child);
+
+impl Victim {
+    pub fn start() -> Victim {
+        Victim(
+            Command::new("sleep")
+                .arg("60")
+                .spawn()
+                .expect("spawn sleep"),
+        )
+    }
+    /// `sleep 300` whose command line (what the host tools show) is `argv0`.
+    pub fn named(argv0: &str) -> Victim {
+        Victim(
+            Command::new("bash")
+                .args(["-c", &format!("exec -a '{argv0}' sleep 300")])
+                .spawn()
+                .expect("spawn"),
+        )
+    }
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+    pub fn alive(&mut self) -> bool {
+        self.0.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -295,8 +295,20 @@ pub struct ServerSettings {
     pub requests_per_s: u64,
     /// Live event streams open at once; beyond it 503.
     pub max_streams: usize,
+    /// Live event streams one caller (token) may have open at once; beyond it 429 naming the
+    /// streams open. A closed stream or a dropped connection frees its slot.
+    pub max_streams_per_user: usize,
     /// Investigations running at once; beyond it new incidents wait their turn.
     pub max_investigations: usize,
+    /// Investigations one caller (token, or Slack user) may have running or waiting at once,
+    /// whatever starts them (opening an incident, an alert, a message, resume, triage, record,
+    /// Slack); beyond it 429 naming them. A finished round frees its slot.
+    pub max_investigations_per_user: usize,
+    /// Wrong bearer tokens one source address may present per `auth_failure_window_s`; beyond
+    /// it every request from that address gets 429 with Retry-After until the window ends.
+    pub max_auth_failures: u32,
+    /// The window of `max_auth_failures`, seconds.
+    pub auth_failure_window_s: u64,
     /// How long an approved action waits for the incident's previous action to be verified.
     pub action_wait_s: u64,
 }
@@ -325,7 +337,11 @@ impl Default for ServerSettings {
             max_concurrent_requests: 1024,
             requests_per_s: 200,
             max_streams: 2000,
+            max_streams_per_user: 16,
             max_investigations: 2,
+            max_investigations_per_user: 3,
+            max_auth_failures: 30,
+            auth_failure_window_s: 60,
             action_wait_s: 600,
         }
     }

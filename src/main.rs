@@ -178,7 +178,8 @@ enum TokenCommand {
     Add {
         /// Who holds it (shown in the timeline and the audit log).
         name: String,
-        /// viewer (read), responder (open incidents, chat), approver (decide actions).
+        /// viewer (read), responder (open incidents, chat), approver (decide actions), or ingest
+        /// (an OpenTelemetry exporter: it may only send traces to POST /v1/traces).
         #[arg(long, default_value = "responder")]
         role: String,
     },
@@ -357,7 +358,7 @@ fn main() -> ExitCode {
                             .await
                             .map_err(|e| oncall::server::ServerError::Setup(e.to_string()))?;
                         eprintln!(
-                            "oncall serve: first start; made the token of `admin` (approver). It is shown once, keep it:\n  {t}\n  sign in to the web page with it, or send Authorization: Bearer {t}\n  more tokens: oncall token add NAME --role viewer|responder|approver"
+                            "oncall serve: first start; made the token of `admin` (approver). It is shown once, keep it:\n  {t}\n  sign in to the web page with it, or send Authorization: Bearer {t}\n  more tokens: oncall token add NAME --role viewer|responder|approver|ingest"
                         );
                     }
                 }
@@ -440,8 +441,8 @@ fn main() -> ExitCode {
         Command::Token {
             command: TokenCommand::Add { name, role },
         } => {
-            let role = match oncall::server::auth::parse_role(&role) {
-                Ok(r) => r,
+            let grant = match oncall::server::auth::parse_grant(&role) {
+                Ok(g) => g,
                 Err(e) => return usage_error(&e),
             };
             // Names that are not people, or are someone else: the agent, the model, the
@@ -457,7 +458,7 @@ fn main() -> ExitCode {
             let stored = runtime.block_on(async {
                 let store = oncall::incidents::open(&url).await?;
                 store
-                    .put_token(name.trim(), role, &oncall::server::auth::token_sha(&t))
+                    .put_grant(name.trim(), grant, &oncall::server::auth::token_sha(&t))
                     .await
             });
             match stored {
@@ -465,7 +466,7 @@ fn main() -> ExitCode {
                     eprintln!(
                         "token for {} ({}); shown once, only its hash is stored:",
                         name.trim(),
-                        oncall::incidents::role_label(role)
+                        oncall::incidents::grant_str(grant)
                     );
                     println!("{t}");
                     ExitCode::SUCCESS

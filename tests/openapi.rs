@@ -37,6 +37,8 @@ const OTHER_AUTH: [&str; 2] = ["none", "slack-signature"];
 const TOKEN: &str = "oc_openapi_operator_token_0123456789abcdef";
 const VIEWER_TOKEN: &str = "oc_openapi_viewer_token_0123456789abcdefgh";
 const RESPONDER_TOKEN: &str = "oc_openapi_responder_token_0123456789abcde";
+/// An OpenTelemetry exporter's token: `POST /v1/traces` only.
+const INGEST_TOKEN: &str = "oc_openapi_ingest_token_0123456789abcdefghi";
 /// A path parameter that names nothing: every `{id}` route answers 404 for it (after auth).
 const DUMMY_ID: &str = "2026-01-01-01";
 const SLACK_SECRET_ENV: &str = "ONCALL_OPENAPI_TEST_SLACK_SIGNING_SECRET";
@@ -253,14 +255,10 @@ fn the_document_is_openapi_3_1_and_names_every_operations_role() {
                     problems.push(format!("{name}: needs a token but documents no {code}"));
                 }
             }
-            // viewer is the weakest role: only stronger ones can be refused with 403.
-            if role != "viewer" && !has("403") {
+            // Every role can be refused with 403: a weaker role, or an ingest token (which is on
+            // no role's ladder: it may only send traces).
+            if !has("403") {
                 problems.push(format!("{name}: needs {role} but documents no 403"));
-            }
-            if role == "viewer" && has("403") {
-                problems.push(format!(
-                    "{name}: any token holds viewer, so 403 cannot happen"
-                ));
             }
         } else if OTHER_AUTH.contains(&role) {
             if security != Some(&json!([])) {
@@ -456,6 +454,15 @@ impl Server {
                 .await
                 .expect("token stored");
         }
+        state
+            .store
+            .put_grant(
+                "otel",
+                oncall::incidents::Grant::Ingest,
+                &token_sha(INGEST_TOKEN),
+            )
+            .await
+            .expect("ingest token stored");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app(state)).await });
@@ -655,6 +662,16 @@ async fn the_server_answers_as_documented() {
                 }
                 check(s.documented(o, &a, &format!("{weaker}'s token")));
             }
+            // An ingest token: 403 everywhere but the trace receiver, as documented.
+            let a = s.call(o, Some(INGEST_TOKEN)).await;
+            if o.path != "/v1/traces" && a.status != 403 {
+                check(Err(format!(
+                    "{name} answered {} to an ingest token, not 403; body: {}",
+                    a.status,
+                    a.text()
+                )));
+            }
+            check(s.documented(o, &a, "an ingest token"));
             // The role itself gets past authentication, to a documented answer.
             let a = s.call(o, Some(token_of(role))).await;
             if a.status == 401 || a.status == 403 {

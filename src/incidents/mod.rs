@@ -94,7 +94,18 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TokenHolder {
     pub name: String,
-    pub role: crate::policy::Role,
+    pub grant: Grant,
+}
+
+/// What a token lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// A person, with a role of the ladder viewer < responder < approver.
+    Person(crate::policy::Role),
+    /// An OpenTelemetry exporter: it may send traces (`POST /v1/traces`) and nothing else. It is
+    /// not on the people's ladder: it reads nothing, opens nothing, approves nothing.
+    Ingest,
 }
 
 /// Why the store failed.
@@ -173,13 +184,18 @@ pub trait Store: Send + Sync {
     async fn by_slack_thread(&self, thread: &str) -> Result<Option<Incident>, StoreError>;
     /// Incidents in `status` whose investigation `owner` ran.
     async fn owned(&self, owner: &str, status: Status) -> Result<Vec<Incident>, StoreError>;
-    /// Stores a token's sha256 (hex) for `name` with `role`; replaces that name's token.
+    /// Stores a token's sha256 (hex) for `name` with `grant`; replaces that name's token.
+    async fn put_grant(&self, name: &str, grant: Grant, sha256_hex: &str)
+    -> Result<(), StoreError>;
+    /// Stores a person's token: [`Store::put_grant`] with [`Grant::Person`].
     async fn put_token(
         &self,
         name: &str,
         role: crate::policy::Role,
         sha256_hex: &str,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        self.put_grant(name, Grant::Person(role), sha256_hex).await
+    }
     async fn token(&self, sha256_hex: &str) -> Result<Option<TokenHolder>, StoreError>;
     async fn token_count(&self) -> Result<i64, StoreError>;
     /// A cheap round trip (readiness).
@@ -251,6 +267,22 @@ pub(crate) fn parse_role(s: &str) -> Option<crate::policy::Role> {
         "approver" => crate::policy::Role::Approver,
         _ => return None,
     })
+}
+
+/// The word stored for a grant: a role's word, or `ingest`.
+pub fn grant_str(g: Grant) -> &'static str {
+    match g {
+        Grant::Person(r) => role_str(r),
+        Grant::Ingest => "ingest",
+    }
+}
+
+/// The grant a stored word names (`viewer`, `responder`, `approver`, `ingest`).
+pub fn parse_grant(s: &str) -> Option<Grant> {
+    match s {
+        "ingest" => Some(Grant::Ingest),
+        other => parse_role(other).map(Grant::Person),
+    }
 }
 
 /// The behaviour both backends must have; the SQLite unit test and the PostgreSQL integration
@@ -356,7 +388,19 @@ pub mod contract {
             store.token("cd34").await.expect("token"),
             Some(TokenHolder {
                 name: "ana".into(),
-                role: crate::policy::Role::Viewer
+                grant: Grant::Person(crate::policy::Role::Viewer)
+            })
+        );
+        // An ingest token is stored and read back as one, never as a person's role.
+        store
+            .put_grant("otel", Grant::Ingest, "ef56")
+            .await
+            .expect("put ingest");
+        assert_eq!(
+            store.token("ef56").await.expect("token"),
+            Some(TokenHolder {
+                name: "otel".into(),
+                grant: Grant::Ingest
             })
         );
         store.ping().await.expect("ping");

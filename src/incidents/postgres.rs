@@ -324,10 +324,10 @@ impl Store for PgStore {
         .await
     }
 
-    async fn put_token(
+    async fn put_grant(
         &self,
         name: &str,
-        role: crate::policy::Role,
+        grant: Grant,
         sha256_hex: &str,
     ) -> Result<(), StoreError> {
         let mut g = self.client().await?;
@@ -336,7 +336,7 @@ impl Store for PgStore {
             "INSERT INTO tokens (name, role, sha256, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO UPDATE SET role = excluded.role, sha256 = excluded.sha256,
              created_at = excluded.created_at",
-            &[&name, &role_str(role), &sha256_hex, &ts(Utc::now())],
+            &[&name, &grant_str(grant), &sha256_hex, &ts(Utc::now())],
         )
         .await
         .map_err(backend)?;
@@ -355,9 +355,9 @@ impl Store for PgStore {
             .map_err(backend)?;
         Ok(row.and_then(|r| {
             let role: String = r.get(1);
-            parse_role(&role).map(|role| TokenHolder {
+            parse_grant(&role).map(|grant| TokenHolder {
                 name: r.get(0),
-                role,
+                grant,
             })
         }))
     }

@@ -374,10 +374,10 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn put_token(
+    async fn put_grant(
         &self,
         name: &str,
-        role: crate::policy::Role,
+        grant: Grant,
         sha256_hex: &str,
     ) -> Result<(), StoreError> {
         let (name, sha) = (name.to_string(), sha256_hex.to_string());
@@ -386,7 +386,7 @@ impl Store for SqliteStore {
                 "INSERT INTO tokens (name, role, sha256, created_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (name) DO UPDATE SET role = excluded.role, sha256 = excluded.sha256,
                  created_at = excluded.created_at",
-                params![name, role_str(role), sha, ts(Utc::now())],
+                params![name, grant_str(grant), sha, ts(Utc::now())],
             )
             .map_err(backend)?;
             Ok(())
@@ -405,8 +405,7 @@ impl Store for SqliteStore {
                 )
                 .optional()
                 .map_err(backend)?;
-            Ok(row
-                .and_then(|(name, role)| parse_role(&role).map(|role| TokenHolder { name, role })))
+            Ok(row.and_then(|(name, g)| parse_grant(&g).map(|grant| TokenHolder { name, grant })))
         })
         .await
     }

@@ -3,8 +3,9 @@
 //! metrics. Handlers decode, call the domain code, and map its errors to status codes.
 
 use super::auth::{Caller, role_name};
+use super::limits::{self, Slot};
 use super::runner::{self, DecideError};
-use super::{ApiError, AppState, body};
+use super::{ApiError, AppState, body, start_round_holding};
 use crate::incidents::{NewIncident, Status, title_of};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -15,9 +16,6 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
-
-/// Reports longer than this are refused (a report is words, not a log dump).
-const MAX_REPORT_CHARS: usize = 20_000;
 
 /// The web page: one file, no build step. It holds no data; it signs in with a token.
 pub async fn page() -> Response {
@@ -105,7 +103,13 @@ pub async fn open(
     b: JsonBody<OpenRequest>,
 ) -> Result<Response, ApiError> {
     let req = body(b, r#"{"report": "what is wrong, in plain words"}"#)?;
-    let id = open_incident(&st, &req.report, req.title.as_deref(), "api", &c.name, true).await?;
+    // The caller's slot first: a refused request opens nothing.
+    let slot = st
+        .investigation_slot(&c.name, "a new incident")
+        .map_err(ApiError::OverCap)?;
+    let id = open_incident(&st, &req.report, req.title.as_deref(), "api", &c.name).await?;
+    slot.relabel(&format!("incident {id}"));
+    start_round_holding(&st, &id, slot);
     Ok(accepted(&id))
 }
 
@@ -121,15 +125,15 @@ fn accepted(id: &str) -> Response {
         .into_response()
 }
 
-/// Opens an incident from a report and (with `start`) starts investigating it. Shared by the
-/// API, the alert webhook and Slack (which starts it once the incident has its thread).
+/// Opens an incident from a report; the caller starts its investigation
+/// ([`start_round_holding`], with the slot it took before opening it). Shared by the API, the
+/// alert webhook and Slack (which starts it once the incident has its thread).
 pub(crate) async fn open_incident(
     st: &Arc<AppState>,
     report: &str,
     title: Option<&str>,
     source: &str,
     actor: &str,
-    start: bool,
 ) -> Result<String, ApiError> {
     let report = report.trim();
     if report.is_empty() {
@@ -137,10 +141,9 @@ pub(crate) async fn open_incident(
             "the report is empty: say what is wrong (symptom, where, since when)".into(),
         ));
     }
-    if report.chars().count() > MAX_REPORT_CHARS {
-        return Err(ApiError::BadRequest(format!(
-            "the report is longer than {MAX_REPORT_CHARS} characters; describe the symptom and let oncall measure the rest"
-        )));
+    st.check(limits::chars("report", report, limits::REPORT_CHARS))?;
+    if let Some(t) = title {
+        st.check(limits::chars("title", t, limits::TITLE_CHARS))?;
     }
     let report = crate::policy::redact::redact(report);
     let title = title
@@ -158,9 +161,6 @@ pub(crate) async fn open_incident(
         })
         .await?;
     let _ = st.notify.send((inc.id.clone(), ev.seq));
-    if start {
-        runner::start_round(st, &inc.id);
-    }
     Ok(inc.id)
 }
 
@@ -179,6 +179,7 @@ pub async fn alerts(
             "no `alerts` array: send Alertmanager's webhook body".into(),
         ));
     };
+    st.check(limits::alerts(alerts))?;
     let firing: Vec<&Value> = alerts
         .iter()
         .filter(|a| a["status"].as_str().unwrap_or("firing") == "firing")
@@ -232,11 +233,19 @@ pub async fn alerts(
             firing.len() - SHOWN
         ));
     }
-    let report: String = report.chars().take(MAX_REPORT_CHARS).collect();
-    let title = firing
-        .first()
-        .map(|a| format!("alert: {}", s(a, "labels", "alertname")));
-    let id = open_incident(&st, &report, title.as_deref(), "alert", &c.name, true).await?;
+    let report: String = report.chars().take(limits::REPORT_CHARS).collect();
+    let title = firing.first().map(|a| {
+        format!("alert: {}", s(a, "labels", "alertname"))
+            .chars()
+            .take(limits::TITLE_CHARS)
+            .collect::<String>()
+    });
+    let slot = st
+        .investigation_slot(&c.name, "a new incident")
+        .map_err(ApiError::OverCap)?;
+    let id = open_incident(&st, &report, title.as_deref(), "alert", &c.name).await?;
+    slot.relabel(&format!("incident {id}"));
+    start_round_holding(&st, &id, slot);
     Ok((StatusCode::ACCEPTED, Json(json!({"incidents": [id]}))).into_response())
 }
 
@@ -281,19 +290,22 @@ pub(crate) async fn post_message(
     if text.is_empty() {
         return Err(ApiError::BadRequest("the message is empty".into()));
     }
-    if text.chars().count() > MAX_REPORT_CHARS {
-        return Err(ApiError::BadRequest(format!(
-            "the message is longer than {MAX_REPORT_CHARS} characters"
-        )));
-    }
+    st.check(limits::chars("text", text, limits::MESSAGE_CHARS))?;
     let inc = incident_or_404(st, id).await?;
     if inc.status == Status::Closed {
         return Err(ApiError::Conflict(format!("incident {id} is closed")));
     }
+    // The message starts a round unless one is running, and a round takes a slot of the
+    // caller's: at their cap the message is refused, unless no round would start anyway.
+    let slot = match st.investigation_slot(actor, &format!("incident {id}")) {
+        Ok(s) => Some(s),
+        Err(_) if st.running.contains(id) => None,
+        Err(e) => return Err(ApiError::OverCap(e)),
+    };
     let e = st
         .publish(id, "message", actor, json!({"text": text}))
         .await?;
-    let started = runner::start_round(st, id);
+    let started = slot.is_some_and(|s| start_round_holding(st, id, s));
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"seq": e.seq, "investigating": started})),
@@ -304,13 +316,17 @@ pub(crate) async fn post_message(
 /// Runs the investigation of an incident again (after an interruption, or on demand).
 pub async fn resume(
     State(st): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let inc = incident_or_404(&st, &id).await?;
     if inc.status == Status::Closed {
         return Err(ApiError::Conflict(format!("incident {id} is closed")));
     }
-    if !runner::start_round(&st, &id) {
+    let slot: Slot = st
+        .investigation_slot(&c.name, &format!("incident {id}"))
+        .map_err(ApiError::OverCap)?;
+    if !start_round_holding(&st, &id, slot) {
         return Err(ApiError::Conflict(format!(
             "incident {id} is being investigated right now"
         )));
@@ -339,7 +355,38 @@ pub async fn request_action(
         b,
         r#"{"tool": "deploy.rollback", "args": {"deployment": "api"}, "why": "..."}"#,
     )?;
+    st.check(limits::chars("tool", &req.tool, limits::TOOL_NAME_CHARS))?;
+    st.check(limits::json_bytes(
+        "args",
+        &req.args,
+        limits::TOOL_ARGS_BYTES,
+    ))?;
+    st.check(limits::chars("why", &req.why, limits::WHY_CHARS))?;
     incident_or_404(&st, &id).await?;
+    // What needs no policy decision is refused here, counted and not audited, so requests for
+    // tools that do not exist cannot grow the audit log. The desk audits the rest.
+    let refuse = |why: String| {
+        st.metrics.count(
+            &st.metrics.refusals,
+            &[("reason", "unknown_tool"), ("field", "tool")],
+        );
+        ApiError::BadRequest(why)
+    };
+    match st.registry.spec(&req.tool) {
+        None => {
+            return Err(refuse(format!(
+                "no tool named `{}`: GET /api/v1/tools lists them",
+                req.tool.trim()
+            )));
+        }
+        Some(spec) if spec.risk == crate::tool::RiskClass::Read => {
+            return Err(refuse(format!(
+                "`{}` only reads: it runs without a request",
+                req.tool
+            )));
+        }
+        Some(_) => {}
+    }
     let actor = match c.role {
         crate::policy::Role::Approver => crate::policy::rules::Actor::Approver,
         crate::policy::Role::Responder => crate::policy::rules::Actor::Responder,
@@ -491,6 +538,7 @@ pub async fn decision(
         b,
         r#"{"approve": true|false, "reason": "why (for a denial)"}"#,
     )?;
+    st.check(limits::chars("reason", &req.reason, limits::REASON_CHARS))?;
     if !req.approve && req.reason.trim().is_empty() {
         return Err(ApiError::BadRequest(
             "a denial needs a reason: send {\"approve\": false, \"reason\": \"...\"}".into(),

@@ -1,5 +1,7 @@
 //! `/metrics` in Prometheus text format: requests, investigations, tool calls and their
-//! latencies, tokens, approvals, open event streams.
+//! latencies, tokens, approvals, open event streams, and requests refused before they did
+//! anything (a field too long, a caller at a cap, an address with too many wrong tokens):
+//! refusals are counted by reason and field, never copied.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -39,6 +41,9 @@ pub struct Metrics {
     pub approvals: Family<Labels, Counter>,
     pub streams: Gauge,
     pub slack_requests: Family<Labels, Counter>,
+    /// Requests refused before they did anything, by `reason` (`too_long`, `over_cap`,
+    /// `auth_failures`, `unknown_tool`) and `field` (a fixed name, never client text).
+    pub refusals: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -54,6 +59,7 @@ impl Default for Metrics {
         let approvals = Family::<Labels, Counter>::default();
         let streams = Gauge::default();
         let slack_requests = Family::<Labels, Counter>::default();
+        let refusals = Family::<Labels, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests by route, method and status",
@@ -96,6 +102,11 @@ impl Default for Metrics {
             "Requests from Slack by endpoint and outcome",
             slack_requests.clone(),
         );
+        registry.register(
+            "refused_requests",
+            "Requests refused before they did anything, by reason and field",
+            refusals.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -108,6 +119,7 @@ impl Default for Metrics {
             approvals,
             streams,
             slack_requests,
+            refusals,
         }
     }
 }

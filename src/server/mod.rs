@@ -10,6 +10,8 @@
 //! - [`slack`] (verification, parsing, messages, Web API client) and `slack_bridge` (routes).
 //! - [`metrics`]: Prometheus text at `/metrics`.
 //! - `otlp`: OpenTelemetry traces in (`POST /v1/traces`) to the bounded span store.
+//! - [`limits`]: the longest text each field may carry, and what one caller may hold open
+//!   (event streams, investigations).
 //!
 //! Around the routes (tower): request tracing, a timeout (503), body-size limits also after gzip
 //! decompression (413), response compression, and a concurrency bound that answers 503 at once
@@ -18,6 +20,7 @@
 
 mod api;
 pub mod auth;
+pub mod limits;
 pub mod metrics;
 mod otlp;
 mod runner;
@@ -42,7 +45,7 @@ use axum::{Json, Router};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::{Semaphore, broadcast, watch};
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
@@ -84,6 +87,71 @@ impl Bucket {
     }
 }
 
+/// The incidents with a round of investigation running here. Its lock's guard tells watchers
+/// when the set changed (when dropped), so a caller's investigation slot is freed the moment
+/// the round leaves the set, however it ended.
+pub(crate) struct RunningSet {
+    set: Mutex<HashSet<String>>,
+    changed: watch::Sender<()>,
+}
+
+/// The locked set; dropping it wakes the watchers of [`RunningSet::subscribe`] (they read the
+/// set once this guard has released it).
+pub(crate) struct RunningGuard<'a> {
+    set: std::sync::MutexGuard<'a, HashSet<String>>,
+    changed: &'a watch::Sender<()>,
+}
+
+impl std::ops::Deref for RunningGuard<'_> {
+    type Target = HashSet<String>;
+    fn deref(&self) -> &HashSet<String> {
+        &self.set
+    }
+}
+
+impl std::ops::DerefMut for RunningGuard<'_> {
+    fn deref_mut(&mut self) -> &mut HashSet<String> {
+        &mut self.set
+    }
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.changed.send_replace(());
+    }
+}
+
+impl RunningSet {
+    fn new() -> RunningSet {
+        RunningSet {
+            set: Mutex::new(HashSet::new()),
+            changed: watch::channel(()).0,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> Result<RunningGuard<'_>, String> {
+        let set = self
+            .set
+            .lock()
+            .map_err(|_| "the set of running investigations is unavailable".to_string())?;
+        Ok(RunningGuard {
+            set,
+            changed: &self.changed,
+        })
+    }
+
+    pub(crate) fn contains(&self, incident: &str) -> bool {
+        self.set
+            .lock()
+            .map(|s| s.contains(incident))
+            .unwrap_or(false)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<()> {
+        self.changed.subscribe()
+    }
+}
+
 /// What every handler shares.
 pub struct AppState {
     pub config: Arc<Config>,
@@ -104,9 +172,15 @@ pub struct AppState {
     /// `(incident, seq)` of every event this replica appended: wakes the event streams.
     notify: broadcast::Sender<(String, i64)>,
     /// Incidents with a round of investigation running here.
-    running: Mutex<HashSet<String>>,
+    running: RunningSet,
     investigations: Semaphore,
     streams: Arc<Semaphore>,
+    /// Open event streams per caller (`[server] max_streams_per_user`).
+    streams_per_caller: Arc<limits::PerCaller>,
+    /// Investigations running or waiting per caller (`[server] max_investigations_per_user`).
+    investigations_per_caller: Arc<limits::PerCaller>,
+    /// Wrong tokens per source address (`[server] max_auth_failures`).
+    auth_failures: auth::AuthFailures,
     operator_sha: Option<String>,
     token_cache: auth::TokenCache,
     limiter: auth::Limiter,
@@ -190,9 +264,22 @@ impl AppState {
             metrics: Arc::new(metrics::Metrics::default()),
             replica,
             notify: broadcast::channel(4096).0,
-            running: Mutex::new(HashSet::new()),
+            running: RunningSet::new(),
             investigations: Semaphore::new(s.max_investigations.max(1)),
             streams: Arc::new(Semaphore::new(s.max_streams.max(1))),
+            streams_per_caller: limits::PerCaller::new(
+                "event streams",
+                "[server] max_streams_per_user",
+                "close one to open another",
+                s.max_streams_per_user,
+            ),
+            investigations_per_caller: limits::PerCaller::new(
+                "investigations",
+                "[server] max_investigations_per_user",
+                "wait for one to finish",
+                s.max_investigations_per_user,
+            ),
+            auth_failures: auth::AuthFailures::new(s.max_auth_failures, s.auth_failure_window_s),
             operator_sha: operator_token
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
@@ -298,6 +385,71 @@ impl AppState {
         let _ = self.notify.send((incident.to_string(), i64::MAX));
         Ok(())
     }
+
+    /// A field's length check as the API answers it: a refusal is counted (by field, never
+    /// copied) and becomes a 400 naming the field and the limit.
+    pub(crate) fn check(&self, r: Result<(), limits::TooLong>) -> Result<(), ApiError> {
+        r.map_err(|e| {
+            let field = e
+                .field
+                .split(['[', '.', ' '])
+                .next()
+                .unwrap_or("")
+                .to_string();
+            self.metrics.count(
+                &self.metrics.refusals,
+                &[("reason", "too_long"), ("field", &field)],
+            );
+            ApiError::TooLong(e)
+        })
+    }
+
+    /// A slot for one more investigation of `caller` (`what` names it to them when they are at
+    /// their cap), or the 429 that names the cap and what they have running.
+    pub(crate) fn investigation_slot(
+        &self,
+        caller: &str,
+        what: &str,
+    ) -> Result<limits::Slot, limits::OverCap> {
+        self.investigations_per_caller
+            .acquire(caller, what)
+            .inspect_err(|_| {
+                self.metrics.count(
+                    &self.metrics.refusals,
+                    &[("reason", "over_cap"), ("field", "investigations")],
+                )
+            })
+    }
+
+    /// How many investigations `caller` has running or waiting (their slots).
+    pub fn investigations_of(&self, caller: &str) -> usize {
+        self.investigations_per_caller.held(caller)
+    }
+
+    /// How many event streams `caller` has open.
+    pub fn streams_of(&self, caller: &str) -> usize {
+        self.streams_per_caller.held(caller)
+    }
+}
+
+/// Starts a round of investigation of `incident` holding `slot` until the round ends (however it
+/// ends). False, and the slot freed at once, when a round of it is already running.
+pub(crate) fn start_round_holding(st: &Arc<AppState>, incident: &str, slot: limits::Slot) -> bool {
+    // Watching before starting: the round cannot leave the set unseen.
+    let mut changed = st.running.subscribe();
+    if !runner::start_round(st, incident) {
+        return false;
+    }
+    let (st, incident) = (st.clone(), incident.to_string());
+    tokio::spawn(async move {
+        let _slot = slot;
+        while st.running.contains(&incident) {
+            if changed.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    true
 }
 
 async fn healthz() -> &'static str {
@@ -309,6 +461,10 @@ async fn healthz() -> &'static str {
 #[derive(Debug)]
 pub(crate) enum ApiError {
     BadRequest(String),
+    /// A field over its maximum: 400 naming the field and the limit.
+    TooLong(limits::TooLong),
+    /// The caller is at a per-caller cap: 429 naming it and what is open.
+    OverCap(limits::OverCap),
     TooLarge(String),
     NotFound(String),
     Forbidden(String),
@@ -332,10 +488,46 @@ impl From<crate::incidents::StoreError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// What the client is told (an internal failure's detail stays in the log).
+    pub(crate) fn message(&self) -> String {
+        match self {
+            ApiError::TooLong(e) => e.to_string(),
+            ApiError::OverCap(e) => e.to_string(),
+            ApiError::BadRequest(m)
+            | ApiError::TooLarge(m)
+            | ApiError::NotFound(m)
+            | ApiError::Forbidden(m)
+            | ApiError::Conflict(m)
+            | ApiError::Unavailable(m) => m.clone(),
+            ApiError::Internal(_) => "the request failed inside oncall; see the server log".into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::TooLong(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(serde_json::json!({
+                        "error": e.to_string(), "field": e.field, "limit": e.limit,
+                    })),
+                )
+                    .into_response();
+            }
+            ApiError::OverCap(e) => {
+                let mut r = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(serde_json::json!({"error": e.to_string()})),
+                )
+                    .into_response();
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+                return r;
+            }
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m),
@@ -388,12 +580,18 @@ struct TriageRequest {
     report: String,
 }
 
-/// Runs an investigation on this server (host, databases and the traces it received).
+/// Runs an investigation on this server (host, databases and the traces it received). It holds
+/// one of the caller's investigation slots while it runs (a dropped connection frees it).
 async fn triage(
     State(st): State<Arc<AppState>>,
+    axum::Extension(c): axum::Extension<auth::Caller>,
     b: Result<Json<TriageRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let req = body(b, r#"{"report": "..."}"#)?;
+    st.check(limits::chars("report", &req.report, limits::REPORT_CHARS))?;
+    let _slot = st
+        .investigation_slot(&c.name, "triage")
+        .map_err(ApiError::OverCap)?;
     let model = model(&st)?;
     match crate::agent::investigate(
         &req.report,
@@ -420,8 +618,10 @@ struct RecordRequest {
 }
 
 /// Records an eval case from this server's live collectors, traces included (truth left empty).
+/// Like triage, it holds one of the caller's investigation slots while it runs.
 async fn record(
     State(st): State<Arc<AppState>>,
+    axum::Extension(c): axum::Extension<auth::Caller>,
     b: Result<Json<RecordRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let req = body(b, r#"{"id": "...", "report": "..."}"#)?;
@@ -430,6 +630,11 @@ async fn record(
             "id and report must not be empty".into(),
         ));
     }
+    st.check(limits::chars("id", &req.id, limits::RECORD_ID_CHARS))?;
+    st.check(limits::chars("report", &req.report, limits::REPORT_CHARS))?;
+    let _slot = st
+        .investigation_slot(&c.name, "record")
+        .map_err(ApiError::OverCap)?;
     let model = model(&st)?;
     crate::eval::record::record(
         &req.id,
@@ -474,13 +679,17 @@ pub fn app(st: Arc<AppState>) -> Router {
             post(api::draft_postmortem),
         )
         .route("/api/v1/incidents/{id}/status", post(api::set_status))
-        .route("/v1/traces", post(otlp::export))
         .route("/api/v1/triage", post(triage))
         .route("/api/v1/record", post(record))
         .layer(role(Role::Responder));
     let approver = Router::new()
         .route("/api/v1/approvals/{id}/decision", post(api::decision))
         .layer(role(Role::Approver));
+    // OpenTelemetry exporters: an ingest token (or a responder). Authentication and the rate
+    // limit run in this layer, before the handler reads and decodes the body.
+    let ingest = Router::new().route("/v1/traces", post(otlp::export)).layer(
+        middleware::from_fn_with_state(st.clone(), auth::require_ingest),
+    );
     let slack = slack_bridge::routes(st.clone());
     Router::new()
         .route("/healthz", get(healthz))
@@ -488,6 +697,7 @@ pub fn app(st: Arc<AppState>) -> Router {
         .merge(viewer)
         .merge(responder)
         .merge(approver)
+        .merge(ingest)
         .merge(slack)
         .layer(middleware::from_fn_with_state(
             st.metrics.clone(),
@@ -538,10 +748,14 @@ pub async fn serve(st: Arc<AppState>) -> Result<(), ServerError> {
     eprintln!(
         "oncall serve: listening on http://{local}\n  web page: http://{local}/   API: http://{local}/api/v1/openapi.json   OTLP: POST http://{local}/v1/traces"
     );
-    axum::serve(listener, app(st))
-        .with_graceful_shutdown(stopped())
-        .await
-        .map_err(|e| ServerError::Serve(e.to_string()))
+    // The peer address of each connection reaches the handlers (the wrong-token limit).
+    axum::serve(
+        listener,
+        app(st).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped())
+    .await
+    .map_err(|e| ServerError::Serve(e.to_string()))
 }
 
 /// Resolves on SIGTERM or Ctrl-C: the server stops taking requests and finishes the ones in

@@ -1,4 +1,9 @@
 //! `POST /v1/traces`: OTLP/HTTP trace export, protobuf or JSON, gzip or not.
+//!
+//! In order: the route's middleware ([`super::auth::require_ingest`]) checks the token (an
+//! `ingest` token, or a responder) and its rate limit before anything of the body is read; then
+//! the body is read (at most `[server] max_body_bytes`, after decompression too), a bounded
+//! number of exports decode at once, and the spans per second are checked.
 
 use super::AppState;
 use crate::collectors::traces::now_ns;

@@ -8,7 +8,7 @@
 //! `event_id`) are acknowledged and not acted on twice.
 
 use super::slack::{self, Interaction, SlackClient};
-use super::{AppState, api, runner};
+use super::{AppState, api, limits, runner};
 use crate::policy::{Human, Role};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -278,14 +278,22 @@ async fn command(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Byte
         }))
         .into_response();
     }
+    let ephemeral =
+        |text: String| Json(json!({"response_type": "ephemeral", "text": text})).into_response();
+    if let Err(e) = st.check(limits::chars("text", &cmd.text, limits::SLACK_TEXT_CHARS)) {
+        return ephemeral(e.message());
+    }
     let actor = format!("slack:{}", cmd.user_id);
-    let id = match api::open_incident(&st, &cmd.text, None, "slack", &actor, false).await {
-        Ok(id) => id,
-        Err(e) => {
-            return Json(json!({"response_type": "ephemeral", "text": format!("{e:?}")}))
-                .into_response();
-        }
+    // The person's investigation slot before the incident exists: a refusal opens nothing.
+    let slot = match st.investigation_slot(&actor, "a new incident") {
+        Ok(s) => s,
+        Err(e) => return ephemeral(e.to_string()),
     };
+    let id = match api::open_incident(&st, &cmd.text, None, "slack", &actor).await {
+        Ok(id) => id,
+        Err(e) => return ephemeral(e.message()),
+    };
+    slot.relabel(&format!("incident {id}"));
     // The thread is made in the background (posting to Slack must not delay the
     // acknowledgement), and the investigation starts once the incident has its thread.
     let (st2, id2) = (st.clone(), id.clone());
@@ -309,7 +317,7 @@ async fn command(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Byte
                     .await;
             }
         }
-        runner::start_round(&st2, &id2);
+        super::start_round_holding(&st2, &id2, slot);
     });
     Json(json!({
         "response_type": "in_channel",
@@ -344,30 +352,52 @@ async fn events(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes
     tokio::spawn(async move {
         let thread = format!("{}/{}", m.channel, m.reply_thread());
         let actor = format!("slack:{}", m.user);
-        let existing = st.store.by_slack_thread(&thread).await.ok().flatten();
-        match existing {
-            Some(inc) => {
-                if let Err(e) = api::post_message(&st, &inc.id, &m.text, &actor).await {
-                    tracing::warn!("Slack mention in {}: {e:?}", inc.id);
+        // A refusal is answered in the thread (best effort), never stored.
+        let refuse = |why: String| {
+            let (st, channel, ts) = (st.clone(), m.channel.clone(), m.reply_thread().to_string());
+            async move {
+                tracing::warn!("Slack mention refused: {why}");
+                if let Some(b) = st.slack.as_deref() {
+                    b.post(&channel, Some(&ts), slack::text_message(&why)).await;
                 }
             }
-            None => match api::open_incident(&st, &m.text, None, "slack", &actor, false).await {
-                Ok(id) => {
-                    let _ = st.store.set_slack_thread(&id, &thread).await;
-                    runner::start_round(&st, &id);
-                    if let Some(b) = st.slack.as_deref() {
-                        b.say(
-                            &st,
-                            &id,
-                            &format!(
-                                "Incident *{id}* opened; investigating. Progress follows here."
-                            ),
-                        )
-                        .await;
-                    }
+        };
+        if let Err(e) = st.check(limits::chars("text", &m.text, limits::SLACK_TEXT_CHARS)) {
+            return refuse(e.message()).await;
+        }
+        let existing = st.store.by_slack_thread(&thread).await.ok().flatten();
+        match existing {
+            Some(inc) => match api::post_message(&st, &inc.id, &m.text, &actor).await {
+                Ok(_) => {}
+                Err(e @ (super::ApiError::OverCap(_) | super::ApiError::TooLong(_))) => {
+                    refuse(e.message()).await
                 }
-                Err(e) => tracing::warn!("Slack mention: {e:?}"),
+                Err(e) => tracing::warn!("Slack mention in {}: {e:?}", inc.id),
             },
+            None => {
+                let slot = match st.investigation_slot(&actor, "a new incident") {
+                    Ok(s) => s,
+                    Err(e) => return refuse(e.to_string()).await,
+                };
+                match api::open_incident(&st, &m.text, None, "slack", &actor).await {
+                    Ok(id) => {
+                        slot.relabel(&format!("incident {id}"));
+                        let _ = st.store.set_slack_thread(&id, &thread).await;
+                        super::start_round_holding(&st, &id, slot);
+                        if let Some(b) = st.slack.as_deref() {
+                            b.say(
+                                &st,
+                                &id,
+                                &format!(
+                                    "Incident *{id}* opened; investigating. Progress follows here."
+                                ),
+                            )
+                            .await;
+                        }
+                    }
+                    Err(e) => refuse(e.message()).await,
+                }
+            }
         }
     });
     StatusCode::OK.into_response()

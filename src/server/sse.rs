@@ -4,9 +4,13 @@
 //!
 //! A stream reads the store after the last seq it sent whenever this replica appends to the
 //! incident, and at least every two seconds (events appended by other replicas sharing a
-//! PostgreSQL store). Streams beyond `[server] max_streams` get 503.
+//! PostgreSQL store). Streams beyond `[server] max_streams` get 503, and a caller's streams
+//! beyond `[server] max_streams_per_user` get 429 naming the ones they have open. A stream's
+//! slots are freed when it ends, the client's connection dropping included.
 
+use super::auth::Caller;
 use super::{ApiError, AppState};
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -23,10 +27,12 @@ pub struct After {
     after: Option<i64>,
 }
 
-/// Counts the stream in the metrics for as long as it is open.
+/// Counts the stream in the metrics, and holds its slots (the server's and the caller's), for
+/// as long as it is open.
 struct Open(
     Arc<AppState>,
     #[allow(dead_code)] tokio::sync::OwnedSemaphorePermit,
+    #[allow(dead_code)] super::limits::Slot,
 );
 
 impl Drop for Open {
@@ -46,6 +52,7 @@ struct Cursor {
 
 pub async fn events(
     State(st): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
     Path(id): Path<String>,
     q: Result<Query<After>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
@@ -62,6 +69,16 @@ pub async fn events(
         .transpose()?;
     let after = from_header.or(q.after).unwrap_or(0).max(0);
     super::api::incident_or_404(&st, &id).await?;
+    let slot = st
+        .streams_per_caller
+        .acquire(&c.name, &format!("incident {id}"))
+        .map_err(|e| {
+            st.metrics.count(
+                &st.metrics.refusals,
+                &[("reason", "over_cap"), ("field", "event_streams")],
+            );
+            ApiError::OverCap(e)
+        })?;
     let Ok(permit) = st.streams.clone().try_acquire_owned() else {
         return Err(ApiError::Unavailable(format!(
             "{} event streams are open, the most this server takes; retry later",
@@ -71,7 +88,7 @@ pub async fn events(
     st.metrics.streams.inc();
     let cursor = Cursor {
         rx: st.notify.subscribe(),
-        _open: Open(st.clone(), permit),
+        _open: Open(st.clone(), permit, slot),
         st,
         incident: id,
         after,

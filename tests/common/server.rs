@@ -29,7 +29,9 @@ pub async fn start(mut cfg: Config) -> Srv {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let app = oncall::server::app(st.clone());
+    // As `oncall serve` serves it: with each connection's peer address (per-address limits).
+    let app = oncall::server::app(st.clone())
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     tokio::spawn(async move { axum::serve(listener, app).await });
     Srv {
         base: format!("http://{addr}"),

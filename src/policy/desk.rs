@@ -315,8 +315,12 @@ impl Desk {
     }
 
     fn refuse(&self, request: &str, why: String) -> DeskError {
-        // A refusal that cannot be logged is still a refusal.
-        let _ = self.log("refusal", json!({"request": request, "why": why}));
+        // A refusal that cannot be logged is still a refusal. Its text can echo what a client
+        // sent: the audit keeps a bounded copy, so refusals cannot grow it without bound.
+        let _ = self.log(
+            "refusal",
+            json!({"request": clip(request, 64), "why": clip(&why, REFUSAL_CHARS)}),
+        );
         DeskError::Refused(why)
     }
 
@@ -789,6 +793,19 @@ impl Desk {
     }
 }
 
+/// The most of a refusal's text the audit log keeps.
+const REFUSAL_CHARS: usize = 1024;
+
+/// `text`, cut to `max` characters with a note of how much was left out.
+fn clip(text: &str, max: usize) -> String {
+    let n = text.chars().count();
+    if n <= max {
+        return text.to_string();
+    }
+    let kept: String = text.chars().take(max).collect();
+    format!("{kept}… ({} more characters)", n - max)
+}
+
 /// TEST-ONLY fault hook, for the crash tests: with `OC_TEST_PAUSE_AT=<point>:<marker file>` in
 /// the environment, oncall writes the marker file when it reaches `<point>` (`executing`: the
 /// record is durable and the action has not run; `executed`: the action returned and its result
@@ -880,5 +897,25 @@ fn compare(
         )
     } else {
         changed.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_keep_a_bounded_copy_in_the_audit_log() {
+        let desk = Desk::new(Arc::new(AuditLog::in_memory()), Duration::minutes(5));
+        let huge = "x".repeat(100_000);
+        let err = desk.refuse(&huge, format!("bad arguments: {huge}"));
+        assert!(
+            err.to_string().len() > 100_000,
+            "the caller still sees it all"
+        );
+        let rec = desk.audit.records().pop().unwrap();
+        let kept = rec.data.to_string();
+        assert!(kept.len() < 1_300, "{}", kept.len());
+        assert!(kept.contains("more characters"));
     }
 }

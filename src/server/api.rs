@@ -521,6 +521,7 @@ pub async fn withdraw(
     b: JsonBody<WithdrawRequest>,
 ) -> Result<Response, ApiError> {
     let req = body(b, r#"{"reason": "why (optional)"}"#)?;
+    st.check(limits::chars("reason", &req.reason, limits::REASON_CHARS))?;
     let state = runner::withdraw(&st, &id, &c.human(), req.reason.trim())
         .await
         .map_err(ApiError::from)?;

@@ -705,8 +705,11 @@ pub struct PgSettings {
     /// Name of an environment variable holding the password (optional).
     pub password_env: String,
     /// URL of a role with pg_signal_backend, used only by the approved cancel/terminate actions.
-    /// Empty: the actions use `url`.
+    /// Empty: the actions use `url`. Nothing that reads (EXPLAIN ANALYZE included) uses it.
     pub action_url: String,
+    /// Name of an environment variable holding the password of `action_url`'s role (optional;
+    /// empty: `password_env`), so the two roles need not share a password.
+    pub action_password_env: String,
     /// statement_timeout set on every oncall session, ms.
     pub statement_timeout_ms: u64,
     /// Seconds to wait for a connection.
@@ -721,6 +724,7 @@ impl Default for PgSettings {
             url: String::new(),
             password_env: String::new(),
             action_url: String::new(),
+            action_password_env: String::new(),
             statement_timeout_ms: 5000,
             connect_timeout_s: 5,
             window_ms: 2000,

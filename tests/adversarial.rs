@@ -810,3 +810,126 @@ async fn an_approved_http_action_sends_exactly_its_dry_run() {
         ex.effect
     );
 }
+
+/// A command action starts with an empty environment plus what its file declares: with oncall's
+/// token, its `ONCALL_*` settings, the configured token variable, a PostgreSQL password and a
+/// DSN all set in this process, a command that prints its environment (`/usr/bin/env`) shows
+/// exactly the declared variables. Files that would hand a secret to a command are refused when
+/// loaded.
+#[tokio::test]
+async fn a_command_action_gets_only_its_declared_environment() {
+    let secrets = [
+        ("ONCALL_TOKEN", "oncall-token-seeded-1"),
+        ("TEAM_TOKEN", "team-token-seeded-2"),
+        ("PGPASSWORD", "pg-password-seeded-3"),
+        ("ONCALL_POSTGRES__APP__PASSWORD", "pg-password-seeded-4"),
+        (
+            "ONCALL_POSTGRES__APP__URL",
+            "postgres://oncall:seeded-5@db/app",
+        ),
+        ("DATABASE_URL", "postgres://app:seeded-6@db/app"),
+    ];
+    // SAFETY of the test: nextest runs each test in its own process, and nothing else here
+    // reads these variables.
+    unsafe {
+        for (k, v) in secrets {
+            std::env::set_var(k, v);
+        }
+        std::env::set_var("LANG", "C.UTF-8");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let action = |env: &str| {
+        format!(
+            "name = \"test.env_dump\"\ndescription = \"prints its environment\"\nrisk = \"live_action\"\n[args.target]\ndescription = \"d\"\npattern = \"[a-z]+\"\n[command]\nargv = [\"/usr/bin/env\"]\n{env}\n"
+        )
+    };
+    std::fs::write(
+        dir.path().join("env-dump.toml"),
+        action("env = { GREETING = \"hello\", TARGET = \"{target}\" }\npass_env = [\"LANG\", \"NOT_SET_ANYWHERE\"]"),
+    )
+    .unwrap();
+    let mut config = Config::default();
+    config.actions.dir = Some(dir.path().to_path_buf());
+    config.server.token_env = "TEAM_TOKEN".into();
+    let config = Arc::new(config);
+    let reg = Registry::load(config.clone(), None).expect("the action loads");
+    let desk = Desk::new(Arc::new(AuditLog::in_memory()), Duration::minutes(15));
+    let args = json!({"target": "checkout"});
+    let req = desk
+        .request(
+            &reg,
+            "inc-10",
+            "test.env_dump",
+            args.clone(),
+            "agent",
+            Actor::Agent,
+            &[],
+        )
+        .unwrap();
+    let plan = desk.entry(&req.id).unwrap().plan.unwrap();
+    assert_eq!(
+        plan["env"],
+        json!({"GREETING": "hello", "TARGET": "checkout", "PATH": "/usr/local/bin:/usr/bin:/bin"}),
+        "the dry run shows the environment"
+    );
+    desk.decide(
+        &reg,
+        &req.id,
+        &human("ana", HumanRole::Approver),
+        true,
+        "",
+        Utc::now(),
+    )
+    .unwrap();
+    let ex = desk
+        .execute(&reg, &req.id, "test.env_dump", &args, "ana")
+        .await
+        .unwrap();
+    let out = ex.output.expect("env ran");
+    let stdout = out["stdout"].as_str().unwrap();
+    let mut got: Vec<&str> = stdout.lines().collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "GREETING=hello",
+            "LANG=C.UTF-8",
+            "PATH=/usr/local/bin:/usr/bin:/bin",
+            "TARGET=checkout"
+        ],
+        "only the declared variables: {stdout}"
+    );
+    for (_, v) in secrets {
+        assert!(!stdout.contains(v), "{v} leaked: {stdout}");
+    }
+    // Files that would hand a secret over are refused when loaded, naming the file and field.
+    let cases = [
+        ("pass_env = [\"TEAM_TOKEN\"]", "TEAM_TOKEN holds a secret"),
+        (
+            "pass_env = [\"ONCALL_TOKEN\"]",
+            "ONCALL_TOKEN is oncall's own",
+        ),
+        ("pass_env = [\"PGPASSWORD\"]", "PGPASSWORD is a password"),
+        (
+            "env = { DB = \"${env:ONCALL_POSTGRES__APP__URL}\" }",
+            "command.env.DB",
+        ),
+        ("env = { URL = \"${env:DATABASE_URL}\" }", "a database DSN"),
+        ("env = { ONCALL_TOKEN = \"x\" }", "command.env.ONCALL_TOKEN"),
+    ];
+    for (env, needle) in cases {
+        std::fs::write(dir.path().join("env-dump.toml"), action(env)).unwrap();
+        let e = Registry::load(config.clone(), None)
+            .err()
+            .expect("refused at load");
+        assert!(
+            e.contains("env-dump.toml") && e.contains(needle),
+            "{env}: {e}"
+        );
+    }
+    eprintln!(
+        "command environment: {} secrets set, 0 reached the command; {} leaking files refused",
+        secrets.len(),
+        cases.len()
+    );
+}

@@ -24,7 +24,9 @@ async fn live_action_without_or_with_a_wrong_approval_never_runs() {
     let reg = Registry::builtin(Arc::new(Config::default()));
     let mut v = Victim::start();
     let pid = v.0.id();
-    let args = json!({"pid": pid, "signal": "KILL"});
+    let args = reg
+        .bind("host.signal_process", json!({"pid": pid, "signal": "KILL"}))
+        .unwrap();
 
     let err = reg
         .call("host.signal_process", args.clone(), None)
@@ -118,7 +120,15 @@ async fn a_reopened_desk_restores_requests_from_the_audit_log() {
     let path = dir.path().join("audit.jsonl");
     let reg = Registry::builtin(Arc::new(Config::default()));
     let (mut a, mut b, c) = (Victim::start(), Victim::start(), Victim::start());
-    let args = |v: &Victim| json!({"pid": v.0.id(), "signal": "TERM"});
+    // Requests bind the process's identity: execute with the arguments as bound while alive.
+    let bound: std::collections::HashMap<u32, serde_json::Value> = [&a, &b, &c]
+        .iter()
+        .map(|v| {
+            let args = json!({"pid": v.0.id(), "signal": "TERM"});
+            (v.0.id(), reg.bind("host.signal_process", args).unwrap())
+        })
+        .collect();
+    let args = |v: &Victim| bound[&v.0.id()].clone();
     let (ra, rb, rc) = {
         let desk = Desk::new(
             Arc::new(AuditLog::open(&path).unwrap()),
@@ -184,7 +194,10 @@ async fn the_next_action_waits_for_the_last_ones_effect() {
     let desk = Desk::new(Arc::new(AuditLog::in_memory()), Duration::minutes(15))
         .waiting(std::time::Duration::from_secs(60));
     let (mut a, mut b) = (Victim::start(), Victim::start());
-    let args = |v: &Victim| json!({"pid": v.0.id(), "signal": "TERM"});
+    let args = |v: &Victim| {
+        let args = json!({"pid": v.0.id(), "signal": "TERM"});
+        reg.bind("host.signal_process", args).unwrap()
+    };
     let file = |v: &Victim| {
         desk.request(
             &reg,

@@ -564,3 +564,245 @@ async fn an_older_oom_kill_elsewhere_does_not_outrank_a_live_lock_chain() {
         w.abort();
     }
 }
+
+/// Runs postgres.explain_analyze with an approval made for exactly this statement.
+async fn analyze(reg: &Registry, sql: &str) -> Result<Value, ToolError> {
+    use oncall::policy::{ActionRequest, Human, Role, approve};
+    let args = json!({"sql": sql});
+    let req = ActionRequest::new("postgres.explain_analyze", args.clone(), "agent", &[]);
+    let ana = Human {
+        name: "ana".into(),
+        roles: vec![Role::Approver],
+    };
+    let ok = approve(&req, &ana, chrono::Duration::minutes(5), chrono::Utc::now()).unwrap();
+    reg.call("postgres.explain_analyze", args, Some(&ok)).await
+}
+
+/// The monitoring role (`url`) is `oncall` (pg_monitor, pg_read_all_data); the action role
+/// (`action_url`) is the superuser, which EXPLAIN ANALYZE must never use.
+fn explain_registry(pg: &Pg, statement_timeout_ms: u64) -> Registry {
+    registry_for(PgSettings {
+        url: pg.url("oncall", "app"),
+        action_url: pg.url("postgres", "app"),
+        statement_timeout_ms,
+        ..Default::default()
+    })
+}
+
+/// A table, a user-defined volatile function that inserts, and every statement of the
+/// monitoring role written to the server log.
+fn explain_fixture(pg: &Pg) {
+    pg.sql(
+        "app",
+        "CREATE TABLE orders (id int PRIMARY KEY, status text NOT NULL); \
+         INSERT INTO orders SELECT g, 'new' FROM generate_series(1, 100) g; \
+         CREATE TABLE audit_t (n int); \
+         CREATE FUNCTION bump() RETURNS int LANGUAGE sql VOLATILE AS 'INSERT INTO audit_t VALUES (1) RETURNING 1'; \
+         CREATE SEQUENCE order_ids",
+    );
+    pg.sql("postgres", "ALTER ROLE oncall SET log_statement = 'all'");
+}
+
+/// What the monitoring role sent, from the server log.
+fn monitoring_log(pg: &Pg) -> String {
+    pg.sql(
+        "postgres",
+        "SELECT pg_read_file(current_setting('data_directory') || '/../log')",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_analyze_refuses_writes_locks_and_volatile_functions_before_sending_them() {
+    if skip() {
+        return;
+    }
+    let pg = Pg::start(50);
+    explain_fixture(&pg);
+    let victim = pg.connect("app", "app", "victim-app").await;
+    let victim_pid: i32 = victim
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let reg = explain_registry(&pg, 5000);
+    let hostile: Vec<(String, &str)> = vec![
+        (
+            "UPDATE orders SET status = 'probe-1'".into(),
+            "writes (UPDATE)",
+        ),
+        (
+            "WITH gone AS (DELETE FROM orders WHERE id < 50 RETURNING *) SELECT count(*) FROM gone"
+                .into(),
+            "writes (a data-modifying WITH or subquery: DELETE)",
+        ),
+        (
+            "INSERT INTO orders VALUES (1000, 'probe-2')".into(),
+            "writes (INSERT)",
+        ),
+        ("DELETE FROM orders".into(), "writes (DELETE)"),
+        ("TRUNCATE orders".into(), "writes (TRUNCATE)"),
+        ("DROP TABLE orders".into(), "writes (DROP TABLE)"),
+        (
+            "SELECT * INTO orders_copy FROM orders".into(),
+            "SELECT ... INTO",
+        ),
+        (
+            "SELECT * FROM orders WHERE id = 1 FOR UPDATE".into(),
+            "locks rows",
+        ),
+        (
+            format!("SELECT pg_terminate_backend({victim_pid})"),
+            "calls pg_terminate_backend()",
+        ),
+        (
+            format!("SELECT pg_catalog.pg_cancel_backend({victim_pid})"),
+            "calls pg_catalog.pg_cancel_backend()",
+        ),
+        ("SELECT pg_reload_conf()".into(), "calls pg_reload_conf()"),
+        ("SELECT nextval('order_ids')".into(), "calls nextval()"),
+        (
+            "SELECT id FROM orders WHERE id = bump()".into(),
+            "calls public.bump(), which PostgreSQL marks volatile",
+        ),
+        (
+            "SELECT * FROM orders, LATERAL (SELECT bump()) b".into(),
+            "calls public.bump()",
+        ),
+        (
+            "SELECT 1; UPDATE orders SET status = 'probe-3'".into(),
+            "holds 2 statements",
+        ),
+        ("SET statement_timeout = 0".into(), "writes (SET)"),
+        ("LOCK TABLE orders".into(), "writes (LOCK)"),
+        ("GRANT ALL ON orders TO oncall".into(), "writes (GRANT)"),
+    ];
+    for (sql, why) in &hostile {
+        let e = analyze(&reg, sql).await.expect_err("refused").to_string();
+        assert!(
+            e.contains(why) && e.contains("nothing was sent to the database"),
+            "{sql}: {e}"
+        );
+    }
+    // The same refusal when the request is filed: it never becomes a request.
+    let desk = oncall::policy::desk::Desk::new(
+        Arc::new(oncall::policy::audit::AuditLog::in_memory()),
+        chrono::Duration::minutes(15),
+    );
+    let e = desk
+        .request(
+            &reg,
+            "inc-1",
+            "postgres.explain_analyze",
+            json!({"sql": "UPDATE orders SET status = 'probe-4'"}),
+            "agent",
+            oncall::policy::rules::Actor::Agent,
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("writes (UPDATE)"), "{e}");
+    assert!(desk.entries().is_empty());
+    // Nothing changed, the victim session lives, and no statement reached the server.
+    assert_eq!(
+        pg.sql(
+            "app",
+            "SELECT count(*) || ' ' || count(*) FILTER (WHERE status = 'new') FROM orders"
+        ),
+        "100 100"
+    );
+    assert_eq!(pg.sql("app", "SELECT count(*) FROM audit_t"), "0");
+    assert_eq!(
+        pg.sql(
+            "app",
+            "SELECT count(*) FROM pg_class WHERE relname = 'orders_copy'"
+        ),
+        "0"
+    );
+    assert_eq!(pg.sql("app", "SELECT last_value FROM order_ids"), "1");
+    assert_eq!(
+        pg.sql(
+            "app",
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {victim_pid}")
+        ),
+        "1",
+        "the victim session survived"
+    );
+    let log = monitoring_log(&pg);
+    assert!(
+        !log.contains("EXPLAIN (ANALYZE") && !log.contains("probe-"),
+        "a refused statement reached the server:\n{log}"
+    );
+    eprintln!(
+        "explain_analyze: {} hostile statements, 0 sent",
+        hostile.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_analyze_runs_reads_as_the_monitoring_role_read_only_and_within_the_timeout() {
+    if skip() {
+        return;
+    }
+    let pg = Pg::start(50);
+    explain_fixture(&pg);
+    let reg = explain_registry(&pg, 1500);
+    // A plain read with now() (stable) and random() (volatile, allowed) runs and is analyzed.
+    let v = analyze(
+        &reg,
+        "SELECT id, now() FROM orders WHERE status = 'new' AND random() < 2",
+    )
+    .await
+    .expect("a read runs");
+    let a: PgAnswer<Value> = serde_json::from_value(v).unwrap();
+    let plan = a.data.unwrap_or_else(|| panic!("a plan: {:?}", a.problem));
+    assert_eq!(plan["analyzed"], true, "{plan}");
+    assert_eq!(plan["tables"], json!(["orders"]));
+    assert_eq!(plan["costly_nodes"][0]["node"], "Seq Scan", "{plan}");
+    assert_eq!(plan["costly_nodes"][0]["actual_rows"], 100.0, "{plan}");
+    // Inside, the session is the monitoring role in a read-only transaction: the filter holds,
+    // so the Result node returned its one row (with the action role it would return none).
+    let v = analyze(
+        &reg,
+        "SELECT 1 WHERE current_user = 'oncall' AND current_setting('transaction_read_only') = 'on'",
+    )
+    .await
+    .unwrap();
+    let a: PgAnswer<Value> = serde_json::from_value(v).unwrap();
+    let plan = a.data.unwrap_or_else(|| panic!("a plan: {:?}", a.problem));
+    assert_eq!(plan["costly_nodes"][0]["node"], "Result", "{plan}");
+    assert_eq!(
+        plan["costly_nodes"][0]["actual_rows"], 1.0,
+        "ran as oncall, read-only: {plan}"
+    );
+    // A slow read is stopped by statement_timeout; while it runs, pg_stat_activity shows who.
+    let reg = Arc::new(reg);
+    let r2 = reg.clone();
+    let t0 = std::time::Instant::now();
+    let slow = tokio::spawn(async move { analyze(&r2, "SELECT pg_sleep(30)").await });
+    let mut user = String::new();
+    while user.is_empty() && t0.elapsed() < Duration::from_millis(1400) {
+        user = pg.sql(
+            "app",
+            "SELECT coalesce(string_agg(usename::text, ','), '') FROM pg_stat_activity WHERE query LIKE '%EXPLAIN (ANALYZE%pg_sleep%' AND pid <> pg_backend_pid()",
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(user, "oncall", "the statement runs as the monitoring role");
+    let v = slow
+        .await
+        .unwrap()
+        .expect("a timeout is evidence, not an error");
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "stopped at the timeout"
+    );
+    let (kind, msg) = problem(&v);
+    assert_eq!(kind, ProblemKind::Timeout, "{msg}");
+    assert!(
+        msg.contains(
+            "EXPLAIN ANALYZE was stopped by statement_timeout after 1500 ms and rolled back"
+        ),
+        "{msg}"
+    );
+    assert!(monitoring_log(&pg).contains("BEGIN READ ONLY"));
+}

@@ -296,7 +296,10 @@ async fn an_approval_over_http_runs_a_real_action_once_and_records_its_effect() 
         )
         .await;
     assert_eq!(pending.as_array().unwrap().len(), 1);
-    assert_eq!(pending[0]["args"], args);
+    // The request binds the process's identity (start time, executable) beside pid and signal.
+    assert_eq!(pending[0]["args"]["pid"], args["pid"]);
+    assert_eq!(pending[0]["args"]["signal"], args["signal"]);
+    assert!(pending[0]["args"]["start_time"].is_u64() && pending[0]["args"]["exe"].is_string());
 
     let decide = |who: &str, yes: bool| {
         let who = who.to_string();

@@ -10,6 +10,12 @@
 //! each value stays inside its one argument. `${env:NAME}` takes a value from the environment at
 //! run time (tokens in headers); dry runs show the reference, never the value.
 //!
+//! A command starts with an EMPTY environment plus what its file declares: `env` (fixed values,
+//! which may use `{arg}` and `${env:NAME}`) and `pass_env` (variables copied from oncall's
+//! environment when they are set), and `PATH=/usr/local/bin:/usr/bin:/bin` unless it declares
+//! its own. oncall's token, its `ONCALL_*` settings, database passwords and DSNs never reach it:
+//! naming one of them in `env` or `pass_env` is refused when the file is loaded.
+//!
 //! ```toml
 //! name = "deploy.rollback"
 //! description = "Roll a deployment back to its previous revision."
@@ -19,6 +25,7 @@
 //! pattern = "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 //! [command]
 //! argv = ["kubectl", "rollout", "undo", "deployment/{deployment}"]
+//! pass_env = ["HOME", "KUBECONFIG"]
 //! ```
 
 use crate::tool::{DynTool, RiskClass, ToolError, ToolSpec};
@@ -96,6 +103,66 @@ struct RawCommand {
     argv: Vec<String>,
     #[serde(default = "default_timeout")]
     timeout_s: u64,
+    /// Variables the command gets, by value (templates like argv's).
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    /// Variables copied from oncall's environment when set.
+    #[serde(default)]
+    pass_env: Vec<String>,
+}
+
+/// The PATH a command gets when its file declares none.
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// Why a variable of oncall's environment must never reach a command, if it must not: oncall's
+/// own settings and tokens (`ONCALL_*`), passwords, PostgreSQL credentials, database DSNs.
+pub fn secret_variable(name: &str) -> Option<&'static str> {
+    let up = name.to_ascii_uppercase();
+    if up.starts_with("ONCALL_") {
+        Some("oncall's own settings and tokens (ONCALL_*)")
+    } else if up.contains("PASSWORD") || up.contains("PASSWD") || up.contains("PASSFILE") {
+        Some("a password")
+    } else if up.contains("DSN") || up.contains("DATABASE_URL") {
+        Some("a database DSN")
+    } else {
+        None
+    }
+}
+
+/// The variables the configuration names as holding secrets: every `*_env` setting (the
+/// server's `token_env`, each database's `password_env`, API keys, bot tokens, ...).
+pub fn configured_secret_variables(config: &crate::config::Config) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    match x {
+                        Value::String(s) if k.ends_with("_env") && !s.trim().is_empty() => {
+                            out.push(s.trim().to_string())
+                        }
+                        other => walk(other, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = vec![];
+    if let Ok(v) = serde_json::to_value(config) {
+        walk(&v, &mut out);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn variable_name_ok(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,6 +199,8 @@ enum Template {
     Command {
         argv: Vec<String>,
         timeout: Duration,
+        env: BTreeMap<String, String>,
+        pass_env: Vec<String>,
     },
     Http {
         method: reqwest::Method,
@@ -285,9 +354,56 @@ impl Action {
                         declared(&p, &format!("command.argv[{i}]"))?;
                     }
                 }
+                let mut env = c.env.clone();
+                for (k, v) in &c.env {
+                    let field = format!("command.env.{k}");
+                    if !variable_name_ok(k) {
+                        return Err(err(format!(
+                            "{field}: {k:?} is not a variable name (letters, digits, _)"
+                        )));
+                    }
+                    if let Some(why) = secret_variable(k) {
+                        return Err(err(format!(
+                            "{field}: {k} is {why}; a command never gets it"
+                        )));
+                    }
+                    for p in placeholders(&v.replace("${", "{")) {
+                        declared(&p, &field)?;
+                        if let Some(var) = p.strip_prefix("env:")
+                            && let Some(why) = secret_variable(var)
+                        {
+                            return Err(err(format!(
+                                "{field}: ${{env:{var}}} is {why}; a command never gets it"
+                            )));
+                        }
+                    }
+                }
+                for (i, k) in c.pass_env.iter().enumerate() {
+                    let field = format!("command.pass_env[{i}]");
+                    if !variable_name_ok(k) {
+                        return Err(err(format!(
+                            "{field}: {k:?} is not a variable name (letters, digits, _)"
+                        )));
+                    }
+                    if let Some(why) = secret_variable(k) {
+                        return Err(err(format!(
+                            "{field}: {k} is {why}; a command never gets it"
+                        )));
+                    }
+                    if c.env.contains_key(k) {
+                        return Err(err(format!(
+                            "{field}: {k} is also set in command.env; keep one"
+                        )));
+                    }
+                }
+                if !env.contains_key("PATH") && !c.pass_env.iter().any(|k| k == "PATH") {
+                    env.insert("PATH".into(), DEFAULT_PATH.into());
+                }
                 Template::Command {
                     argv: c.argv.clone(),
                     timeout: Duration::from_secs(c.timeout_s.clamp(1, 600)),
+                    env,
+                    pass_env: c.pass_env.clone(),
                 }
             }
             (None, Some(h)) => {
@@ -341,6 +457,41 @@ impl Action {
             effect: raw.effect,
             file: file.to_string(),
         })
+    }
+
+    /// The variables of oncall's environment this action hands to its command: the ones it
+    /// passes and the ones its `env` values read.
+    pub fn command_variables(&self) -> Vec<String> {
+        match &self.template {
+            Template::Command { env, pass_env, .. } => pass_env
+                .iter()
+                .cloned()
+                .chain(env.values().flat_map(|v| {
+                    placeholders(&v.replace("${", "{"))
+                        .into_iter()
+                        .filter_map(|p| p.strip_prefix("env:").map(str::to_string))
+                }))
+                .collect(),
+            Template::Http { .. } => vec![],
+        }
+    }
+
+    /// Refuses an action whose command would get one of `secrets` (the variables the
+    /// configuration names as holding tokens and passwords, see [`configured_secret_variables`]).
+    pub fn check_secrets(&self, secrets: &[String]) -> Result<(), ActionFileError> {
+        match self
+            .command_variables()
+            .into_iter()
+            .find(|v| secrets.contains(v))
+        {
+            Some(v) => Err(ActionFileError {
+                file: self.file.clone(),
+                message: format!(
+                    "command: {v} holds a secret of oncall's configuration (a token_env, password_env or other *_env setting names it); a command never gets it"
+                ),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Checks the arguments against the declaration: each value typed and matching its pattern.
@@ -432,11 +583,24 @@ impl Action {
         let text = |t: &str, enc: &dyn Fn(&str) -> String| render(t, &v, enc, env).map_err(fail);
         let same = |s: &str| s.to_string();
         Ok(match &self.template {
-            Template::Command { argv, timeout } => json!({
-                "kind": "command",
-                "argv": argv.iter().map(|a| text(a, &same)).collect::<Result<Vec<_>, _>>()?,
-                "timeout_s": timeout.as_secs(),
-            }),
+            Template::Command {
+                argv,
+                timeout,
+                env: vars,
+                pass_env,
+            } => {
+                let mut e = Map::new();
+                for (k, t) in vars {
+                    e.insert(k.clone(), json!(text(t, &same)?));
+                }
+                json!({
+                    "kind": "command",
+                    "argv": argv.iter().map(|a| text(a, &same)).collect::<Result<Vec<_>, _>>()?,
+                    "env": e,
+                    "pass_env": pass_env,
+                    "timeout_s": timeout.as_secs(),
+                })
+            }
             Template::Http {
                 method,
                 url,
@@ -467,11 +631,27 @@ impl Action {
             message,
         };
         match &self.template {
-            Template::Command { timeout, .. } => {
+            Template::Command {
+                timeout, pass_env, ..
+            } => {
                 let argv: Vec<String> = serde_json::from_value(plan["argv"].clone())
                     .map_err(|e| fail(e.to_string()))?;
-                let mut cmd = tokio::process::Command::new(&argv[0]);
-                cmd.args(&argv[1..]).kill_on_drop(true);
+                let Some(program) = argv.first() else {
+                    return Err(fail("command.argv is empty".into()));
+                };
+                let env: BTreeMap<String, String> =
+                    serde_json::from_value(plan["env"].clone()).map_err(|e| fail(e.to_string()))?;
+                let mut cmd = tokio::process::Command::new(program);
+                // Nothing of oncall's environment but what the file declares.
+                cmd.args(&argv[1..])
+                    .env_clear()
+                    .envs(&env)
+                    .envs(
+                        pass_env
+                            .iter()
+                            .filter_map(|k| Some((k, std::env::var_os(k)?))),
+                    )
+                    .kill_on_drop(true);
                 let out = tokio::time::timeout(*timeout, cmd.output())
                     .await
                     .map_err(|_| fail(format!("{} did not finish within {timeout:?}", argv[0])))?

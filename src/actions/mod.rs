@@ -9,4 +9,7 @@ pub mod postgres;
 mod process;
 
 pub use postgres::{CancelBackend, TerminateBackend};
-pub use process::{SignalArgs, SignalProcess};
+pub use process::{
+    IdentityError, ProcessIdentity, ProcessSignal, SignalArgs, SignalProcess, bind_identity,
+    identify, own_threads, protected, verify,
+};

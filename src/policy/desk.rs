@@ -381,6 +381,10 @@ impl Desk {
             }
         }
         // The arguments are checked now, not at execution: a bad value never becomes a request.
+        let args = match reg.bind(tool, args) {
+            Ok(a) => a,
+            Err(e) => return Err(self.refuse("-", format!("{e}"))),
+        };
         let plan = match reg.dry_run(tool, &args) {
             Ok(p) => Some(p),
             Err(ToolError::BadArguments { message, .. }) => {

@@ -368,10 +368,12 @@ async fn file_request(
     if spec.risk == RiskClass::Read {
         return;
     }
+    // Requests hold their arguments as bound (e.g. a process's identity added to its pid).
+    let bound = st.registry.bind(tool, args.clone()).ok();
     let open = st.desk.entries().into_iter().any(|e| {
         e.incident == incident
             && e.request.tool == tool
-            && &e.request.args == args
+            && (&e.request.args == args || Some(&e.request.args) == bound.as_ref())
             && e.state == crate::policy::desk::State::Pending
     });
     if open {

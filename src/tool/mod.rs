@@ -98,6 +98,15 @@ pub trait Tool: Send + Sync + 'static {
     /// Adjusts the generated schema to the configuration (e.g. the names of configured databases).
     fn patch_schema(&self, _schema: &mut Value) {}
 
+    /// For actions: the arguments a request binds, so that its approval covers exactly what will
+    /// be acted on. A tool whose target can change under the same arguments (a pid reused by
+    /// another process) adds what pins it down, and refuses arguments that no longer match or
+    /// that name a target it never acts on. Runs when a request is filed and before a dry run;
+    /// the default binds the arguments as given.
+    fn bind(&self, args: Value) -> Result<Value, ToolError> {
+        Ok(args)
+    }
+
     /// For actions: exactly what a call with these arguments would do, without doing it.
     fn dry_run(&self, _args: &Self::Args) -> Option<Value> {
         None
@@ -144,6 +153,10 @@ pub trait DynTool: Send + Sync {
     fn effect(&self, _args: &Value) -> Option<EffectCheck> {
         None
     }
+    /// The arguments a request for this call binds (see [`Tool::bind`]).
+    fn bind(&self, args: Value) -> Result<Value, ToolError> {
+        Ok(args)
+    }
     /// What a call would do, checked but not run (actions); an error for tools without one.
     fn dry_run(&self, _args: &Value) -> Result<Value, ToolError> {
         Err(ToolError::Failed {
@@ -188,6 +201,10 @@ impl<T: Tool> DynTool for T {
             tool: T::NAME.into(),
             message: format!("output could not be serialized: {e}"),
         })
+    }
+
+    fn bind(&self, args: Value) -> Result<Value, ToolError> {
+        Tool::bind(self, args)
     }
 
     fn dry_run(&self, args: &Value) -> Result<Value, ToolError> {

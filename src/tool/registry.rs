@@ -58,7 +58,9 @@ impl Registry {
         let actions = crate::actions::declarative::load(config.actions.dir.as_deref())
             .map_err(|e| e.to_string())?;
         let mut r = Registry::tools(config.clone(), store);
+        let secrets = crate::actions::declarative::configured_secret_variables(&config);
         for a in actions {
+            a.check_secrets(&secrets).map_err(|e| e.to_string())?;
             let name = a.spec().name;
             if r.find(name).is_some() {
                 return Err(format!(
@@ -182,10 +184,20 @@ impl Registry {
         }
     }
 
-    /// What an action would do with these arguments, checked but not run.
+    /// The arguments a request for `name` binds: `args` with whatever pins the target down
+    /// added (a process's start time and executable), or why they cannot be bound (see
+    /// [`super::Tool::bind`]). The desk files requests with these, so approvals cover them.
+    pub fn bind(&self, name: &str, args: Value) -> Result<Value, ToolError> {
+        let tool = self.find(name).ok_or_else(|| self.unknown(name))?;
+        tool.bind(args)
+    }
+
+    /// What an action would do with these arguments, checked but not run. The arguments are
+    /// bound first, so the plan shows the target exactly as a request would bind it.
     pub fn dry_run(&self, name: &str, args: &Value) -> Result<Value, ToolError> {
         let tool = self.find(name).ok_or_else(|| self.unknown(name))?;
-        tool.dry_run(args)
+        let args = tool.bind(args.clone())?;
+        tool.dry_run(&args)
     }
 
     /// How to measure what an action with these arguments changed, if it says.

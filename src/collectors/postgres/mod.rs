@@ -242,10 +242,16 @@ impl Databases {
 
 /// Connects with oncall's session settings. `for_action` uses `action_url` when set.
 pub async fn connect(name: &str, s: &PgSettings, for_action: bool) -> Result<Client, PgProblem> {
-    let url = if for_action && !s.action_url.trim().is_empty() {
-        &s.action_url
+    let action = for_action && !s.action_url.trim().is_empty();
+    let (url, password_env) = if action {
+        let env = if s.action_password_env.is_empty() {
+            &s.password_env
+        } else {
+            &s.action_password_env
+        };
+        (&s.action_url, env)
     } else {
-        &s.url
+        (&s.url, &s.password_env)
     };
     let mut cfg: tokio_postgres::Config = url.parse().map_err(|e| {
         problem(
@@ -254,18 +260,22 @@ pub async fn connect(name: &str, s: &PgSettings, for_action: bool) -> Result<Cli
             "use postgres://user@host:5432/dbname",
         )
     })?;
-    if !s.password_env.is_empty() {
-        match std::env::var(&s.password_env) {
+    if !password_env.is_empty() {
+        match std::env::var(password_env) {
             Ok(p) => {
                 cfg.password(p);
             }
             Err(_) => {
                 return Err(problem(
                     ProblemKind::AuthFailed,
-                    format!("the password variable {} is not set", s.password_env),
+                    format!("the password variable {password_env} is not set"),
                     format!(
-                        "export {}=... or clear postgres.{name}.password_env",
-                        s.password_env
+                        "export {password_env}=... or clear postgres.{name}.{}",
+                        if action && !s.action_password_env.is_empty() {
+                            "action_password_env"
+                        } else {
+                            "password_env"
+                        }
                     ),
                 ));
             }

@@ -341,7 +341,7 @@ pub async fn file(
             incident,
             "action_requested",
             who,
-            json!({"request": req.id, "tool": tool, "args": args, "plan": plan, "why": why,
+            json!({"request": req.id, "tool": tool, "args": req.args, "plan": plan, "why": why,
                    "requested_by": req.requested_by, "on_behalf_of": req.on_behalf_of}),
         )
         .await;

@@ -414,6 +414,8 @@ pub async fn request_action(
         runner::FileError::Desk(other) => ApiError::BadRequest(other.to_string()),
         runner::FileError::Store(e) => ApiError::from(e),
     })?;
+    // The plan is shown redacted; the desk keeps the exact one.
+    let plan = plan.as_ref().map(crate::policy::redact::redacted);
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"request": request, "state": {"state": "pending"}, "plan": plan})),
@@ -471,7 +473,8 @@ fn approvals_of(st: &AppState, incident: Option<&str>, state: Option<&str>) -> V
                 "id": e.request.id,
                 "incident": e.incident,
                 "tool": e.request.tool,
-                "args": e.request.args,
+                // Shown redacted: the desk keeps the exact arguments, whose hash the approval binds.
+                "args": crate::policy::redact::redacted(&e.request.args),
                 "requested_by": e.request.requested_by,
                 "on_behalf_of": e.request.on_behalf_of,
                 "requester": e.request.requester(),
@@ -479,7 +482,7 @@ fn approvals_of(st: &AppState, incident: Option<&str>, state: Option<&str>) -> V
                 "expires_at": e.request.created_at + ttl,
                 "evidence_hash": e.request.evidence_hash,
                 "state": e.state,
-                "plan": e.plan,
+                "plan": e.plan.as_ref().map(crate::policy::redact::redacted),
             })
         })
         .filter(|v| state.is_none_or(|s| v["state"]["state"] == s))

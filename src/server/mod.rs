@@ -602,7 +602,14 @@ async fn triage(
     )
     .await
     {
-        Ok(inv) => Ok(Json(inv).into_response()),
+        // The answer keeps the raw tool outputs and arguments (the CLI shows them to the one who
+        // ran it); over the API they are shown redacted.
+        Ok(inv) => {
+            let mut v = serde_json::to_value(&inv)
+                .map_err(|e| ApiError::Internal(format!("the answer could not be shown: {e}")))?;
+            crate::policy::redact::redact_value(&mut v);
+            Ok(Json(v).into_response())
+        }
         Err(crate::agent::AgentError::EmptyReport) => {
             Err(ApiError::BadRequest("the report is empty".into()))
         }

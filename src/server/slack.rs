@@ -23,6 +23,9 @@
 //! Messages: [`text_message`] (progress and results, posted in the incident thread),
 //! [`approval_message`] and [`decided_message`]. All text that reaches Slack goes through
 //! [`escape`]: telemetry and model output are untrusted and must never mention `<!channel>`.
+//! Secrets never reach Slack: text and arguments are redacted before they are escaped, and
+//! every message is redacted once more as it is sent ([`SlackClient::post_message`],
+//! [`SlackClient::update_message`]).
 //! Malformed input gives [`SlackError::Malformed`], which names what was missing.
 
 use hmac::{Hmac, Mac};
@@ -532,7 +535,7 @@ fn pretty(v: &Value) -> String {
 
 /// Progress or result text for the incident thread (escaped, clipped to one section).
 pub fn text_message(text: &str) -> Message {
-    let escaped = escape_clipped(text, MAX_SECTION_CHARS);
+    let escaped = escape_clipped(&crate::policy::redact::redact(text), MAX_SECTION_CHARS);
     Message {
         blocks: json!([section(escaped.clone())]),
         text: escaped,
@@ -558,23 +561,23 @@ pub enum Outcome {
 }
 
 fn approval_blocks(view: &ApprovalView<'_>) -> Vec<Value> {
+    // Shown redacted: the desk keeps the exact arguments, whose hash the approval binds.
+    use crate::policy::redact::{redact, redacted};
+    let (args, plan, why) = (redacted(view.args), redacted(view.plan), redact(view.why));
     let mut blocks = vec![section(format!(
         "*Approval needed:* {}",
         inline_code(view.tool)
     ))];
-    if !view.why.trim().is_empty() {
-        blocks.push(section(format!(
-            "*Why:* {}",
-            escape_clipped(view.why, 1000)
-        )));
+    if !why.trim().is_empty() {
+        blocks.push(section(format!("*Why:* {}", escape_clipped(&why, 1000))));
     }
     blocks.push(section(format!(
         "*Arguments*\n{}",
-        code_block(&pretty(view.args))
+        code_block(&pretty(&args))
     )));
     blocks.push(section(format!(
         "*Dry run*\n{}",
-        code_block(&pretty(view.plan))
+        code_block(&pretty(&plan))
     )));
     blocks.push(json!({"type": "context", "elements": [
         {"type": "mrkdwn", "text": format!("request {}", inline_code(view.request_id))}
@@ -700,7 +703,7 @@ impl SlackClient {
     ) -> Result<String, SlackError> {
         let mut body = json!({
             "channel": channel,
-            "text": text,
+            "text": crate::policy::redact::redact(text),
             "link_names": false,
             "unfurl_links": false,
             "unfurl_media": false,
@@ -708,7 +711,8 @@ impl SlackClient {
         if let Some(t) = thread_ts {
             body["thread_ts"] = json!(t);
         }
-        if let Some(b) = blocks {
+        if let Some(mut b) = blocks {
+            crate::policy::redact::redact_value(&mut b);
             body["blocks"] = b;
         }
         let answer = self.call("chat.postMessage", &body).await?;
@@ -723,8 +727,10 @@ impl SlackClient {
         text: &str,
         blocks: Option<Value>,
     ) -> Result<(), SlackError> {
+        let text = crate::policy::redact::redact(text);
         let mut body = json!({"channel": channel, "ts": ts, "text": text, "link_names": false});
-        if let Some(b) = blocks {
+        if let Some(mut b) = blocks {
+            crate::policy::redact::redact_value(&mut b);
             body["blocks"] = b;
         }
         self.call("chat.update", &body).await.map(drop)

@@ -301,7 +301,7 @@ async fn command(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Byte
     let opener = format!(
         "Incident *{id}* opened by <@{}>: {}\nInvestigating; progress follows in this thread.",
         cmd.user_id,
-        slack::escape(&cmd.text)
+        slack::escape(&crate::policy::redact::redact(&cmd.text))
     );
     let has_client = bridge.client.is_some();
     tokio::spawn(async move {

@@ -187,9 +187,10 @@ enum TokenCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the hash chain: exit 1 if any record was edited, removed or reordered.
+    /// Check the hash chain: exit 1 if any record was edited, removed or reordered, or if the log
+    /// ends in a torn write not recovered yet. Recoveries after torn writes are listed.
     Verify {
-        /// The log file (default: [policy] audit_file).
+        /// The log file (default: [policy] audit_file, else audit.jsonl in [server] data_dir).
         #[arg(long)]
         file: Option<PathBuf>,
         /// The last record's hash, kept elsewhere: also catches records removed from the end.
@@ -654,29 +655,58 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { file, head },
         } => {
-            let Some(file) = file.or_else(|| config.policy.audit_file.clone()) else {
-                return usage_error(
-                    "no audit log: pass --file or set [policy] audit_file in oncall.toml",
-                );
-            };
-            let text = match std::fs::read_to_string(&file) {
-                Ok(t) => t,
+            // The same file `oncall serve` writes: [policy] audit_file, else in the data dir.
+            let file = file
+                .or_else(|| config.policy.audit_file.clone())
+                .unwrap_or_else(|| config.server.data_dir.join("audit.jsonl"));
+            let bytes = match std::fs::read(&file) {
+                Ok(b) => b,
                 Err(e) => return usage_error(&format!("cannot read {}: {e}", file.display())),
             };
-            let r = oncall::policy::audit::verify(&text, head.as_deref());
-            for p in &r.problems {
-                println!("BROKEN: {p}");
+            let r = oncall::policy::audit::verify_bytes(&bytes, head.as_deref());
+            for rec in &r.recoveries {
+                let also = if rec.also_kept.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; earlier copies from a recovery cut short: {}",
+                        rec.also_kept.join(", ")
+                    )
+                };
+                println!(
+                    "line {}: recovered after a torn write: {} bytes kept in {} (sha256 {}){also}",
+                    rec.line, rec.bytes, rec.kept_in, rec.sha256
+                );
+                if let Err(e) = rec.check_kept(&file) {
+                    println!("  note: {e}");
+                }
             }
+            // The torn tail, when there is one, is the last problem.
+            let torn_at = r
+                .problems
+                .len()
+                .saturating_sub(usize::from(r.torn.is_some()));
+            for (i, p) in r.problems.iter().enumerate() {
+                println!("{}: {p}", if i < torn_at { "BROKEN" } else { "TORN" });
+            }
+            let recovered = match r.recoveries.len() {
+                0 => String::new(),
+                1 => " (1 recovery after a torn write)".to_string(),
+                n => format!(" ({n} recoveries after torn writes)"),
+            };
+            let verdict = match &r.torn {
+                _ if torn_at > 0 => "the chain is BROKEN".to_string(),
+                Some(t) => format!(
+                    "the chain is intact up to a TORN WRITE at line {}, not recovered yet",
+                    t.line
+                ),
+                None => format!("the chain is intact{recovered}"),
+            };
             println!(
-                "{}: {} record(s), head {}: {}",
+                "{}: {} record(s), head {}: {verdict}",
                 file.display(),
                 r.records,
                 r.head,
-                if r.problems.is_empty() {
-                    "the chain is intact"
-                } else {
-                    "the chain is BROKEN"
-                }
             );
             if r.problems.is_empty() {
                 ExitCode::SUCCESS

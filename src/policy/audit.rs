@@ -6,17 +6,29 @@
 //! record before it (64 zeros for the first). Records are redacted before they are written.
 //! Removing records from the end leaves a valid shorter chain; [`verify`] checks against a known
 //! head (`--head`) to catch that too.
+//!
+//! A write cut short (a crash, a full disk) can leave a torn last line: bytes after the last
+//! complete record that do not form a record. Nothing was acknowledged for them (a record is
+//! acknowledged only once its whole line is synced), so [`AuditLog::open`] keeps them aside in
+//! `<log>.torn-<seq>-<unix time>` next to the log (written and synced first), cuts the log back
+//! to its last complete record, and appends a [`RECOVERED`] record naming the byte count, their
+//! sha256 and where they were kept. Every step leaves a state the next open recovers from
+//! without losing the torn bytes. A bad line anywhere else, or a last line that is a record with
+//! a wrong hash, sequence or link, is tampering: the log is refused with the line number.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 /// The `prev` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The kind of the record [`AuditLog::open`] appends after keeping a torn last line aside.
+pub const RECOVERED: &str = "recovered";
 
 /// One audit record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,7 +36,7 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 pub struct Record {
     pub seq: u64,
     pub at: DateTime<Utc>,
-    /// `request`, `decision`, `execution`, `effect` or `refusal`.
+    /// `request`, `decision`, `execution`, `effect`, `refusal` or `recovered`.
     pub kind: String,
     pub data: Value,
     pub prev: String,
@@ -41,6 +53,29 @@ fn digest(seq: u64, at: &DateTime<Utc>, kind: &str, data: &Value, prev: &str) ->
 pub enum AuditError {
     #[error("audit log {path}: {reason}")]
     Io { path: String, reason: String },
+    #[error(
+        "audit log {path}: the chain is broken ({problem}); run `oncall audit verify` and keep the file for review"
+    )]
+    Broken { path: String, problem: String },
+    #[error("audit log {path}: a torn last line could not be recovered: {reason}")]
+    Recovery { path: String, reason: String },
+}
+
+/// Whether a failed write was undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Undone {
+    Yes,
+    No,
+}
+
+/// Where the chain stands.
+struct State {
+    next: u64,
+    head: String,
+    records: Vec<Record>,
+    /// Set when a failed write could not be undone: the file may end in a partial line, so
+    /// nothing more is appended (a record after it would turn it into a broken middle line).
+    poisoned: Option<String>,
 }
 
 /// An append-only, hash-chained log in a file (or in memory when no file is configured).
@@ -48,8 +83,7 @@ pub struct AuditLog {
     path: Option<PathBuf>,
     /// The file, locked for this process: one writer per audit log, or chains would fork.
     file: Option<Mutex<nix::fcntl::Flock<std::fs::File>>>,
-    /// (next seq, last hash, records kept in memory).
-    state: Mutex<(u64, String, Vec<Record>)>,
+    state: Mutex<State>,
 }
 
 impl AuditLog {
@@ -58,51 +92,173 @@ impl AuditLog {
         AuditLog {
             path: None,
             file: None,
-            state: Mutex::new((1, GENESIS.into(), vec![])),
+            state: Mutex::new(State {
+                next: 1,
+                head: GENESIS.into(),
+                records: vec![],
+                poisoned: None,
+            }),
         }
     }
 
-    /// Opens (or creates) a log file and continues its chain. A broken chain is refused: appending
-    /// to it would hide the break.
+    /// Opens (or creates) a log file and continues its chain. A broken chain is refused:
+    /// appending to it would hide the break. A torn last line (a write cut short) is kept aside
+    /// and the log continues after a [`RECOVERED`] record (see the module docs).
     pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
+        let shown = path.display().to_string();
         let io = |reason: String| AuditError::Io {
-            path: path.display().to_string(),
+            path: shown.clone(),
             reason,
         };
-        let (next, last, kept) = match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let (report, kept) = check(&text, None);
-                if let Some(p) = report.problems.first() {
-                    return Err(io(format!(
-                        "the chain is broken ({p}); run `oncall audit verify` and keep the file for review"
-                    )));
-                }
-                (report.records as u64 + 1, report.head, kept)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| io(e.to_string()))?;
-                }
-                (1, GENESIS.to_string(), vec![])
-            }
-            Err(e) => return Err(io(e.to_string())),
-        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| io(e.to_string()))?;
+        }
         let f = std::fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(path)
             .map_err(|e| io(e.to_string()))?;
-        let locked = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        // Locked before it is read: two processes must not both recover (or both append).
+        let mut locked = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
             .map_err(|(_, e)| {
                 io(format!(
                     "it is in use by another oncall process ({e}); one writer per audit log: give each replica its own [policy] audit_file or [server] data_dir"
                 ))
             })?;
-        Ok(AuditLog {
+        let mut bytes = vec![];
+        locked
+            .read_to_end(&mut bytes)
+            .map_err(|e| io(e.to_string()))?;
+        let scan = scan(&bytes, None);
+        if let Some(p) = scan.problems.first() {
+            return Err(AuditError::Broken {
+                path: shown.clone(),
+                problem: p.clone(),
+            });
+        }
+        let last_at = scan.records.last().map(|r| r.at.timestamp());
+        let log = AuditLog {
             path: Some(path.to_path_buf()),
             file: Some(Mutex::new(locked)),
-            state: Mutex::new((next, last, kept)),
-        })
+            state: Mutex::new(State {
+                next: scan.records.last().map_or(1, |r| r.seq.saturating_add(1)),
+                head: scan.head,
+                records: scan.records,
+                poisoned: None,
+            }),
+        };
+        let recovery = |reason: String| AuditError::Recovery {
+            path: shown.clone(),
+            reason,
+        };
+        match scan.torn {
+            Some(t) => log.recover(path, &bytes[t.offset..], &t, last_at)?,
+            None => {
+                // A last record whose newline was not written yet: complete its line.
+                if bytes.last().is_some_and(|b| *b != b'\n') {
+                    log.write_synced(b"\n").map_err(|(why, _)| io(why))?;
+                }
+                log.finish_cut_short_recovery(path, last_at)
+                    .map_err(recovery)?;
+            }
+        }
+        Ok(log)
+    }
+
+    /// Keeps the torn bytes aside, cuts the log back to its last complete record and appends a
+    /// [`RECOVERED`] record. The kept copy is synced before the log is cut, so a crash at any
+    /// step leaves either the torn tail in the log (redone at the next open, reusing an identical
+    /// kept copy) or the kept copy without its record (finished at the next open by
+    /// [`AuditLog::finish_cut_short_recovery`]).
+    fn recover(
+        &self,
+        path: &Path,
+        torn: &[u8],
+        t: &TornTail,
+        last_at: Option<i64>,
+    ) -> Result<(), AuditError> {
+        let err = |reason: String| AuditError::Recovery {
+            path: path.display().to_string(),
+            reason,
+        };
+        let seq = t.follows_seq.saturating_add(1);
+        let earlier = torn_siblings(path, seq, last_at).map_err(&err)?;
+        let mut also = vec![];
+        let mut kept = None;
+        for p in earlier {
+            match std::fs::read(&p) {
+                Ok(b) if b == torn && kept.is_none() => kept = Some(p),
+                _ => also.push(p),
+            }
+        }
+        let kept = match kept {
+            Some(p) => p,
+            None => keep_aside(path, seq, torn).map_err(&err)?,
+        };
+        {
+            let file = self.file.as_ref().ok_or_else(|| err("no file".into()))?;
+            let f = file
+                .lock()
+                .map_err(|_| err("the file's lock was poisoned".into()))?;
+            f.set_len(t.offset as u64)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| err(format!("cannot cut the log back to byte {}: {e}", t.offset)))?;
+        }
+        self.append(RECOVERED, recovered_data(torn, &kept, t.follows_seq, &also))?;
+        Ok(())
+    }
+
+    /// Finishes a recovery cut short after the log was cut back: a kept copy for the next
+    /// sequence number, written after the last record, has no [`RECOVERED`] record yet.
+    fn finish_cut_short_recovery(&self, path: &Path, last_at: Option<i64>) -> Result<(), String> {
+        let next = self
+            .state
+            .lock()
+            .map_err(|_| "the log's lock was poisoned".to_string())?
+            .next;
+        let mut kept = torn_siblings(path, next, last_at)?;
+        if kept.is_empty() {
+            return Ok(());
+        }
+        let first = kept.remove(0);
+        let torn = std::fs::read(&first).map_err(|e| format!("{}: {e}", first.display()))?;
+        self.append(
+            RECOVERED,
+            recovered_data(&torn, &first, next.saturating_sub(1), &kept),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Writes `bytes` to the end of the file and syncs them; on failure the file is cut back to
+    /// where it was, so it never ends in a partial line while this process goes on. The error
+    /// says whether that undo worked.
+    fn write_synced(&self, bytes: &[u8]) -> Result<(), (String, Undone)> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let mut f = file
+            .lock()
+            .map_err(|_| ("the file's lock was poisoned".to_string(), Undone::Yes))?;
+        let before = f
+            .metadata()
+            .map_err(|e| (e.to_string(), Undone::Yes))?
+            .len();
+        // One write call for the whole line (writeln! would write the newline separately).
+        let written = f.write_all(bytes).and_then(|()| f.sync_data());
+        if let Err(e) = written {
+            return Err(match f.set_len(before).and_then(|()| f.sync_all()) {
+                Ok(()) => (format!("{e} (the partial write was undone)"), Undone::Yes),
+                Err(undo) => (
+                    format!(
+                        "{e}; the partial write could not be undone ({undo}): restart oncall to recover the log"
+                    ),
+                    Undone::No,
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Appends one record (redacted) and returns it. The record reaches the file before this
@@ -122,41 +278,210 @@ impl AuditLog {
             .state
             .lock()
             .map_err(|_| io("the log's lock was poisoned".into()))?;
+        if let Some(why) = &st.poisoned {
+            return Err(io(format!("not appending after an earlier failure: {why}")));
+        }
         let at = Utc::now();
-        let hash = digest(st.0, &at, kind, &data, &st.1);
+        let hash = digest(st.next, &at, kind, &data, &st.head);
         let rec = Record {
-            seq: st.0,
+            seq: st.next,
             at,
             kind: kind.to_string(),
             data,
-            prev: st.1.clone(),
+            prev: st.head.clone(),
             hash: hash.clone(),
         };
-        if let Some(file) = &self.file {
-            let line = serde_json::to_string(&rec).map_err(|e| io(e.to_string()))?;
-            let mut f = file
-                .lock()
-                .map_err(|_| io("the file's lock was poisoned".into()))?;
-            writeln!(*f, "{line}").map_err(|e| io(e.to_string()))?;
-            f.sync_data().map_err(|e| io(e.to_string()))?;
+        if self.file.is_some() {
+            let mut line = serde_json::to_string(&rec).map_err(|e| io(e.to_string()))?;
+            line.push('\n');
+            if let Err((why, undone)) = self.write_synced(line.as_bytes()) {
+                if undone == Undone::No {
+                    st.poisoned = Some(why.clone());
+                }
+                return Err(io(why));
+            }
         }
-        st.0 += 1;
-        st.1 = hash;
-        st.2.push(rec.clone());
+        st.next += 1;
+        st.head = hash;
+        st.records.push(rec.clone());
         Ok(rec)
     }
 
     /// Every record: those in the file when it was opened, then those appended since.
     pub fn records(&self) -> Vec<Record> {
-        self.state.lock().map(|s| s.2.clone()).unwrap_or_default()
+        self.state
+            .lock()
+            .map(|s| s.records.clone())
+            .unwrap_or_default()
     }
 
     /// The hash of the last record (keep it elsewhere to detect a truncated tail).
     pub fn head(&self) -> String {
         self.state
             .lock()
-            .map(|s| s.1.clone())
+            .map(|s| s.head.clone())
             .unwrap_or_else(|_| GENESIS.into())
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The data of a [`RECOVERED`] record.
+fn recovered_data(torn: &[u8], kept: &Path, follows_seq: u64, also: &[PathBuf]) -> Value {
+    let mut d = json!({
+        "what": "recovered after torn write",
+        "bytes": torn.len(),
+        "sha256": sha256_hex(torn),
+        "kept_in": kept.display().to_string(),
+        "follows_seq": follows_seq,
+    });
+    if !also.is_empty() {
+        d["also_kept"] = json!(
+            also.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+        );
+    }
+    d
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+fn dir_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// `<file name>.torn-`: the start of the names of the kept copies of a log's torn lines.
+fn torn_prefix(path: &Path) -> String {
+    format!(
+        "{}.torn-",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    )
+}
+
+/// The kept copies for `seq` (`<log>.torn-<seq>-<unix time>[-<n>]`), oldest first, made at or
+/// after `since` (the last record's time, unix seconds): older ones belong to an earlier log.
+fn torn_siblings(path: &Path, seq: u64, since: Option<i64>) -> Result<Vec<PathBuf>, String> {
+    let dir = dir_of(path);
+    let prefix = format!("{}{seq}-", torn_prefix(path));
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut found = vec![];
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let mut parts = rest.splitn(2, '-');
+        let Some(ts) = parts.next().and_then(|t| t.parse::<i64>().ok()) else {
+            continue;
+        };
+        let n = match parts.next() {
+            None => 0,
+            Some(n) => match n.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => continue,
+            },
+        };
+        if since.is_some_and(|s| ts < s) {
+            continue;
+        }
+        found.push((ts, n, dir.join(&name)));
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(_, _, p)| p).collect())
+}
+
+/// Writes `torn` to a new `<log>.torn-<seq>-<unix time>` next to the log, syncs it and its
+/// directory, and returns its path.
+fn keep_aside(path: &Path, seq: u64, torn: &[u8]) -> Result<PathBuf, String> {
+    let dir = dir_of(path);
+    let base = format!("{}{seq}-{}", torn_prefix(path), Utc::now().timestamp());
+    for n in 0..100 {
+        let name = if n == 0 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
+        let kept = dir.join(name);
+        let mut f = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&kept)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(format!(
+                    "cannot keep the torn bytes in {}: {e}",
+                    kept.display()
+                ));
+            }
+        };
+        f.write_all(torn)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| format!("cannot keep the torn bytes in {}: {e}", kept.display()))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| format!("cannot sync {}: {e}", dir.display()))?;
+        return Ok(kept);
+    }
+    Err(format!("{base}: 100 kept copies already exist"))
+}
+
+/// A torn last line: bytes after the last complete record that do not form a record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TornTail {
+    /// The line they start on (from 1).
+    pub line: usize,
+    /// The byte they start at: the log is cut back to here.
+    pub offset: usize,
+    /// How many bytes (to the end of the file).
+    pub bytes: usize,
+    /// The sequence number of the last complete record (0: none).
+    pub follows_seq: u64,
+}
+
+/// A [`RECOVERED`] record found by [`verify`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recovery {
+    /// The line of the record (where the torn line was).
+    pub line: usize,
+    pub seq: u64,
+    /// How many torn bytes were kept aside, their sha256, and where.
+    pub bytes: u64,
+    pub sha256: String,
+    pub kept_in: String,
+    /// Copies kept by earlier attempts that were cut short, if any.
+    pub also_kept: Vec<String>,
+}
+
+impl Recovery {
+    /// Checks the kept copy next to `log` (or where the record says) against the recorded byte
+    /// count and sha256, returning where it was found.
+    pub fn check_kept(&self, log: &Path) -> Result<PathBuf, String> {
+        let named = PathBuf::from(&self.kept_in);
+        let beside = named.file_name().map(|n| dir_of(log).join(n));
+        let found = std::iter::once(named.clone())
+            .chain(beside)
+            .find(|p| p.is_file())
+            .ok_or_else(|| format!("the kept copy {} is not there", self.kept_in))?;
+        let b = std::fs::read(&found).map_err(|e| format!("{}: {e}", found.display()))?;
+        if b.len() as u64 != self.bytes || sha256_hex(&b) != self.sha256 {
+            return Err(format!(
+                "{} holds {} bytes with sha256 {}, not the {} bytes recorded",
+                found.display(),
+                b.len(),
+                sha256_hex(&b),
+                self.bytes
+            ));
+        }
+        Ok(found)
     }
 }
 
@@ -166,36 +491,120 @@ pub struct VerifyReport {
     pub records: usize,
     /// The hash of the last valid record.
     pub head: String,
-    /// Each problem with its line number; empty: the chain is intact.
+    /// Each problem with its line number; empty: the chain is intact. A torn last line not yet
+    /// recovered is one of them (and is described in `torn`).
     pub problems: Vec<String>,
+    /// A torn last line that `oncall serve` has not recovered yet.
+    pub torn: Option<TornTail>,
+    /// The torn writes recovered so far, in order.
+    pub recoveries: Vec<Recovery>,
 }
 
 /// Checks a log's chain: each record's hash, its link to the one before, and the sequence. With
 /// `expected_head`, also that the log ends where it should (nothing removed from the end).
 pub fn verify(text: &str, expected_head: Option<&str>) -> VerifyReport {
-    check(text, expected_head).0
+    verify_bytes(text.as_bytes(), expected_head)
 }
 
-/// [`verify`], keeping the records it read.
-fn check(text: &str, expected_head: Option<&str>) -> (VerifyReport, Vec<Record>) {
-    let mut records = vec![];
+/// [`verify`] of a file's bytes (a torn last line need not be UTF-8).
+pub fn verify_bytes(bytes: &[u8], expected_head: Option<&str>) -> VerifyReport {
+    let mut s = scan(bytes, expected_head);
+    if let Some(t) = &s.torn {
+        s.problems.push(format!(
+            "line {}: a torn write: the last {} bytes do not form a record (a write cut short by a crash or a full disk); `oncall serve` keeps them aside and continues the chain at its next start",
+            t.line, t.bytes
+        ));
+    }
+    let recoveries = s
+        .records
+        .iter()
+        .zip(&s.lines)
+        .filter(|(r, _)| r.kind == RECOVERED)
+        .map(|(r, line)| Recovery {
+            line: *line,
+            seq: r.seq,
+            bytes: r.data["bytes"].as_u64().unwrap_or(0),
+            sha256: r.data["sha256"].as_str().unwrap_or_default().to_string(),
+            kept_in: r.data["kept_in"].as_str().unwrap_or_default().to_string(),
+            also_kept: r.data["also_kept"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+        .collect();
+    VerifyReport {
+        records: s.count,
+        head: s.head,
+        problems: s.problems,
+        torn: s.torn,
+        recoveries,
+    }
+}
+
+/// What [`scan`] read.
+struct Scan {
+    /// Non-blank lines other than a torn last line.
+    count: usize,
+    head: String,
+    /// Problems, not counting a torn last line.
+    problems: Vec<String>,
+    torn: Option<TornTail>,
+    records: Vec<Record>,
+    /// The line of each record.
+    lines: Vec<usize>,
+}
+
+/// Reads a log's records and checks the chain; a last line that is not a record is reported as
+/// torn, not as a problem.
+fn scan(bytes: &[u8], expected_head: Option<&str>) -> Scan {
+    let mut spans = vec![];
+    let mut start = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b'\n' {
+            spans.push((start, &bytes[start..i]));
+            start = i + 1;
+        }
+    }
+    if start < bytes.len() {
+        spans.push((start, &bytes[start..]));
+    }
+    let blank = |l: &[u8]| l.trim_ascii().is_empty();
+    let last = spans.iter().rposition(|(_, l)| !blank(l));
+    let mut records: Vec<Record> = vec![];
+    let mut lines = vec![];
     let mut problems = vec![];
+    let mut torn = None;
     let mut prev = GENESIS.to_string();
     let mut expected_seq = 1u64;
     let mut n = 0;
-    for (i, line) in text.lines().enumerate() {
+    for (i, (offset, line)) in spans.iter().enumerate() {
         let ln = i + 1;
-        if line.trim().is_empty() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if blank(line) {
             continue;
         }
-        n += 1;
-        let r: Record = match serde_json::from_str(line) {
+        let r: Record = match serde_json::from_slice(line) {
             Ok(r) => r,
+            Err(_) if Some(i) == last => {
+                torn = Some(TornTail {
+                    line: ln,
+                    offset: *offset,
+                    bytes: bytes.len() - offset,
+                    follows_seq: records.last().map_or(0, |r| r.seq),
+                });
+                continue;
+            }
             Err(e) => {
+                n += 1;
                 problems.push(format!("line {ln}: not an audit record: {e}"));
                 continue;
             }
         };
+        n += 1;
         if r.hash != digest(r.seq, &r.at, &r.kind, &r.data, &r.prev) {
             problems.push(format!(
                 "line {ln}: record {} was edited (its hash does not match its content)",
@@ -215,25 +624,26 @@ fn check(text: &str, expected_head: Option<&str>) -> (VerifyReport, Vec<Record>)
             ));
         }
         prev = r.hash.clone();
-        expected_seq = r.seq + 1;
+        expected_seq = r.seq.saturating_add(1);
         records.push(r);
+        lines.push(ln);
     }
     if let Some(h) = expected_head
         && h != prev
     {
         problems.push(format!(
             "the log ends at {} but the expected head is {h}: records were removed from the end",
-            &prev[..12.min(prev.len())]
+            prev.get(..12).unwrap_or(&prev)
         ));
     }
-    (
-        VerifyReport {
-            records: n,
-            head: prev,
-            problems,
-        },
+    Scan {
+        count: n,
+        head: prev,
+        problems,
+        torn,
         records,
-    )
+        lines,
+    }
 }
 
 #[cfg(test)]
@@ -318,5 +728,303 @@ mod tests {
         drop(first);
         let again = AuditLog::open(&path).unwrap();
         assert_eq!(again.append("request", json!({"n": 2})).unwrap().seq, 2);
+    }
+
+    /// The kept copies of `p`'s torn lines.
+    fn kept(p: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|x| x.to_string_lossy().contains(".torn-"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_torn_last_line_is_kept_aside_and_the_chain_continues() {
+        for torn in [
+            &br#"{"seq":4,"at":"2026-01-01T00:00:00Z","kind":"requ"#[..],
+            &b"\0\0\0\0\0\0\0\0"[..],
+            &b"{\"seq\":4,\xff\xfe not utf-8"[..],
+            &b"garbage with its newline\n"[..],
+        ] {
+            let (_d, p, text) = log(3);
+            let mut bytes = text.clone().into_bytes();
+            bytes.extend_from_slice(torn);
+            std::fs::write(&p, &bytes).unwrap();
+
+            // Not recovered yet: verify names the line and fails.
+            let r = verify_bytes(&bytes, None);
+            assert_eq!(
+                r.torn.as_ref().map(|t| (t.line, t.bytes)),
+                Some((4, torn.len()))
+            );
+            assert!(
+                r.problems
+                    .iter()
+                    .any(|p| p.starts_with("line 4: a torn write")),
+                "{:?}",
+                r.problems
+            );
+
+            let a = AuditLog::open(&p).unwrap();
+            let rec = a.records().pop().unwrap();
+            assert_eq!(rec.kind, RECOVERED);
+            assert_eq!(rec.seq, 4);
+            assert_eq!(rec.data["what"], "recovered after torn write");
+            assert_eq!(rec.data["bytes"], torn.len());
+            assert_eq!(rec.data["sha256"], sha256_hex(torn));
+            assert_eq!(rec.data["follows_seq"], 3);
+            let copies = kept(&p);
+            assert_eq!(copies.len(), 1);
+            assert_eq!(
+                std::fs::read(&copies[0]).unwrap(),
+                torn,
+                "the torn bytes are kept"
+            );
+            assert_eq!(rec.data["kept_in"], copies[0].display().to_string());
+            assert!(
+                copies[0]
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("audit.jsonl.torn-4-")
+            );
+            // The log is the old records plus the recovery, and goes on.
+            let after = std::fs::read_to_string(&p).unwrap();
+            assert!(after.starts_with(&text));
+            assert_eq!(a.append("decision", json!({})).unwrap().seq, 5);
+            let r = verify(&std::fs::read_to_string(&p).unwrap(), Some(&a.head()));
+            assert!(
+                r.problems.is_empty() && r.torn.is_none(),
+                "{:?}",
+                r.problems
+            );
+            assert_eq!(r.recoveries.len(), 1);
+            assert_eq!(r.recoveries[0].line, 4);
+            assert_eq!(r.recoveries[0].bytes, torn.len() as u64);
+            assert_eq!(r.recoveries[0].check_kept(&p).unwrap(), copies[0]);
+            // Opening again recovers nothing more.
+            drop(a);
+            let a = AuditLog::open(&p).unwrap();
+            assert_eq!(a.records().len(), 5);
+            assert_eq!(kept(&p).len(), 1);
+        }
+    }
+
+    #[test]
+    fn a_torn_first_record_is_recovered_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("audit.jsonl");
+        std::fs::write(&p, br#"{"seq":1,"at":"20"#).unwrap();
+        let a = AuditLog::open(&p).unwrap();
+        let r = a.records();
+        assert_eq!((r.len(), r[0].seq, r[0].kind.as_str()), (1, 1, RECOVERED));
+        assert_eq!(r[0].data["follows_seq"], 0);
+        assert_eq!(r[0].prev, GENESIS);
+    }
+
+    #[test]
+    fn a_torn_middle_line_or_an_edited_last_or_recovery_record_stops_the_open() {
+        let (_d, p, text) = log(3);
+        let lines: Vec<&str> = text.lines().collect();
+        // A torn line that is not the last: records were written after it.
+        let middle = format!(
+            "{}\n{{\"seq\":2,\"at\n{}\n{}\n",
+            lines[0], lines[1], lines[2]
+        );
+        std::fs::write(&p, &middle).unwrap();
+        let e = AuditLog::open(&p).err().expect("refused").to_string();
+        assert!(
+            e.contains("broken") && e.contains("line 2: not an audit record"),
+            "{e}"
+        );
+        // The last line is a whole record whose content was edited: tampering, not a tear.
+        let edited = text.replacen("\"i\":2", "\"i\":5", 1);
+        std::fs::write(&p, &edited).unwrap();
+        let e = AuditLog::open(&p).err().expect("refused").to_string();
+        assert!(e.contains("line 3: record 3 was edited"), "{e}");
+        // Also without its newline.
+        std::fs::write(&p, edited.trim_end()).unwrap();
+        let e = AuditLog::open(&p).err().expect("refused").to_string();
+        assert!(e.contains("line 3: record 3 was edited"), "{e}");
+        // Nothing was kept aside or appended.
+        assert!(kept(&p).is_empty());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), edited.trim_end());
+
+        // After a recovery, the `recovered` record is chained like any other: editing it (here
+        // its byte count) stops the open.
+        std::fs::write(&p, format!("{text}{{\"seq\":4")).unwrap();
+        let a = AuditLog::open(&p).unwrap();
+        a.append("decision", json!({})).unwrap();
+        drop(a);
+        let recovered = std::fs::read_to_string(&p).unwrap();
+        let e = {
+            std::fs::write(&p, recovered.replacen("\"bytes\":8", "\"bytes\":9", 1)).unwrap();
+            AuditLog::open(&p).err().expect("refused").to_string()
+        };
+        assert!(e.contains("line 4: record 4 was edited"), "{e}");
+    }
+
+    #[test]
+    fn a_last_record_without_its_newline_is_completed_not_recovered() {
+        let (_d, p, text) = log(2);
+        std::fs::write(&p, text.trim_end()).unwrap();
+        let a = AuditLog::open(&p).unwrap();
+        assert_eq!(a.append("decision", json!({})).unwrap().seq, 3);
+        let r = verify(&std::fs::read_to_string(&p).unwrap(), None);
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert!(r.recoveries.is_empty() && kept(&p).is_empty());
+    }
+
+    #[test]
+    fn a_recovery_cut_short_at_any_step_is_finished_and_keeps_the_torn_bytes() {
+        let torn = br#"{"seq":3,"at":"2026-01-01T"#;
+        // 1. Cut short after the copy was kept, before the log was cut back: the copy is reused.
+        let (_d, p, text) = log(2);
+        std::fs::write(&p, [text.as_bytes(), torn].concat()).unwrap();
+        let copy = keep_aside(&p, 3, torn).unwrap();
+        let a = AuditLog::open(&p).unwrap();
+        let rec = a.records().pop().unwrap();
+        assert_eq!(rec.kind, RECOVERED);
+        assert_eq!(rec.data["kept_in"], copy.display().to_string());
+        assert_eq!(kept(&p), vec![copy.clone()]);
+        drop(a);
+
+        // 2. Cut short after the log was cut back, before the record: finished at the next open.
+        let (_d, p, text) = log(2);
+        let copy = keep_aside(&p, 3, torn).unwrap();
+        let a = AuditLog::open(&p).unwrap();
+        let rec = a.records().pop().unwrap();
+        assert_eq!((rec.seq, rec.kind.as_str()), (3, RECOVERED));
+        assert_eq!(rec.data["kept_in"], copy.display().to_string());
+        assert_eq!(rec.data["sha256"], sha256_hex(torn));
+        drop(a);
+        // ...and only once.
+        let a = AuditLog::open(&p).unwrap();
+        assert_eq!(a.records().len(), 3);
+        drop(a);
+        assert!(std::fs::read_to_string(&p).unwrap().starts_with(&text));
+
+        // 3. The `recovered` record itself was torn: its bytes are kept too, and the record
+        // names the first copy as well.
+        let (_d, p, text) = log(2);
+        let first = keep_aside(&p, 3, torn).unwrap();
+        let torn_record = br#"{"seq":3,"at":"2026-01-01T00:00:00Z","kind":"recovered","da"#;
+        std::fs::write(&p, [text.as_bytes(), torn_record].concat()).unwrap();
+        let a = AuditLog::open(&p).unwrap();
+        let rec = a.records().pop().unwrap();
+        assert_eq!(rec.kind, RECOVERED);
+        assert_eq!(rec.data["also_kept"], json!([first.display().to_string()]));
+        let second = PathBuf::from(rec.data["kept_in"].as_str().unwrap());
+        assert_eq!(std::fs::read(&second).unwrap(), torn_record);
+        assert_eq!(std::fs::read(&first).unwrap(), torn);
+        let r = verify(&std::fs::read_to_string(&p).unwrap(), None);
+        assert!(r.problems.is_empty(), "{:?}", r.problems);
+        assert_eq!(r.recoveries[0].also_kept, vec![first.display().to_string()]);
+    }
+
+    #[test]
+    fn kept_copies_of_an_older_log_are_not_taken_for_this_one() {
+        let (_d, p, _) = log(2);
+        // A copy for seq 3 made before the last record was written belongs to another log.
+        let old = p.with_file_name("audit.jsonl.torn-3-1000000000");
+        std::fs::write(&old, b"old").unwrap();
+        let a = AuditLog::open(&p).unwrap();
+        assert_eq!(a.records().len(), 2);
+    }
+
+    #[test]
+    fn a_moved_or_changed_kept_copy_is_named_by_check_kept() {
+        let (_d, p, text) = log(1);
+        std::fs::write(&p, format!("{text}{{\"se")).unwrap();
+        let a = AuditLog::open(&p).unwrap();
+        let r = verify(&std::fs::read_to_string(&p).unwrap(), None);
+        let rec = &r.recoveries[0];
+        let copy = rec.check_kept(&p).unwrap();
+        std::fs::write(&copy, b"other").unwrap();
+        assert!(
+            rec.check_kept(&p)
+                .unwrap_err()
+                .contains("not the 4 bytes recorded")
+        );
+        std::fs::remove_file(&copy).unwrap();
+        assert!(rec.check_kept(&p).unwrap_err().contains("is not there"));
+        drop(a);
+    }
+
+    /// Stable counterpart of the `audit_read` fuzz target: mutated logs never panic the reader,
+    /// and `open` either refuses a log or leaves one that verifies; a log cut anywhere (a torn
+    /// write) is always recovered, never refused.
+    #[test]
+    fn mutated_logs_never_panic_and_torn_ones_always_recover() {
+        let (_d, _p, text) = log(6);
+        let valid = text.into_bytes();
+        let head = verify_bytes(&valid, None).head;
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (mut opened, mut refused, mut recovered) = (0, 0, 0);
+        for round in 0..6_000 {
+            let mut b = valid.clone();
+            match round % 5 {
+                0 => {
+                    for _ in 0..(next() % 8 + 1) {
+                        let i = (next() as usize) % b.len();
+                        b[i] = next() as u8;
+                    }
+                }
+                1 => b.truncate((next() as usize) % b.len()),
+                2 => {
+                    let i = (next() as usize) % b.len();
+                    let extra: Vec<u8> = (0..(next() % 64)).map(|_| next() as u8).collect();
+                    b.splice(i..i, extra);
+                }
+                3 => {
+                    let i = (next() as usize) % b.len();
+                    let j = (next() as usize) % b.len();
+                    b.swap(i, j);
+                }
+                _ => b = (0..(next() % 512)).map(|_| next() as u8).collect(),
+            }
+            let r = verify_bytes(&b, Some(&head));
+            assert!(r.records <= b.len());
+            let _ = verify_bytes(&b, Some("é"));
+            if round % 10 > 1 {
+                continue;
+            }
+            let p = dir.path().join(format!("a{round}.jsonl"));
+            std::fs::write(&p, &b).unwrap();
+            match AuditLog::open(&p) {
+                Ok(a) => {
+                    opened += 1;
+                    let after = std::fs::read(&p).unwrap();
+                    let v = verify_bytes(&after, Some(&a.head()));
+                    assert!(v.problems.is_empty(), "round {round}: {:?}", v.problems);
+                    if let Some(t) = verify_bytes(&b, None).torn {
+                        recovered += 1;
+                        let rec = a.records().pop().unwrap();
+                        assert_eq!(rec.kind, RECOVERED);
+                        let copy = v.recoveries.last().unwrap().check_kept(&p).unwrap();
+                        assert_eq!(std::fs::read(copy).unwrap(), b[t.offset..]);
+                    }
+                }
+                Err(e) => {
+                    refused += 1;
+                    assert!(
+                        round % 5 != 1,
+                        "round {round}: a log cut short was refused: {e}"
+                    );
+                    assert!(e.to_string().contains("line "), "{e}");
+                }
+            }
+        }
+        assert!(opened > 0 && refused > 0 && recovered > 0);
     }
 }

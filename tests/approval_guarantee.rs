@@ -216,7 +216,7 @@ async fn a_requester_withdraws_and_an_approver_rejects_and_both_are_audited() {
     let id = srv
         .open_incident(&cy, "a quiet report: nothing is wrong")
         .await;
-    let mut victim = Victim::named("sleep");
+    let mut victim = Victim::start();
     let file = |who: String| {
         let srv = &srv;
         let path = format!("/api/v1/incidents/{id}/actions");

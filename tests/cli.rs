@@ -182,9 +182,11 @@ fn audit_verify_exits_1_on_a_tampered_log_and_names_the_line() {
     let (code, out, _) = oncall(&["audit", "verify", "--file", &f], &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("BROKEN: line 2: record 2 was edited"), "{out}");
-    let (code, _, err) = oncall(&["audit", "verify"], &[]);
-    assert_eq!(code, 2);
-    assert!(err.contains("audit_file"), "{err}");
+    // Without --file it verifies the log the server writes (here: the data dir's audit.jsonl).
+    let d = dir.path().display().to_string();
+    let (code, out, _) = oncall(&["audit", "verify"], &[("ONCALL_SERVER__DATA_DIR", &d)]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("line 2: record 2 was edited"), "{out}");
 }
 
 #[test]

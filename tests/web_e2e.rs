@@ -191,6 +191,20 @@ fn web_page_end_to_end_investigates_a_cpu_hog_and_stops_it_after_approval() {
         .tempdir()
         .expect("a temp dir");
     let server = Server::start(data.path());
+    // A second approver: admin drives the investigation, so under two-person control someone
+    // else approves the kill its model asks for.
+    let bo = Command::new(ONCALL)
+        .args(["token", "add", "bo", "--role", "approver"])
+        .env_remove("ONCALL_CONFIG")
+        .env("ONCALL_SERVER__DATA_DIR", data.path())
+        .output()
+        .expect("oncall token add");
+    assert!(
+        bo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bo.stderr)
+    );
+    let bo = String::from_utf8_lossy(&bo.stdout).trim().to_string();
     // Give the hog time to show in the CPU statistics (as the host-fault tests do).
     std::thread::sleep(Duration::from_millis(800));
 
@@ -203,6 +217,7 @@ fn web_page_end_to_end_investigates_a_cpu_hog_and_stops_it_after_approval() {
         .arg(TOKEN)
         .arg(&shot)
         .arg(hog.pid.to_string())
+        .arg(&bo)
         .env("PYTHONUNBUFFERED", "1")
         .stdin(Stdio::null())
         .output()
@@ -237,7 +252,9 @@ fn web_page_end_to_end_investigates_a_cpu_hog_and_stops_it_after_approval() {
     assert_eq!(requested["data"]["args"]["pid"], hog.pid, "{requested}");
     assert_eq!(requested["data"]["args"]["signal"], "TERM", "{requested}");
     let approved = of("action_approved").unwrap_or_else(|| panic!("no action_approved: {kinds:?}"));
-    assert_eq!(approved["data"]["by"], "admin", "{approved}");
+    // admin drove the investigation; under two-person control the second approver decided.
+    assert_eq!(approved["data"]["by"], "bo", "{approved}");
+    assert_eq!(requested["data"]["on_behalf_of"], "admin", "{requested}");
     let executed = of("action_executed").unwrap_or_else(|| panic!("no action_executed: {kinds:?}"));
     assert_eq!(executed["data"]["ok"], true, "{executed}");
     assert_eq!(executed["data"]["output"]["pid"], hog.pid, "{executed}");

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End-to-end test of the web page of `oncall serve`, in headless Chromium (Selenium).
 
-    web.py BASE_URL TOKEN SCREENSHOT_PATH [EXPECTED_PID]
+    web.py BASE_URL TOKEN SCREENSHOT_PATH [EXPECTED_PID [SECOND_APPROVER_TOKEN]]
 
 Run by tests/web_e2e.rs against a real server while a real CPU hog runs on this host. The page is
 opened at a phone's size first, then at a desktop's; the script signs in, files an incident, watches
@@ -22,7 +22,11 @@ import traceback
 os.environ.setdefault("SE_OFFLINE", "true")  # belt and braces: Selenium Manager must not fetch
 
 from selenium import webdriver  # noqa: E402
-from selenium.common.exceptions import TimeoutException, WebDriverException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    StaleElementReferenceException,
+    TimeoutException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -101,7 +105,7 @@ class Page:
             return "(no debug log)"
 
     # ---------- the scenario ----------
-    def run(self, token, shot, expected_pid):
+    def run(self, token, shot, expected_pid, second=None):
         d = self.d
         t0 = time.monotonic()
 
@@ -178,10 +182,51 @@ class Page:
         self.no_error_banner()
         print(f"[{time.monotonic() - t0:5.1f}s] approval {appr.get_attribute('data-id')} pending", flush=True)
 
+        if second:
+            # Two-person control: admin drove this investigation, so admin cannot approve the
+            # kill its model asked for. The page says so; a second approver then signs in.
+            self.step = "approve as the person the request was filed for (refused)"
+            if "on behalf of admin" not in appr.text:
+                raise StepFailed(f"the approval does not say who asked: {appr.text!r}")
+            btn = appr.find_element(By.CSS_SELECTOR, tid("approve"))
+            d.execute_script("arguments[0].scrollIntoView({block: 'center'});", btn)
+            btn.click()
+            self.wait(
+                "the two-person refusal",
+                lambda _: "two-person" in self.one("approval-result").text + self.banner(),
+                30,
+            )
+            print(f"[{time.monotonic() - t0:5.1f}s] admin's own approval refused (two-person)", flush=True)
+
+            self.step = "sign in as a second approver"
+            self.one("sign-out").click()
+            self.wait("the sign-in form", lambda _: self.one("token-input").is_displayed(), 20)
+            self.one("token-input").clear()
+            self.one("token-input").send_keys(second)
+            self.one("sign-in").click()
+            self.wait(
+                "'signed-in-as' to name the second approver",
+                lambda _: "bo" in self.one("signed-in-as").text,
+                20,
+            )
+            self.wait("the incident on the list", lambda _: len(self.find("incident-item")) >= 1, 20)
+            self.find("incident-item")[0].click()
+            self.wait("the approval, for bo", lambda _: self.find("approval", sel), 30)
+            appr = self.find("approval", sel)[0]
+
         self.step = "approve host.signal_process"
-        btn = appr.find_element(By.CSS_SELECTOR, tid("approve"))
-        d.execute_script("arguments[0].scrollIntoView({block: 'center'});", btn)
-        btn.click()
+        # The list is redrawn when events arrive: find the button afresh until a click lands.
+        for attempt in range(10):
+            try:
+                appr = self.find("approval", sel)[0]
+                btn = appr.find_element(By.CSS_SELECTOR, tid("approve"))
+                d.execute_script("arguments[0].scrollIntoView({block: 'center'});", btn)
+                btn.click()
+                break
+            except (StaleElementReferenceException, IndexError):
+                if attempt == 9:
+                    raise
+                time.sleep(0.3)
         self.wait(
             "the approval result",
             lambda _: "approved" in self.one("approval-result").text or "FAILED" in self.one("approval-result").text
@@ -258,11 +303,12 @@ def save_screenshot(d, path):
 
 
 def main():
-    if len(sys.argv) not in (4, 5):
+    if len(sys.argv) not in (4, 5, 6):
         print(__doc__, file=sys.stderr)
         return 2
     base, token, shot = sys.argv[1], sys.argv[2], sys.argv[3]
-    expected_pid = sys.argv[4] if len(sys.argv) == 5 else None
+    expected_pid = sys.argv[4] if len(sys.argv) >= 5 else None
+    second = sys.argv[5] if len(sys.argv) == 6 else None
     for p in (CHROMIUM, CHROMEDRIVER):
         if not os.access(p, os.X_OK):
             print(f"web e2e FAILED: {p} is missing; run scripts/setup-test-deps.sh", file=sys.stderr)
@@ -286,7 +332,7 @@ def main():
     driver.set_page_load_timeout(30)
     page = Page(driver, base)
     try:
-        page.run(token, shot, expected_pid)
+        page.run(token, shot, expected_pid, second)
         print("web e2e passed", flush=True)
         return 0
     except Exception as e:  # noqa: BLE001 - every failure is reported the same way

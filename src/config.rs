@@ -285,6 +285,22 @@ pub struct ServerSettings {
     /// The incident store: none means `sqlite:<data_dir>/oncall.db`; `postgres://...` lets several
     /// replicas share one PostgreSQL.
     pub database_url: Option<String>,
+    /// Name of an environment variable holding the password of `database_url`'s role
+    /// (optional; empty: the URL's own, if any).
+    pub database_password_env: String,
+    /// TLS to the store's database (`database_url`), as libpq's `sslmode`: `disable`, `prefer`,
+    /// `require`, `verify-ca` or `verify-full` (see `[postgres.<name>] sslmode`). Unset: the
+    /// URL's `?sslmode=`, else `prefer`.
+    pub database_sslmode: Option<SslMode>,
+    /// The CA certificate file (PEM) for `database_sslmode` `verify-ca` / `verify-full`. Unset:
+    /// the URL's `?sslrootcert=`.
+    pub database_sslrootcert: Option<PathBuf>,
+    /// Connections the store may hold to its database at once (the pool's size).
+    pub database_pool_max_size: usize,
+    /// How long a store operation waits for a pooled connection before it fails, s.
+    pub database_pool_wait_timeout_s: u64,
+    /// Seconds to wait for a new connection to the store's database.
+    pub database_connect_timeout_s: u64,
     /// This replica's name (default: the host name); it owns the investigations it runs.
     pub replica: Option<String>,
     /// A request taking longer is answered 503 (streams excepted).
@@ -332,6 +348,12 @@ impl Default for ServerSettings {
             max_spans_per_s: 500_000,
             data_dir: PathBuf::from("oncall-data"),
             database_url: None,
+            database_password_env: String::new(),
+            database_sslmode: None,
+            database_sslrootcert: None,
+            database_pool_max_size: 8,
+            database_pool_wait_timeout_s: 10,
+            database_connect_timeout_s: 5,
             replica: None,
             request_timeout_s: 30,
             max_concurrent_requests: 1024,
@@ -695,6 +717,54 @@ impl Default for TraceThresholds {
     }
 }
 
+/// TLS to a PostgreSQL server, with libpq's names and meanings (`sslmode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// Plain TCP only.
+    Disable,
+    /// TLS when the server offers it, else plain; the certificate is not checked.
+    Prefer,
+    /// TLS or no connection; the certificate is not checked (unless a root certificate is
+    /// given: then as `verify-ca`, as libpq does).
+    Require,
+    /// TLS, and the server's certificate chain must lead to the root certificate.
+    VerifyCa,
+    /// As `verify-ca`, and the certificate must name the host connected to.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// libpq's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// Parses libpq's spelling (`allow` counts as `prefer`).
+    pub fn parse(s: &str) -> Option<SslMode> {
+        Some(match s {
+            "disable" => SslMode::Disable,
+            "allow" | "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for SslMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One PostgreSQL database. Use a read-only role (pg_monitor); see the README.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -716,6 +786,21 @@ pub struct PgSettings {
     pub connect_timeout_s: u64,
     /// The incident window that postgres.top_queries measures deltas over, ms.
     pub window_ms: u64,
+    /// TLS to this database, as libpq's `sslmode`: `disable`, `prefer` (TLS when the server
+    /// offers it, no certificate check), `require` (TLS, no certificate check unless
+    /// `sslrootcert` is set), `verify-ca` (the chain must lead to `sslrootcert`) or
+    /// `verify-full` (the chain, and the certificate must name the host in the URL). Unset: the
+    /// URL's `?sslmode=`, else `prefer`. Applies to `url` and `action_url`.
+    pub sslmode: Option<SslMode>,
+    /// The CA certificate file (PEM) that signed the server's certificate; needed by
+    /// `verify-ca` and `verify-full`. Unset: the URL's `?sslrootcert=`.
+    pub sslrootcert: Option<PathBuf>,
+    /// Connections the tools may hold to this database at once (the pool's size). Parallel
+    /// tools beyond it wait for one; when the database refuses new sessions (too many
+    /// connections), they share the ones the pool already has.
+    pub pool_max_size: usize,
+    /// How long a tool waits for a pooled connection before it reports a timeout, s.
+    pub pool_wait_timeout_s: u64,
 }
 
 impl Default for PgSettings {
@@ -728,6 +813,10 @@ impl Default for PgSettings {
             statement_timeout_ms: 5000,
             connect_timeout_s: 5,
             window_ms: 2000,
+            sslmode: None,
+            sslrootcert: None,
+            pool_max_size: 4,
+            pool_wait_timeout_s: 10,
         }
     }
 }
@@ -1029,6 +1118,46 @@ impl Config {
                     pg.window_ms
                 )));
             }
+            if !(1..=100).contains(&pg.pool_max_size)
+                || !(1..=300).contains(&pg.pool_wait_timeout_s)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "postgres.{name}: pool_max_size = {} (1-100) or pool_wait_timeout_s = {} (1-300) is out of range",
+                    pg.pool_max_size, pg.pool_wait_timeout_s
+                )));
+            }
+            for (field, url) in [("url", &pg.url), ("action_url", &pg.action_url)] {
+                if !url.trim().is_empty() {
+                    check_tls(
+                        &format!("postgres.{name}.{field}"),
+                        url,
+                        pg.sslmode,
+                        pg.sslrootcert.as_deref(),
+                    )?;
+                }
+            }
+        }
+        let sv = &self.server;
+        if let Some(url) = &sv.database_url {
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                check_tls(
+                    "server.database_url",
+                    url,
+                    sv.database_sslmode,
+                    sv.database_sslrootcert.as_deref(),
+                )?;
+            }
+        }
+        if !(1..=100).contains(&sv.database_pool_max_size)
+            || !(1..=300).contains(&sv.database_pool_wait_timeout_s)
+            || !(1..=300).contains(&sv.database_connect_timeout_s)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "[server] database_pool_max_size = {} (1-100), database_pool_wait_timeout_s = {} (1-300) or database_connect_timeout_s = {} (1-300) is out of range",
+                sv.database_pool_max_size,
+                sv.database_pool_wait_timeout_s,
+                sv.database_connect_timeout_s
+            )));
         }
         if !(5..=86_400).contains(&self.traces.window_s)
             || self.traces.retention_s < self.traces.window_s * 2
@@ -1046,6 +1175,80 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The TLS settings of one URL agree with the fields beside it: a mode known to libpq, the
+/// same mode and root certificate where both say one, and a root certificate for `verify-*`.
+fn check_tls(
+    what: &str,
+    url: &str,
+    mode: Option<SslMode>,
+    rootcert: Option<&Path>,
+) -> Result<(), ConfigError> {
+    let (_, url_mode, url_root) = split_tls_params(url).map_err(ConfigError::Invalid)?;
+    if let (Some(a), Some(b)) = (url_mode, mode)
+        && a != b
+    {
+        return Err(ConfigError::Invalid(format!(
+            "{what} says sslmode={a} but the setting beside it says sslmode = \"{b}\": keep one"
+        )));
+    }
+    if let (Some(a), Some(b)) = (&url_root, rootcert)
+        && a.as_path() != b
+    {
+        return Err(ConfigError::Invalid(format!(
+            "{what} says sslrootcert={} but the setting beside it says {}: keep one",
+            a.display(),
+            b.display()
+        )));
+    }
+    let mode = mode.or(url_mode).unwrap_or(SslMode::Prefer);
+    if matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull)
+        && rootcert.is_none()
+        && url_root.is_none()
+    {
+        return Err(ConfigError::Invalid(format!(
+            "{what}: sslmode {mode} needs sslrootcert, the CA certificate (PEM) that signed the server's certificate"
+        )));
+    }
+    Ok(())
+}
+
+/// Splits libpq's `sslmode` and `sslrootcert` off a `postgres://` URL's query (tokio-postgres
+/// does not know `verify-ca` and `verify-full`): the URL without them, and their values.
+pub fn split_tls_params(url: &str) -> Result<(String, Option<SslMode>, Option<PathBuf>), String> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), None, None));
+    };
+    let (mut mode, mut root, mut rest) = (None, None, vec![]);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decoded = || {
+            serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={v}"))
+                .ok()
+                .and_then(|mut x| x.pop())
+                .map(|(_, v)| v)
+                .unwrap_or_else(|| v.to_string())
+        };
+        match k {
+            "sslmode" => {
+                let v = decoded();
+                mode = Some(SslMode::parse(&v).ok_or_else(|| {
+                    format!(
+                        "sslmode={v} is not one of disable, prefer, require, verify-ca, verify-full"
+                    )
+                })?);
+            }
+            "sslrootcert" => root = Some(PathBuf::from(decoded())),
+            _ => rest.push(pair),
+        }
+    }
+    let url = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    Ok((url, mode, root))
 }
 
 fn one_line(s: &str) -> String {

@@ -16,6 +16,9 @@
 //!   bounded store (or reads the team's Tempo or Jaeger) and answers RED, slowest traces,
 //!   critical paths and error groups; [`collectors::prometheus`] measures the fleet: USE per
 //!   instance and RED per service through Prometheus, ranked by deviation from a baseline.
+//! - [`pg`]: PostgreSQL sessions for the collectors, actions and the store: libpq's `sslmode`
+//!   and `sslrootcert` through rustls, session settings, pools (deadpool-postgres) and their
+//!   numbers.
 //! - [`actions`]: live actions (`host.signal_process`, `postgres.cancel_backend`,
 //!   `postgres.terminate_backend`), runnable only with an approval.
 //! - [`policy`]: roles, action requests and the approvals bound to exact arguments.
@@ -63,6 +66,7 @@ pub mod eval;
 pub mod incidents;
 pub mod llm;
 pub mod memory;
+pub mod pg;
 pub mod policy;
 pub mod postmortem;
 pub mod server;

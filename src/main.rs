@@ -378,7 +378,7 @@ fn main() -> ExitCode {
         Command::Postmortem { incident, out } => {
             let url = config.server.store_url();
             let found = runtime.block_on(async {
-                let store = oncall::incidents::open(&url).await?;
+                let store = oncall::incidents::open_configured(&config.server).await?.0;
                 match store.incident(&incident).await? {
                     Some(inc) => {
                         let events = store.events(&incident, 0, 1_000_000).await?;
@@ -454,10 +454,9 @@ fn main() -> ExitCode {
                     "give the token holder a person's name (not `oncall` or `model`, the agent's names, not `admin`, the operator token's, and no `:` as in Slack's `slack:U...`)",
                 );
             }
-            let url = config.server.store_url();
             let t = oncall::server::auth::new_token();
             let stored = runtime.block_on(async {
-                let store = oncall::incidents::open(&url).await?;
+                let store = oncall::incidents::open_configured(&config.server).await?.0;
                 store
                     .put_grant(name.trim(), grant, &oncall::server::auth::token_sha(&t))
                     .await
@@ -761,7 +760,7 @@ async fn open_memory(
     {
         return Ok(None);
     }
-    let store = oncall::incidents::open(&url)
+    let (store, _) = oncall::incidents::open_configured(&config.server)
         .await
         .map_err(|e| format!("{url}: {e}"))?;
     oncall::memory::Memory::open(config, store)

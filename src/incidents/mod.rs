@@ -231,6 +231,21 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     }
 }
 
+/// Opens the configured store: `[server] database_url` with its TLS and pool settings, else
+/// the SQLite file in `data_dir`. With PostgreSQL, also the pool that `/metrics` reports.
+pub async fn open_configured(
+    s: &crate::config::ServerSettings,
+) -> Result<(Arc<dyn Store>, Option<crate::pg::PoolGauge>), StoreError> {
+    let url = s.store_url();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = postgres::PgStore::connect_with(&url, s).await?;
+        let gauge = store.pool_gauge();
+        Ok((Arc::new(store), Some(gauge)))
+    } else {
+        Ok((open(&url).await?, None))
+    }
+}
+
 /// The id for the `n`th incident of the day `at`.
 pub(crate) fn incident_id(at: DateTime<Utc>, n: i64) -> String {
     format!("{}-{n:02}", at.format("%Y-%m-%d"))

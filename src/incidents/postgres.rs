@@ -3,21 +3,24 @@
 //! The same tables as SQLite (see [`super::MIGRATIONS`]). Appends to one incident are serialized
 //! by a row lock on the incident (`SELECT ... FOR UPDATE`), so sequence numbers stay gapless
 //! across replicas; opening an incident takes a transaction-scoped advisory lock to number it.
-//! A small pool of connections is reopened when the database went away and came back.
+//! Sessions come from a pool (deadpool-postgres, `[server] database_pool_max_size`); a session
+//! that closed (the database went away and came back) is replaced, not handed out. TLS follows
+//! `[server] database_sslmode` / `database_sslrootcert` or the URL's `?sslmode=`.
 
 use super::*;
-use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls};
+use crate::config::ServerSettings;
+use crate::pg::{PoolGauge, Prepared, Target};
+use deadpool_postgres::{Object, Pool, PoolError};
+use std::time::Duration;
 
-const POOL: usize = 4;
 /// Advisory lock keys (arbitrary, fixed): migrations, incident numbering.
 const LOCK_MIGRATE: i64 = 0x6f6e_6361_6c6c_0001;
 const LOCK_NUMBER: i64 = 0x6f6e_6361_6c6c_0002;
 
 pub struct PgStore {
-    url: String,
-    pool: Vec<Mutex<Option<Client>>>,
-    next: std::sync::atomic::AtomicUsize,
+    pool: Pool,
+    target: Prepared,
+    wait_s: u64,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -29,26 +32,51 @@ fn describe(e: &tokio_postgres::Error) -> String {
     crate::policy::redact::redact(&e.to_string())
 }
 
-async fn connect_one(url: &str) -> Result<Client, StoreError> {
-    let (client, conn) =
-        tokio_postgres::connect(url, NoTls)
-            .await
-            .map_err(|e| StoreError::Open {
-                what: crate::policy::redact::redact(url),
-                reason: describe(&e),
-            })?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::warn!("incident store connection closed: {}", describe(&e));
-        }
-    });
-    Ok(client)
-}
-
 impl PgStore {
-    /// Connects, and runs pending migrations (one replica at a time).
+    /// Connects with the default TLS (`prefer`, or the URL's `?sslmode=`) and pool settings,
+    /// and runs pending migrations (one replica at a time).
     pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
-        let mut first = connect_one(url).await?;
+        let s = ServerSettings {
+            database_url: Some(url.to_string()),
+            ..Default::default()
+        };
+        PgStore::connect_with(url, &s).await
+    }
+
+    /// Connects to `url` with `[server]`'s TLS (`database_sslmode`, `database_sslrootcert`)
+    /// and pool settings, and runs pending migrations (one replica at a time).
+    pub async fn connect_with(url: &str, s: &ServerSettings) -> Result<PgStore, StoreError> {
+        let open_error = |reason: String| StoreError::Open {
+            what: crate::policy::redact::redact(url),
+            reason,
+        };
+        let target = Target {
+            what: "server.database_url",
+            url,
+            password_env: &s.database_password_env,
+            sslmode: s.database_sslmode,
+            sslrootcert: s.database_sslrootcert.clone(),
+            application_name: "oncall",
+            connect_timeout: Duration::from_secs(s.database_connect_timeout_s),
+            settings: vec![],
+        }
+        .prepare()
+        .map_err(|e| open_error(crate::policy::redact::redact(&e.to_string())))?;
+        let pool = target
+            .pool(
+                s.database_pool_max_size,
+                Duration::from_secs(s.database_pool_wait_timeout_s),
+            )
+            .map_err(|e| open_error(e.to_string()))?;
+        let store = PgStore {
+            pool,
+            target,
+            wait_s: s.database_pool_wait_timeout_s,
+        };
+        let mut first = store.client().await.map_err(|e| match e {
+            StoreError::Backend(reason) => open_error(reason),
+            other => other,
+        })?;
         let tx = first.transaction().await.map_err(backend)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_MIGRATE])
             .await
@@ -74,25 +102,42 @@ impl PgStore {
             .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
-        let mut pool = vec![Mutex::new(Some(first))];
-        for _ in 1..POOL {
-            pool.push(Mutex::new(None));
-        }
-        Ok(PgStore {
-            url: url.to_string(),
-            pool,
-            next: Default::default(),
-        })
+        drop(first);
+        Ok(store)
     }
 
-    /// A live connection from the pool (reconnecting a closed one).
-    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, StoreError> {
-        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.pool.len();
-        let mut slot = self.pool[i].lock().await;
-        if slot.as_ref().is_none_or(|c| c.is_closed()) {
-            *slot = Some(connect_one(&self.url).await?);
+    /// The pool, for `/metrics` (`pool="store"`).
+    pub fn pool_gauge(&self) -> PoolGauge {
+        PoolGauge {
+            name: "store".into(),
+            pool: self.pool.clone(),
         }
-        Ok(slot)
+    }
+
+    /// A live session from the pool (a closed one is replaced, not handed out). It derefs to
+    /// [`tokio_postgres::Client`] and goes back to the pool when dropped.
+    pub(crate) async fn client(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(|e| match e {
+            PoolError::Backend(e) => backend(
+                self.target
+                    .explain_tls(&e)
+                    .unwrap_or_else(|| describe(&e)),
+            ),
+            PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => backend(format!(
+                "all {} connections to the database stayed busy for {} s (raise [server] database_pool_max_size)",
+                self.pool.status().max_size,
+                self.wait_s
+            )),
+            PoolError::Timeout(_) => backend(format!(
+                "the database did not accept a connection within {} s",
+                self.target
+                    .config
+                    .get_connect_timeout()
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+            )),
+            other => backend(other),
+        })
     }
 
     async fn incidents(
@@ -100,8 +145,7 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Incident>, StoreError> {
-        let mut g = self.client().await?;
-        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        let c = self.client().await?;
         let rows = c.query(sql, params).await.map_err(backend)?;
         rows.iter()
             .map(|r| {
@@ -174,8 +218,7 @@ async fn append_in(
 #[async_trait]
 impl Store for PgStore {
     async fn create(&self, new: NewIncident) -> Result<(Incident, Event), StoreError> {
-        let mut g = self.client().await?;
-        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        let mut c = self.client().await?;
         let now = Utc::now();
         let day = now.format("%Y-%m-%d").to_string();
         let tx = c.transaction().await.map_err(backend)?;
@@ -210,8 +253,7 @@ impl Store for PgStore {
         actor: &str,
         data: Value,
     ) -> Result<Event, StoreError> {
-        let mut g = self.client().await?;
-        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(backend)?;
         let ev = append_in(&tx, incident, kind, actor, &data, Utc::now()).await?;
         tx.commit().await.map_err(backend)?;
@@ -224,8 +266,7 @@ impl Store for PgStore {
         after: i64,
         limit: i64,
     ) -> Result<Vec<Event>, StoreError> {
-        let mut g = self.client().await?;
-        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        let c = self.client().await?;
         let rows = c
             .query(
                 "SELECT seq, at, kind, actor, data FROM events
@@ -266,8 +307,7 @@ impl Store for PgStore {
         severity: Option<&str>,
         owner: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut g = self.client().await?;
-        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(backend)?;
         let n = tx
             .execute(
@@ -293,8 +333,7 @@ impl Store for PgStore {
     }
 
     async fn set_slack_thread(&self, id: &str, thread: &str) -> Result<(), StoreError> {
-        let mut g = self.client().await?;
-        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        let c = self.client().await?;
         c.execute(
             "UPDATE incidents SET slack_thread = $2 WHERE id = $1",
             &[&id, &thread],
@@ -330,8 +369,7 @@ impl Store for PgStore {
         grant: Grant,
         sha256_hex: &str,
     ) -> Result<(), StoreError> {
-        let mut g = self.client().await?;
-        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        let c = self.client().await?;
         c.execute(
             "INSERT INTO tokens (name, role, sha256, created_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (name) DO UPDATE SET role = excluded.role, sha256 = excluded.sha256,
@@ -344,8 +382,7 @@ impl Store for PgStore {
     }
 
     async fn token(&self, sha256_hex: &str) -> Result<Option<TokenHolder>, StoreError> {
-        let mut g = self.client().await?;
-        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        let c = self.client().await?;
         let row = c
             .query_opt(
                 "SELECT name, role FROM tokens WHERE sha256 = $1",
@@ -363,8 +400,7 @@ impl Store for PgStore {
     }
 
     async fn token_count(&self) -> Result<i64, StoreError> {
-        let mut g = self.client().await?;
-        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        let c = self.client().await?;
         Ok(c.query_one("SELECT COUNT(*) FROM tokens", &[])
             .await
             .map_err(backend)?
@@ -372,8 +408,7 @@ impl Store for PgStore {
     }
 
     async fn memory_put(&self, row: &super::MemoryRow) -> Result<(), StoreError> {
-        let mut g = self.client().await?;
-        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        let c = self.client().await?;
         c.execute(
             super::MEMORY_PUT,
             &[
@@ -390,8 +425,7 @@ impl Store for PgStore {
     }
 
     async fn memory_rows(&self) -> Result<Vec<super::MemoryRow>, StoreError> {
-        let mut g = self.client().await?;
-        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        let c = self.client().await?;
         let rows = c.query(super::MEMORY_ROWS, &[]).await.map_err(backend)?;
         rows.iter()
             .map(|r| {
@@ -407,8 +441,7 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut g = self.client().await?;
-        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        let c = self.client().await?;
         c.simple_query("SELECT 1").await.map_err(backend)?;
         Ok(())
     }

@@ -1,14 +1,19 @@
 //! `/metrics` in Prometheus text format: requests, investigations, tool calls and their
 //! latencies, tokens, approvals, open event streams, and requests refused before they did
 //! anything (a field too long, a caller at a cap, an address with too many wrong tokens):
-//! refusals are counted by reason and field, never copied.
+//! refusals are counted by reason and field, never copied. The PostgreSQL pools (the store's
+//! and each investigated database's) are read at each scrape: connections idle and in use, the
+//! size limit and the callers waiting.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -46,9 +51,71 @@ pub struct Metrics {
     pub refusals: Family<Labels, Counter>,
 }
 
+/// The PostgreSQL pools, read at each scrape.
+#[derive(Debug, Default)]
+struct Pools(Vec<crate::pg::PoolGauge>);
+
+impl Collector for Pools {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats: Vec<(&str, crate::pg::PoolStats)> = self
+            .0
+            .iter()
+            .map(|p| (p.name.as_str(), p.stats()))
+            .collect();
+        let mut gauge = |name: &str,
+                         help: &str,
+                         rows: Vec<(Labels, usize)>|
+         -> Result<(), std::fmt::Error> {
+            let mut family =
+                encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
+            for (labels, v) in rows {
+                ConstGauge::new(v as i64).encode(family.encode_family(&labels)?)?;
+            }
+            Ok(())
+        };
+        gauge(
+            "pg_pool_connections",
+            "PostgreSQL pool connections by pool (store, or a database's name) and state (idle, in_use)",
+            stats
+                .iter()
+                .flat_map(|(n, s)| {
+                    [("idle", s.idle), ("in_use", s.in_use)]
+                        .map(|(state, v)| (labels(&[("pool", n), ("state", state)]), v))
+                })
+                .collect(),
+        )?;
+        gauge(
+            "pg_pool_max",
+            "Largest number of connections a PostgreSQL pool may hold",
+            stats
+                .iter()
+                .map(|(n, s)| (labels(&[("pool", n)]), s.max))
+                .collect(),
+        )?;
+        gauge(
+            "pg_pool_waiting",
+            "Callers waiting for a connection from a PostgreSQL pool",
+            stats
+                .iter()
+                .map(|(n, s)| (labels(&[("pool", n)]), s.waiting))
+                .collect(),
+        )
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
+        Metrics::with_pools(vec![])
+    }
+}
+
+impl Metrics {
+    /// Every metric, with these PostgreSQL pools read at each scrape.
+    pub fn with_pools(pools: Vec<crate::pg::PoolGauge>) -> Self {
         let mut registry = Registry::with_prefix("oncall");
+        if !pools.is_empty() {
+            registry.register_collector(Box::new(Pools(pools)));
+        }
         let requests = Family::<Labels, Counter>::default();
         let request_seconds: Hist = Family::new_with_constructor(latency);
         let investigations = Family::<Labels, Counter>::default();

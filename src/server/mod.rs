@@ -198,7 +198,7 @@ impl AppState {
         operator_token: Option<&str>,
     ) -> Result<Arc<AppState>, ServerError> {
         let s = &config.server;
-        let store = crate::incidents::open(&s.store_url())
+        let (store, store_pool) = crate::incidents::open_configured(s)
             .await
             .map_err(|e| ServerError::Setup(e.to_string()))?;
         let audit_path = config
@@ -252,6 +252,7 @@ impl AppState {
             .replica
             .clone()
             .unwrap_or_else(|| sysinfo::System::host_name().unwrap_or_else(|_| "oncall".into()));
+        let pg_pools = registry.pg_pools();
         let rate = s.max_spans_per_s as f64;
         let slack = slack_bridge::Bridge::from_config(&config).map(Arc::new);
         let st = Arc::new(AppState {
@@ -261,7 +262,9 @@ impl AppState {
             store,
             desk,
             audit,
-            metrics: Arc::new(metrics::Metrics::default()),
+            metrics: Arc::new(metrics::Metrics::with_pools(
+                store_pool.into_iter().chain(pg_pools).collect(),
+            )),
             replica,
             notify: broadcast::channel(4096).0,
             running: RunningSet::new(),

@@ -26,6 +26,8 @@ pub struct Registry {
     spent: Mutex<HashSet<String>>,
     policy: Option<Arc<Policy>>,
     env: String,
+    /// The PostgreSQL pools the database tools share, for `/metrics`.
+    pg_pools: Vec<crate::pg::PoolGauge>,
 }
 
 impl Registry {
@@ -90,6 +92,7 @@ impl Registry {
     /// The built-in tools alone, with no policy.
     fn tools(config: Arc<Config>, store: Option<Arc<SpanStore>>) -> Registry {
         let dbs = Databases::from_config(&config);
+        let pg_pools = dbs.pools();
         let traces = Traces {
             store,
             default_window_s: config.traces.window_s,
@@ -97,7 +100,7 @@ impl Registry {
                 .map(Arc::new),
         };
         let prom = crate::collectors::prometheus::Prometheus::from_settings(&config.prometheus);
-        Registry::from_tools(vec![
+        let mut r = Registry::from_tools(vec![
             Box::new(crate::memory::tool::SimilarTool { memory: None }),
             Box::new(
                 crate::collectors::prometheus::instances::UseByInstanceTool {
@@ -133,7 +136,9 @@ impl Registry {
             Box::new(SignalProcess),
             Box::new(CancelBackend { dbs: dbs.clone() }),
             Box::new(TerminateBackend { dbs }),
-        ])
+        ]);
+        r.pg_pools = pg_pools;
+        r
     }
 
     /// This registry with `tool` in place of the tool of the same name (or added at the end).
@@ -161,7 +166,13 @@ impl Registry {
             spent: Mutex::new(HashSet::new()),
             policy: None,
             env: "production".into(),
+            pg_pools: vec![],
         }
+    }
+
+    /// The PostgreSQL pools the database tools share (one per configured database).
+    pub fn pg_pools(&self) -> Vec<crate::pg::PoolGauge> {
+        self.pg_pools.clone()
     }
 
     /// The same tools under another policy (replay registries keep the live one's policy).

@@ -36,15 +36,17 @@ pub mod statements;
 pub mod tables;
 
 use crate::config::{Config, PgSettings};
+use crate::pg::{ConnectError, PoolGauge, Prepared, Target};
+use deadpool_postgres::{Pool, PoolError};
 use regex::Regex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
 
 /// The marker that starts every statement oncall sends.
 pub const MARK: &str = "/* oncall */";
@@ -59,6 +61,9 @@ pub enum ProblemKind {
     NoSuchDatabase,
     TooManyConnections,
     MissingExtension,
+    /// TLS: a certificate that does not match or is not trusted, a server without TLS, a
+    /// missing root certificate file, or a server that wants TLS when sslmode is disable.
+    Tls,
     Timeout,
     PermissionDenied,
     QueryFailed,
@@ -102,6 +107,7 @@ impl<T> PgAnswer<T> {
                 | ProblemKind::NoSuchDatabase
                 | ProblemKind::TooManyConnections
                 | ProblemKind::NotConfigured
+                | ProblemKind::Tls
         );
         PgAnswer {
             database: database.into(),
@@ -112,22 +118,20 @@ impl<T> PgAnswer<T> {
     }
 }
 
-/// The configured databases, shared by the postgres tools, with one shared read-only connection
-/// per database: tokio-postgres pipelines concurrent queries over it, so parallel tool calls
-/// cost the database one slot, not one each (which matters most when slots run out).
+/// The configured databases, shared by the postgres tools, with one pool of read-only sessions
+/// per database (deadpool-postgres). A database that could not be reached is remembered for a
+/// few seconds, so parallel tools asking it fail at once instead of each waiting out the
+/// connect timeout.
 #[derive(Clone)]
 pub struct Databases {
     dbs: Arc<BTreeMap<String, PgSettings>>,
-    clients: Arc<tokio::sync::Mutex<BTreeMap<String, Conn>>>,
+    pools: Arc<BTreeMap<String, Result<Pool, PgProblem>>>,
+    down: Arc<std::sync::Mutex<BTreeMap<String, (PgProblem, Instant)>>>,
 }
 
-/// A shared connection, or a recent failure to make one (so parallel tools asking an unreachable
-/// database fail at once instead of each waiting out the connect timeout).
-#[derive(Clone)]
-enum Conn {
-    Up(Arc<Client>),
-    Down(PgProblem, std::time::Instant),
-}
+/// A pooled session; it derefs to [`tokio_postgres::Client`] and goes back to the pool when
+/// dropped.
+pub type PgClient = deadpool_postgres::Object;
 
 /// How long a failed connection attempt is remembered.
 const DOWN_FOR: Duration = Duration::from_secs(10);
@@ -150,11 +154,38 @@ fn problem(kind: ProblemKind, message: impl Into<String>, hint: impl Into<String
 }
 
 impl Databases {
+    /// One pool per configured database. Nothing connects yet; a database whose URL or TLS
+    /// settings are wrong answers every tool with that problem.
     pub fn from_config(c: &Config) -> Databases {
+        let pools = c
+            .postgres
+            .iter()
+            .map(|(name, s)| {
+                let pool = prepare(name, s, false).and_then(|p| {
+                    p.pool(s.pool_max_size, Duration::from_secs(s.pool_wait_timeout_s))
+                        .map_err(|e| connect_problem(name, s, false, e))
+                });
+                (name.clone(), pool)
+            })
+            .collect();
         Databases {
             dbs: Arc::new(c.postgres.clone()),
-            clients: Default::default(),
+            pools: Arc::new(pools),
+            down: Default::default(),
         }
+    }
+
+    /// The pools, named by database, for `/metrics`.
+    pub fn pools(&self) -> Vec<PoolGauge> {
+        self.pools
+            .iter()
+            .filter_map(|(name, p)| {
+                p.as_ref().ok().map(|pool| PoolGauge {
+                    name: name.clone(),
+                    pool: pool.clone(),
+                })
+            })
+            .collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -199,28 +230,57 @@ impl Databases {
         }
     }
 
-    /// The shared read-only connection to a database, opened on first use and again after it
-    /// closed.
-    pub async fn client(&self, name: &str, s: &PgSettings) -> Result<Arc<Client>, PgProblem> {
-        let mut clients = self.clients.lock().await;
-        match clients.get(name) {
-            Some(Conn::Up(c)) if !c.is_closed() => return Ok(c.clone()),
-            Some(Conn::Down(p, at)) if at.elapsed() < DOWN_FOR => return Err(p.clone()),
-            _ => {}
+    /// A read-only session from the database's pool: an idle one, else a new one (a closed
+    /// session is replaced, not handed out). When the database refuses new sessions because
+    /// its slots are taken, the caller waits for a session the pool already holds (up to
+    /// `pool_wait_timeout_s`), so parallel tools share the slots oncall has.
+    pub async fn client(&self, name: &str, s: &PgSettings) -> Result<PgClient, PgProblem> {
+        let pool = match self.pools.get(name) {
+            Some(Ok(p)) => p,
+            Some(Err(p)) => return Err(p.clone()),
+            None => {
+                return Err(problem(
+                    ProblemKind::NotConfigured,
+                    format!("no database named `{name}` is configured"),
+                    "add it under [postgres.<name>]",
+                ));
+            }
+        };
+        if let Ok(down) = self.down.lock()
+            && let Some((p, at)) = down.get(name)
+            && at.elapsed() < DOWN_FOR
+        {
+            return Err(p.clone());
         }
-        match connect(name, s, false).await {
-            Ok(c) => {
-                let c = Arc::new(c);
-                clients.insert(name.to_string(), Conn::Up(c.clone()));
-                Ok(c)
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(s.pool_wait_timeout_s);
+        loop {
+            let p = match pool.get().await {
+                Ok(c) => {
+                    if let Ok(mut down) = self.down.lock() {
+                        down.remove(name);
+                    }
+                    return Ok(c);
+                }
+                Err(e) => pool_problem(name, s, pool, &e),
+            };
+            let status = pool.status();
+            // Slots are taken, but the pool holds a session (or another caller may be opening
+            // one this moment): wait for it rather than fail.
+            if p.kind == ProblemKind::TooManyConnections
+                && (status.size > 0
+                    || (status.waiting > 0 && started.elapsed() < Duration::from_secs(2)))
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
             }
-            Err(p) => {
-                clients.insert(
-                    name.to_string(),
-                    Conn::Down(p.clone(), std::time::Instant::now()),
-                );
-                Err(p)
+            if status.size == 0 && p.kind != ProblemKind::Timeout {
+                if let Ok(mut down) = self.down.lock() {
+                    down.insert(name.to_string(), (p.clone(), Instant::now()));
+                }
             }
+            return Err(p);
         }
     }
 
@@ -240,75 +300,138 @@ impl Databases {
     }
 }
 
-/// Connects with oncall's session settings. `for_action` uses `action_url` when set.
-pub async fn connect(name: &str, s: &PgSettings, for_action: bool) -> Result<Client, PgProblem> {
+/// The session target of a database: the read-only role (`url`), or for `for_action` the
+/// action role (`action_url` when set), with oncall's session settings.
+fn prepare(name: &str, s: &PgSettings, for_action: bool) -> Result<Prepared, PgProblem> {
     let action = for_action && !s.action_url.trim().is_empty();
-    let (url, password_env) = if action {
+    let (what, url, password_env) = if action {
         let env = if s.action_password_env.is_empty() {
             &s.password_env
         } else {
             &s.action_password_env
         };
-        (&s.action_url, env)
+        (format!("postgres.{name}.action_url"), &s.action_url, env)
     } else {
-        (&s.url, &s.password_env)
+        (format!("postgres.{name}.url"), &s.url, &s.password_env)
     };
-    let mut cfg: tokio_postgres::Config = url.parse().map_err(|e| {
-        problem(
-            ProblemKind::QueryFailed,
-            format!("postgres.{name}.url cannot be parsed: {e}"),
-            "use postgres://user@host:5432/dbname",
-        )
-    })?;
-    if !password_env.is_empty() {
-        match std::env::var(password_env) {
-            Ok(p) => {
-                cfg.password(p);
-            }
-            Err(_) => {
-                return Err(problem(
-                    ProblemKind::AuthFailed,
-                    format!("the password variable {password_env} is not set"),
-                    format!(
-                        "export {password_env}=... or clear postgres.{name}.{}",
-                        if action && !s.action_password_env.is_empty() {
-                            "action_password_env"
-                        } else {
-                            "password_env"
-                        }
-                    ),
-                ));
-            }
-        }
+    Target {
+        what: &what,
+        url,
+        password_env,
+        sslmode: s.sslmode,
+        sslrootcert: s.sslrootcert.clone(),
+        application_name: "oncall",
+        connect_timeout: Duration::from_secs(s.connect_timeout_s),
+        settings: vec![
+            ("statement_timeout", s.statement_timeout_ms.to_string()),
+            (
+                "default_transaction_read_only",
+                if for_action { "off" } else { "on" }.to_string(),
+            ),
+        ],
     }
-    cfg.application_name("oncall")
-        .connect_timeout(Duration::from_secs(s.connect_timeout_s))
-        .options(format!(
-            "-c statement_timeout={} -c default_transaction_read_only={}",
-            s.statement_timeout_ms,
-            if for_action { "off" } else { "on" }
-        ));
-    let fut = cfg.connect(NoTls);
-    let (client, connection) =
-        tokio::time::timeout(Duration::from_secs(s.connect_timeout_s + 1), fut)
-            .await
-            .map_err(|_| {
-                problem(
-                    ProblemKind::Unreachable,
-                    format!(
-                        "database {name} did not accept a connection within {} s",
-                        s.connect_timeout_s
-                    ),
-                    "check host, port and network path",
-                )
-            })?
-            .map_err(|e| classify(name, s, &e))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!("postgres connection closed: {e}");
-        }
-    });
-    Ok(client)
+    .prepare()
+    .map_err(|e| connect_problem(name, s, action, e))
+}
+
+fn connect_problem(name: &str, s: &PgSettings, action: bool, e: ConnectError) -> PgProblem {
+    match e {
+        ConnectError::BadUrl { what, reason } => problem(
+            ProblemKind::QueryFailed,
+            format!("{what} cannot be parsed: {reason}"),
+            "use postgres://user@host:5432/dbname",
+        ),
+        ConnectError::PasswordUnset(var) => problem(
+            ProblemKind::AuthFailed,
+            format!("the password variable {var} is not set"),
+            format!(
+                "export {var}=... or clear postgres.{name}.{}",
+                if action && !s.action_password_env.is_empty() {
+                    "action_password_env"
+                } else {
+                    "password_env"
+                }
+            ),
+        ),
+        ConnectError::Tls(m) => problem(
+            ProblemKind::Tls,
+            format!("{name}: {m}"),
+            format!("fix postgres.{name}.sslmode / sslrootcert (or ?sslmode= in the URL)"),
+        ),
+        ConnectError::Pool(m) => problem(ProblemKind::QueryFailed, format!("{name}: {m}"), ""),
+    }
+}
+
+/// A failure to get a pooled session, with a fix.
+fn pool_problem(name: &str, s: &PgSettings, pool: &Pool, e: &PoolError) -> PgProblem {
+    match e {
+        PoolError::Backend(e) => classify_connect(name, s, false, e),
+        PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => problem(
+            ProblemKind::Timeout,
+            format!(
+                "{name}: all {} pooled connections stayed busy for {} s",
+                pool.status().max_size,
+                s.pool_wait_timeout_s
+            ),
+            format!(
+                "the tools hold every connection: raise postgres.{name}.pool_max_size or pool_wait_timeout_s"
+            ),
+        ),
+        PoolError::Timeout(_) => problem(
+            ProblemKind::Unreachable,
+            format!(
+                "database {name} did not accept a connection within {} s",
+                s.connect_timeout_s
+            ),
+            "check host, port and network path",
+        ),
+        other => problem(
+            ProblemKind::QueryFailed,
+            format!("{name}: {other}"),
+            "see the PostgreSQL log for details",
+        ),
+    }
+}
+
+/// A failure to open a session: TLS in clear words when TLS caused it, else [`classify`].
+fn classify_connect(
+    name: &str,
+    s: &PgSettings,
+    for_action: bool,
+    e: &tokio_postgres::Error,
+) -> PgProblem {
+    if let Ok(p) = prepare(name, s, for_action)
+        && let Some(m) = p.explain_tls(e)
+    {
+        return problem(
+            ProblemKind::Tls,
+            format!("{name}: {m}"),
+            format!("fix postgres.{name}.sslmode / sslrootcert, or the server's certificate"),
+        );
+    }
+    classify(name, s, e)
+}
+
+/// One session outside the pool, with oncall's session settings: the backend actions
+/// (`for_action`: `action_url` when set, not read-only) and EXPLAIN in its own transaction.
+pub async fn connect(name: &str, s: &PgSettings, for_action: bool) -> Result<Client, PgProblem> {
+    let target = prepare(name, s, for_action)?;
+    tokio::time::timeout(
+        Duration::from_secs(s.connect_timeout_s + 1),
+        target.connect(),
+    )
+    .await
+    .map_err(|_| {
+        problem(
+            ProblemKind::Unreachable,
+            format!(
+                "database {name} did not accept a connection within {} s",
+                s.connect_timeout_s
+            ),
+            "check host, port and network path",
+        )
+    })?
+    .map_err(|e| classify_connect(name, s, for_action, &e))
 }
 
 /// Turns a driver error into a problem with a fix.
@@ -471,7 +594,7 @@ pub fn tables_in(query: &str) -> Vec<String> {
 /// problem. The common path of every postgres read tool.
 pub async fn ask<T, F, Fut>(dbs: &Databases, database: Option<&str>, f: F) -> PgAnswer<T>
 where
-    F: FnOnce(Arc<Client>, PgSettings) -> Fut,
+    F: FnOnce(PgClient, PgSettings) -> Fut,
     Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
 {
     let (name, s) = match dbs.resolve(database) {

@@ -78,7 +78,10 @@ pub fn judge(category: Category, e: &DbEvidence, th: &Thresholds) -> Result<Find
     if let Some(p) = e.connections.as_ref().and_then(|(_, a)| a.problem.as_ref())
         && matches!(
             p.kind,
-            ProblemKind::AuthFailed | ProblemKind::NoSuchDatabase | ProblemKind::NotConfigured
+            ProblemKind::AuthFailed
+                | ProblemKind::NoSuchDatabase
+                | ProblemKind::NotConfigured
+                | ProblemKind::Tls
         )
     {
         return Err(format!("{} ({})", p.message, p.hint));

@@ -4,6 +4,7 @@
 
 pub mod pg;
 pub mod prom;
+pub mod serve;
 pub mod server;
 
 use serde_json::Value;

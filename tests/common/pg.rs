@@ -2,6 +2,10 @@
 //! `postgres` user when the tests run as root, since initdb refuses root), a free loopback port,
 //! `shared_preload_libraries = 'pg_stat_statements'`, and `pg_ctl stop` in Drop, so the cluster
 //! stops even when the test fails. Nothing outside the temporary directory is touched.
+//!
+//! [`Pg::start_tls`] turns TLS on with a certificate made in the test ([`TestCa`]: a CA and a
+//! server certificate for the names asked for), optionally accepting TCP sessions only over
+//! TLS (`hostssl` in pg_hba.conf).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -14,6 +18,48 @@ pub struct Pg {
     pub port: u16,
     bin: PathBuf,
     running: bool,
+}
+
+/// A certificate authority made in the test, and a server certificate it signed.
+pub struct TestCa {
+    /// The CA certificate (PEM), as a client's `sslrootcert`.
+    pub ca_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+}
+
+impl TestCa {
+    /// A CA and a server certificate naming `names` (DNS names, or IP addresses).
+    pub fn new(names: &[&str]) -> TestCa {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+        };
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "oncall test CA");
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().expect("server key");
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("server params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, names.first().copied().unwrap_or("db"));
+        let cert = params.signed_by(&key, &issuer).expect("server certificate");
+        TestCa {
+            ca_pem: ca_cert.pem(),
+            server_cert_pem: cert.pem(),
+            server_key_pem: key.serialize_pem(),
+        }
+    }
 }
 
 fn bin_dir() -> PathBuf {
@@ -57,6 +103,25 @@ impl Pg {
 
     /// Starts a cluster with `max_connections` and the `oncall` (pg_monitor) role and `app` db.
     pub fn start(max_connections: u32) -> Pg {
+        Pg::start_with(max_connections, None, false)
+    }
+
+    /// Starts a cluster with `ssl = on` and the server certificate of `ca`; with `ssl_only`,
+    /// pg_hba.conf accepts TCP sessions only over TLS (`hostssl`). The files are the
+    /// `postgres` user's, the key mode 0600.
+    pub fn start_tls(ca: &TestCa, ssl_only: bool) -> Pg {
+        Pg::start_with(50, Some(ca), ssl_only)
+    }
+
+    /// The CA certificate of a [`TestCa`] written into the cluster's directory (readable by
+    /// all), for `sslrootcert`.
+    pub fn write_file(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).expect("write file");
+        path
+    }
+
+    fn start_with(max_connections: u32, tls: Option<&TestCa>, ssl_only: bool) -> Pg {
         let dir = tempfile::Builder::new()
             .prefix("oncall-pg")
             .tempdir()
@@ -111,6 +176,37 @@ impl Pg {
         let conf_path = Path::new(&data).join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf_path).expect("postgresql.conf");
         text.push_str(&conf);
+        if let Some(ca) = tls {
+            use std::os::unix::fs::PermissionsExt;
+            let cert = Path::new(&data).join("server.crt");
+            let key = Path::new(&data).join("server.key");
+            std::fs::write(&cert, &ca.server_cert_pem).expect("server.crt");
+            std::fs::write(&key, &ca.server_key_pem).expect("server.key");
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod server.key");
+            if super::is_root() {
+                let st = Command::new("chown")
+                    .arg("postgres:")
+                    .arg(&cert)
+                    .arg(&key)
+                    .status()
+                    .expect("chown");
+                assert!(st.success());
+            }
+            text.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        }
+        if ssl_only {
+            let hba_path = Path::new(&data).join("pg_hba.conf");
+            let hba = std::fs::read_to_string(&hba_path).expect("pg_hba.conf");
+            let hba: String = hba
+                .lines()
+                .map(|l| match l.strip_prefix("host ") {
+                    Some(rest) => format!("hostssl {rest}\n"),
+                    None => format!("{l}\n"),
+                })
+                .collect();
+            std::fs::write(&hba_path, hba).expect("write pg_hba.conf");
+        }
         std::fs::write(&conf_path, text).expect("write postgresql.conf");
         let log = pg.dir.path().join("log").display().to_string();
         let out = pg.run(
@@ -159,6 +255,47 @@ impl Pg {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Runs a SQL file with psql as the superuser over the socket, with psql variables
+    /// (`-v name=value`); returns (success, stdout + stderr).
+    pub fn psql_file(&self, db: &str, file: &Path, vars: &[(&str, &str)]) -> (bool, String) {
+        let sock = self.dir.path().display().to_string();
+        let port = self.port.to_string();
+        let file = file.display().to_string();
+        let mut args: Vec<String> = [
+            "-h",
+            &sock,
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-X",
+            "-q",
+            "-f",
+            &file,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for (k, v) in vars {
+            args.push("-v".into());
+            args.push(format!("{k}={v}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.run("psql", &args);
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
     }
 
     /// A URL for a role on a database over TCP.

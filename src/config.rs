@@ -1138,15 +1138,15 @@ impl Config {
             }
         }
         let sv = &self.server;
-        if let Some(url) = &sv.database_url {
-            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                check_tls(
-                    "server.database_url",
-                    url,
-                    sv.database_sslmode,
-                    sv.database_sslrootcert.as_deref(),
-                )?;
-            }
+        if let Some(url) = &sv.database_url
+            && (url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            check_tls(
+                "server.database_url",
+                url,
+                sv.database_sslmode,
+                sv.database_sslrootcert.as_deref(),
+            )?;
         }
         if !(1..=100).contains(&sv.database_pool_max_size)
             || !(1..=300).contains(&sv.database_pool_wait_timeout_s)
@@ -1337,6 +1337,49 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/oncall.toml"));
+    }
+
+    #[test]
+    fn libpq_tls_parameters_come_off_the_url_and_must_agree_with_the_settings() {
+        let (url, mode, root) = split_tls_params(
+            "postgres://u@db:5432/app?application_name=x&sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem",
+        )
+        .unwrap();
+        assert_eq!(url, "postgres://u@db:5432/app?application_name=x");
+        assert_eq!(mode, Some(SslMode::VerifyFull));
+        assert_eq!(root, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(
+            split_tls_params("postgres://u@db/app?sslmode=verify-ca").unwrap(),
+            ("postgres://u@db/app".into(), Some(SslMode::VerifyCa), None)
+        );
+        assert!(
+            split_tls_params("postgres://u@db/app?sslmode=strict")
+                .unwrap_err()
+                .contains("sslmode=strict")
+        );
+        Jail::expect_with(|jail| {
+            let msg = load_in_jail(
+                jail,
+                Some("[postgres.app]\nurl = \"postgres://u@db/app?sslmode=require\"\nsslmode = \"verify-full\"\nsslrootcert = \"/ca.pem\"\n"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(msg.contains("keep one"), "{msg}");
+            let msg = load_in_jail(
+                jail,
+                Some("[server]\ndatabase_url = \"postgres://u@db/oncall\"\ndatabase_sslmode = \"verify-ca\"\n"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(msg.contains("needs sslrootcert"), "{msg}");
+            let c = load_in_jail(
+                jail,
+                Some("[postgres.app]\nurl = \"postgres://u@db/app\"\nsslmode = \"verify-full\"\nsslrootcert = \"/ca.pem\"\n"),
+            )
+            .unwrap();
+            assert_eq!(c.postgres["app"].sslmode, Some(SslMode::VerifyFull));
+            Ok(())
+        });
     }
 
     #[test]

@@ -275,10 +275,11 @@ impl Databases {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
-            if status.size == 0 && p.kind != ProblemKind::Timeout {
-                if let Ok(mut down) = self.down.lock() {
-                    down.insert(name.to_string(), (p.clone(), Instant::now()));
-                }
+            if status.size == 0
+                && p.kind != ProblemKind::Timeout
+                && let Ok(mut down) = self.down.lock()
+            {
+                down.insert(name.to_string(), (p.clone(), Instant::now()));
             }
             return Err(p);
         }

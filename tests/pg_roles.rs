@@ -303,6 +303,22 @@ fn the_docs_point_at_the_roles_file_and_their_configs_load() {
         drop(c);
     }
     assert!(blocks >= 2, "docs/postgres.md has its config examples");
+    // The README's PostgreSQL example (TLS and pool settings) loads too.
+    let pg_block = readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains("[postgres.app]"))
+        .expect("the README's [postgres.app] example");
+    assert!(pg_block.contains("sslmode") && pg_block.contains("pool_max_size"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("oncall.toml");
+    std::fs::write(&file, pg_block).expect("write");
+    Config::load_from(
+        Some(&file),
+        figment::providers::Env::prefixed("ONCALL_TEST_NONE_"),
+    )
+    .unwrap_or_else(|e| panic!("README's [postgres.app] block does not load: {e}"));
     // The psql command in the docs names the variables the file uses.
     for var in ["monitor_password", "actions_password", "store_password"] {
         assert!(sql.contains(&format!(":'{var}'")), "{var}");

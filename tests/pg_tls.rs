@@ -117,6 +117,15 @@ async fn collectors_follow_libpqs_sslmodes_and_say_why_a_session_fails() {
         "1 true",
         "one pooled session, encrypted"
     );
+    // A pooled session that dies (terminated here) is replaced, not handed out.
+    pg.sql(
+        "postgres",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'oncall'",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let a = connections(&reg).await;
+    assert!(a.data.is_some(), "a new session: {:?}", a.problem);
+    assert_eq!(oncall_sessions_ssl(&pg, "app"), "1 true");
     drop(reg);
     // The same from the URL alone, as libpq users write it.
     let in_url = format!(
@@ -318,6 +327,16 @@ async fn serve_keeps_its_store_and_reads_databases_over_verified_tls() {
         oncall_sessions_ssl(&pg, "app").ends_with(" true"),
         "the tools' sessions are encrypted"
     );
+    // The store's sessions die (terminated here): the pool replaces them.
+    pg.sql(
+        "postgres",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'incidents'",
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (s, body) = srv.get("/api/v1/incidents").await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = srv.get("/readyz").await;
+    assert_eq!(s, 200, "{body}");
     drop(srv);
 
     // The store at a name its certificate does not hold: a startup error that says so.

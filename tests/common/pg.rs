@@ -113,8 +113,8 @@ impl Pg {
         Pg::start_with(50, Some(ca), ssl_only)
     }
 
-    /// The CA certificate of a [`TestCa`] written into the cluster's directory (readable by
-    /// all), for `sslrootcert`.
+    /// A file written into the cluster's temporary directory (readable by the `postgres`
+    /// user): a CA certificate for `sslrootcert`, a SQL file for psql.
     pub fn write_file(&self, name: &str, contents: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         std::fs::write(&path, contents).expect("write file");

@@ -8,9 +8,9 @@
 -- extension is created there; repeat `CREATE EXTENSION` in every other investigated database):
 --
 --   psql -d app -v ON_ERROR_STOP=1 \
---        -v monitor_password="$ONCALL_PG_PASSWORD" \
---        -v actions_password="$ONCALL_PG_ACTIONS_PASSWORD" \
---        -v store_password="$ONCALL_STORE_PASSWORD" \
+--        -v monitor_password="$PG_MONITOR_PASSWORD" \
+--        -v actions_password="$PG_ACTIONS_PASSWORD" \
+--        -v store_password="$PG_STORE_PASSWORD" \
 --        -f docs/postgres-roles.sql
 --
 -- Optional variables: -v store_database=NAME (default oncall), -v explain=1 to let the

@@ -212,12 +212,20 @@ async fn each_role_can_do_its_job_and_nothing_else() {
 
     // The store, as oncall_store, under `oncall serve`: migrations make its tables.
     let data = tempfile::tempdir().expect("tempdir");
+    // The password comes from the variable docs/postgres.md names, not from the URL.
     let srv = Serve::start(
         data.path(),
-        &[(
-            "ONCALL_SERVER__DATABASE_URL",
-            url(&pg, "oncall_store", STORE_PW, "oncall"),
-        )],
+        &[
+            (
+                "ONCALL_SERVER__DATABASE_URL",
+                format!("postgres://oncall_store@127.0.0.1:{}/oncall", pg.port),
+            ),
+            (
+                "ONCALL_SERVER__DATABASE_PASSWORD_ENV",
+                "PG_STORE_PASSWORD".to_string(),
+            ),
+            ("PG_STORE_PASSWORD", STORE_PW.to_string()),
+        ],
     )
     .await
     .expect("oncall serve with the store role");

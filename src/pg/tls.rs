@@ -129,7 +129,14 @@ impl Tls {
                 let names = match rustls_error {
                     rustls::Error::InvalidCertificate(
                         CertificateError::NotValidForNameContext { presented, .. },
-                    ) => format!(" (it names {})", presented.join(", ")),
+                    ) => format!(
+                        " (it names {})",
+                        presented
+                            .iter()
+                            .map(|n| bare_name(n))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                     _ => String::new(),
                 };
                 format!(
@@ -148,6 +155,15 @@ impl Tls {
             other => format!("the TLS handshake with {host} failed: {other}"),
         })
     }
+}
+
+/// A name as webpki presents it (`DnsName("db")`, `IpAddress(10.0.0.5)`), without the wrapper.
+fn bare_name(presented: &str) -> &str {
+    presented
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .map(|n| n.trim_matches('"'))
+        .unwrap_or(presented)
 }
 
 /// The errors behind an error, outermost first.
@@ -277,5 +293,38 @@ impl ServerCertVerifier for ChainOnly {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presented_names_lose_webpkis_wrapper() {
+        assert_eq!(bare_name("DnsName(\"db.internal\")"), "db.internal");
+        assert_eq!(bare_name("IpAddress(10.0.0.5)"), "10.0.0.5");
+        assert_eq!(bare_name("db"), "db");
+    }
+
+    #[test]
+    fn a_verify_mode_without_a_root_certificate_is_refused_before_connecting() {
+        let e = Tls {
+            mode: SslMode::VerifyFull,
+            rootcert: None,
+        }
+        .connector()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(e.contains("needs sslrootcert"), "{e}");
+        assert!(
+            Tls {
+                mode: SslMode::Require,
+                rootcert: None
+            }
+            .connector()
+            .is_ok()
+        );
     }
 }

@@ -806,3 +806,64 @@ async fn explain_analyze_runs_reads_as_the_monitoring_role_read_only_and_within_
     );
     assert!(monitoring_log(&pg).contains("BEGIN READ ONLY"));
 }
+
+/// A database that accepts TCP but never answers (a hung server): parallel tools all give up at
+/// the connect timeout, together, and the next call fails at once from the remembered failure
+/// instead of waiting again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_database_fails_parallel_tools_together_and_then_at_once() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = vec![];
+        while let Ok((s, _)) = listener.accept().await {
+            open.push(s);
+        }
+    });
+    let reg = Arc::new(registry_for(PgSettings {
+        url: format!("postgres://oncall:x@127.0.0.1:{port}/app"),
+        connect_timeout_s: 1,
+        ..Default::default()
+    }));
+    let t0 = std::time::Instant::now();
+    let calls: Vec<_> = [
+        "postgres.activity",
+        "postgres.connections",
+        "postgres.blocking",
+        "postgres.activity",
+        "postgres.connections",
+        "postgres.blocking",
+    ]
+    .into_iter()
+    .map(|tool| {
+        let reg = reg.clone();
+        tokio::spawn(async move { reg.call(tool, json!({}), None).await })
+    })
+    .collect();
+    for c in calls {
+        let (kind, msg) = problem(&c.await.unwrap().unwrap());
+        assert_eq!(kind, ProblemKind::Unreachable, "{msg}");
+    }
+    let together = t0.elapsed();
+    assert!(
+        together < Duration::from_millis(3500),
+        "six parallel tools gave up together, not one after another: {together:?}"
+    );
+    let t1 = std::time::Instant::now();
+    let (kind, msg) = problem(
+        &reg.call("postgres.activity", json!({}), None)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(kind, ProblemKind::Unreachable, "{msg}");
+    assert!(
+        t1.elapsed() < Duration::from_millis(500),
+        "the remembered failure answers at once: {:?}",
+        t1.elapsed()
+    );
+    eprintln!(
+        "hung database: 6 parallel tools in {together:?}, the next in {:?}",
+        t1.elapsed()
+    );
+    held.abort();
+}

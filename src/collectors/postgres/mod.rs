@@ -127,6 +127,8 @@ pub struct Databases {
     dbs: Arc<BTreeMap<String, PgSettings>>,
     pools: Arc<BTreeMap<String, Result<Pool, PgProblem>>>,
     down: Arc<std::sync::Mutex<BTreeMap<String, (PgProblem, Instant)>>>,
+    /// Held by the caller that opens a pool's first session while the others wait for it.
+    opening: Arc<BTreeMap<String, tokio::sync::Mutex<()>>>,
 }
 
 /// A pooled session; it derefs to [`tokio_postgres::Client`] and goes back to the pool when
@@ -172,7 +174,21 @@ impl Databases {
             dbs: Arc::new(c.postgres.clone()),
             pools: Arc::new(pools),
             down: Default::default(),
+            opening: Arc::new(
+                c.postgres
+                    .keys()
+                    .map(|k| (k.clone(), tokio::sync::Mutex::new(())))
+                    .collect(),
+            ),
         }
+    }
+
+    /// A recent failure to reach a database, if there is one.
+    fn remembered(&self, name: &str) -> Option<PgProblem> {
+        let down = self.down.lock().ok()?;
+        down.get(name)
+            .filter(|(_, at)| at.elapsed() < DOWN_FOR)
+            .map(|(p, _)| p.clone())
     }
 
     /// The pools, named by database, for `/metrics`.
@@ -246,11 +262,17 @@ impl Databases {
                 ));
             }
         };
-        if let Ok(down) = self.down.lock()
-            && let Some((p, at)) = down.get(name)
-            && at.elapsed() < DOWN_FOR
-        {
-            return Err(p.clone());
+        if let Some(p) = self.remembered(name) {
+            return Err(p);
+        }
+        // While the pool holds no session, one caller opens the first and the others wait for
+        // its outcome: an unreachable database costs one connect timeout, not one per tool.
+        let _first = match (pool.status().size, self.opening.get(name)) {
+            (0, Some(lock)) => Some(lock.lock().await),
+            _ => None,
+        };
+        if let Some(p) = self.remembered(name) {
+            return Err(p);
         }
         let started = Instant::now();
         let deadline = started + Duration::from_secs(s.pool_wait_timeout_s);

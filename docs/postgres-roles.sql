@@ -1,6 +1,6 @@
 -- oncall's PostgreSQL roles, least privilege: one role per job.
 --
---   oncall_monitor  the collectors (url):        pg_monitor, read-only sessions, no table access
+--   oncall  the collectors (url):        pg_monitor, read-only sessions, no table access
 --   oncall_actions  cancel/terminate (action_url): pg_signal_backend, nothing else
 --   oncall_store    the incident store ([server] database_url): owns oncall's own database only
 --
@@ -8,9 +8,9 @@
 -- extension is created there; repeat `CREATE EXTENSION` in every other investigated database):
 --
 --   psql -d app -v ON_ERROR_STOP=1 \
---        -v monitor_password="$PG_MONITOR_PASSWORD" \
---        -v actions_password="$PG_ACTIONS_PASSWORD" \
---        -v store_password="$PG_STORE_PASSWORD" \
+--        -v monitor_password="$ONCALL_PG_PASSWORD" \
+--        -v actions_password="$ONCALL_PG_ACTIONS_PASSWORD" \
+--        -v store_password="$ONCALL_STORE_PASSWORD" \
 --        -f docs/postgres-roles.sql
 --
 -- Optional variables: -v store_database=NAME (default oncall), -v explain=1 to let the
@@ -27,10 +27,10 @@
 -- pg_stat_statements, pg_locks, settings) through pg_monitor. oncall also sets
 -- default_transaction_read_only = on in each of its sessions; the role has no table
 -- privileges to write with anyway.
-CREATE ROLE oncall_monitor LOGIN PASSWORD :'monitor_password';
-GRANT pg_monitor TO oncall_monitor;
+CREATE ROLE oncall LOGIN PASSWORD :'monitor_password';
+GRANT pg_monitor TO oncall;
 \if :{?explain}
-GRANT pg_read_all_data TO oncall_monitor;
+GRANT pg_read_all_data TO oncall;
 \endif
 
 -- The approved live actions: pg_cancel_backend and pg_terminate_backend of non-superuser

@@ -1177,8 +1177,8 @@ impl Config {
     }
 }
 
-/// The TLS settings of one URL agree with the fields beside it: a mode known to libpq, the
-/// same mode and root certificate where both say one, and a root certificate for `verify-*`.
+/// The TLS settings of one URL agree with the fields beside it: a mode known to libpq, and the
+/// same mode and root certificate where both say one.
 fn check_tls(
     what: &str,
     url: &str,
@@ -1202,15 +1202,8 @@ fn check_tls(
             b.display()
         )));
     }
-    let mode = mode.or(url_mode).unwrap_or(SslMode::Prefer);
-    if matches!(mode, SslMode::VerifyCa | SslMode::VerifyFull)
-        && rootcert.is_none()
-        && url_root.is_none()
-    {
-        return Err(ConfigError::Invalid(format!(
-            "{what}: sslmode {mode} needs sslrootcert, the CA certificate (PEM) that signed the server's certificate"
-        )));
-    }
+    // A verify mode without a root certificate is refused when connecting (each setting may
+    // come from its own layer: the file, then one variable at a time).
     Ok(())
 }
 
@@ -1365,13 +1358,6 @@ mod tests {
             .unwrap_err()
             .to_string();
             assert!(msg.contains("keep one"), "{msg}");
-            let msg = load_in_jail(
-                jail,
-                Some("[server]\ndatabase_url = \"postgres://u@db/oncall\"\ndatabase_sslmode = \"verify-ca\"\n"),
-            )
-            .unwrap_err()
-            .to_string();
-            assert!(msg.contains("needs sslrootcert"), "{msg}");
             let c = load_in_jail(
                 jail,
                 Some("[postgres.app]\nurl = \"postgres://u@db/app\"\nsslmode = \"verify-full\"\nsslrootcert = \"/ca.pem\"\n"),

@@ -257,37 +257,40 @@ impl Pg {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    /// Runs a SQL file with psql as the superuser over the socket, with psql variables
-    /// (`-v name=value`); returns (success, stdout + stderr).
-    pub fn psql_file(&self, db: &str, file: &Path, vars: &[(&str, &str)]) -> (bool, String) {
-        let sock = self.dir.path().display().to_string();
-        let port = self.port.to_string();
-        let file = file.display().to_string();
-        let mut args: Vec<String> = [
-            "-h",
-            &sock,
-            "-p",
-            &port,
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-X",
-            "-q",
-            "-f",
-            &file,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for (k, v) in vars {
-            args.push("-v".into());
-            args.push(format!("{k}={v}"));
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = self.run("psql", &args);
+    /// Runs a shell command line as the `postgres` user (when the tests run as root) in `cwd`,
+    /// with PostgreSQL's client tools on PATH, PGHOST, PGPORT and PGUSER pointing at this
+    /// cluster as the superuser, and `env` added; returns (success, stdout + stderr).
+    pub fn shell(&self, line: &str, cwd: &Path, env: &[(&str, &str)]) -> (bool, String) {
+        let mut vars: Vec<(String, String)> = vec![
+            (
+                "PATH".into(),
+                format!(
+                    "{}:{}",
+                    self.bin.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            ),
+            ("PGHOST".into(), self.dir.path().display().to_string()),
+            ("PGPORT".into(), self.port.to_string()),
+            ("PGUSER".into(), "postgres".into()),
+        ];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut cmd = if super::is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", "env"]);
+            c.args(vars.iter().map(|(k, v)| format!("{k}={v}")));
+            c.args(["sh", "-c", line]);
+            c
+        } else {
+            let mut c = Command::new("sh");
+            c.args(["-c", line]).envs(vars);
+            c
+        };
+        let out = cmd
+            .current_dir(cwd)
+            .env_remove("PGDATA")
+            .output()
+            .unwrap_or_else(|e| panic!("run {line}: {e}"));
         (
             out.status.success(),
             format!(

@@ -3,7 +3,9 @@
 //! oncall turns the incident protocol (Detect -> Triage -> Stabilize -> Diagnose -> Fix ->
 //! Post-mortem) into software. The map of the crate, one line per module:
 //!
-//! - [`config`]: layered settings: built-in defaults -> `oncall.toml` -> `ONCALL_*` env.
+//! - [`cli`]: the command line's shape (clap); `src/main.rs` runs it.
+//! - [`config`]: layered settings: built-in defaults -> `oncall.toml` -> `ONCALL_*` env;
+//!   [`config::check`] explains the effective settings with secrets masked.
 //! - [`taxonomy`]: the root-cause categories every hypothesis and eval case uses.
 //! - [`tool`]: the Tool contract (`area.verb`, schemars-typed args, risk class, evidence output)
 //!   and the one ordered [`tool::Registry`], which refuses unapproved risky calls.
@@ -57,6 +59,7 @@
 
 pub mod actions;
 pub mod agent;
+pub mod cli;
 pub mod collectors;
 pub mod config;
 pub mod eval;

@@ -218,3 +218,60 @@ fn dry_run_shows_the_argv_and_refuses_injection() {
     assert_eq!(code, 2);
     assert!(err.contains("no dry run"), "{err}");
 }
+
+/// `oncall config check`: a misspelt setting stops it with one line naming the variable; a name
+/// one underscore short of a setting is a warning naming the setting; a secret's value is never
+/// printed, only whether its variable is set.
+#[test]
+fn config_check_names_bad_variables_and_never_prints_secrets() {
+    let (code, _, err) = oncall(&["config", "check"], &[("ONCALL_HOST__WINDOWMS", "500")]);
+    one_line_error(code, &err);
+    assert!(err.contains("windowms"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("oncall.toml");
+    std::fs::write(
+        &path,
+        "[postgres.app]\nurl = \"postgres://oncall:inline-secret@db/app\"\npassword_env = \"ONCALL_PG_PASSWORD\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = oncall(
+        &["--config", path.to_str().unwrap(), "config", "check"],
+        &[
+            ("ONCALL_PG_PASSWORD", "env-secret-value"),
+            ("ONCALL_HOST_WINDOW_MS", "500"),
+            ("ONCALL_HOST__TOP_PROCESSES", "7"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(
+            "ONCALL_HOST_WINDOW_MS is not a setting; did you mean ONCALL_HOST__WINDOW_MS?"
+        ),
+        "{err}"
+    );
+    assert!(
+        !out.contains("inline-secret") && !out.contains("env-secret-value"),
+        "{out}"
+    );
+    assert!(
+        out.contains("postgres.app.url = \"postgres://oncall:****@db/app\""),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("host.top_processes = 7")
+            && l.ends_with("# env ONCALL_HOST__TOP_PROCESSES")),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(
+            |l| l.starts_with("postgres.app.password_env = \"ONCALL_PG_PASSWORD\"")
+                && l.contains("the variable is set")
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("ONCALL_PG_PASSWORD: named by postgres.app.password_env"),
+        "{out}"
+    );
+}

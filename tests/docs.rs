@@ -402,9 +402,11 @@ fn check_command(words: &[String], inline: bool, tests: &str) -> Option<String> 
                 "bench" => names_after(&words, "--bench", |n| {
                     root().join("benches").join(format!("{n}.rs")).exists()
                 }),
-                "nextest" | "test" => names_after(&words, "--test", |n| {
-                    root().join("tests").join(format!("{n}.rs")).exists()
-                }),
+                "nextest" | "test" if words.iter().any(|w| w == "--test") => {
+                    names_after(&words, "--test", |n| {
+                        root().join("tests").join(format!("{n}.rs")).exists()
+                    })
+                }
                 "+nightly" if words.get(2).is_some_and(|w| w == "fuzz") => {
                     let target = words.get(4)?;
                     let exists = root()
@@ -413,7 +415,7 @@ fn check_command(words: &[String], inline: bool, tests: &str) -> Option<String> 
                         .exists();
                     (!exists).then(|| format!("no fuzz target {target}"))
                 }
-                "fmt" | "clippy" => {
+                "fmt" | "clippy" | "nextest" | "test" => {
                     let text = words.join(" ");
                     let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap_or_default();
                     (!ci.contains(&text)).then(|| "not what .ci/run runs".into())

@@ -103,11 +103,14 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    // Log lines pass the same redactor as prompts, in either format.
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        // Log lines pass the same redactor as prompts.
-        .with_writer(|| oncall::policy::redact::RedactingStderr)
-        .init();
+        .with_writer(|| oncall::policy::redact::RedactingStderr);
+    match config.log_format {
+        oncall::config::LogFormat::Text => logs.init(),
+        oncall::config::LogFormat::Json => logs.json().init(),
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

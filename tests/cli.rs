@@ -275,3 +275,53 @@ fn config_check_names_bad_variables_and_never_prints_secrets() {
         "{out}"
     );
 }
+
+/// `log_format = "json"`: every line `oncall serve` writes on stderr is one JSON object a log
+/// pipeline can read, the listening line included.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = std::process::Command::new(ONCALL)
+        .arg("serve")
+        .env_remove("ONCALL_CONFIG")
+        .env("ONCALL_TOKEN", "operator-json-logs")
+        .env("ONCALL_LOG", "info")
+        .env("ONCALL_LOG_FORMAT", "json")
+        .env("ONCALL_SERVER__DATA_DIR", dir.path())
+        .env("ONCALL_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = vec![];
+    for line in std::io::BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+    {
+        let done = line.contains("listening");
+        lines.push(line);
+        if done || lines.len() > 200 {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let listening = lines
+        .iter()
+        .find(|l| l.contains("listening"))
+        .expect("a listening line");
+    for l in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
+    }
+    let v: serde_json::Value = serde_json::from_str(listening).unwrap();
+    assert_eq!(
+        v["fields"]["address"],
+        format!("127.0.0.1:{port}"),
+        "{listening}"
+    );
+}

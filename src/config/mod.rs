@@ -28,12 +28,25 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// How log lines are written on stderr.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line: timestamp, level, target, message and fields.
+    Json,
+}
+
 /// All of oncall's settings. `Config::default()` is the embedded default.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Log filter for stderr (`error`, `warn`, `info`, `debug`, or a tracing directive).
     pub log: String,
+    /// Log lines as `text` (for people) or `json` (one object per line, for a log pipeline).
+    pub log_format: LogFormat,
     /// How the host collectors sample.
     pub host: HostSettings,
     /// Where a signal stops being normal, and how sure the board must be.
@@ -358,6 +371,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             log: "warn".into(),
+            log_format: LogFormat::Text,
             host: HostSettings::default(),
             thresholds: Thresholds::default(),
             policy: PolicySettings::default(),

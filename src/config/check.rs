@@ -138,7 +138,7 @@ pub fn mask_url_password(s: &str) -> String {
     }
     // Query or key=value parameters that carry a password.
     static PARAM: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"(?i)((?:^|[?&\s])(?:password|passwd|pwd|sslpassword)=)[^&\s]*").ok()
+        regex::Regex::new(r"(?i)((?:^|[?&\s])(?:password|passwd|pwd|sslpassword|token|access_token|api_key|apikey|key|secret|auth)=)[^&\s]*").ok()
     });
     match PARAM.as_ref() {
         Some(re) => re.replace_all(&out, format!("${{1}}{MASK}")).into_owned(),

@@ -135,6 +135,23 @@ enum Command {
         #[command(subcommand)]
         command: MemoryCommand,
     },
+    /// Copy the incident store and the audit log into DIR, consistently, while `oncall serve`
+    /// runs (SQLite store; dump a PostgreSQL store with pg_dump first). See docs/deploy.md.
+    Backup {
+        /// A new (or empty) directory for the copy and its manifest.
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
+    /// Restore a backup made by `oncall backup` into the data directory, which must be stopped
+    /// and empty; the audit chain is verified against the backup's head.
+    Restore {
+        /// The backup directory (with its manifest.json).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// Move a store or audit log already in the data directory aside (never deleted).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -375,6 +392,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Memory { command } => memory_command(command, &config, &registry, &runtime),
+        Command::Backup { to } => ops_done(oncall::ops::backup::backup(&config, &to)),
+        Command::Restore { from, force } => {
+            ops_done(oncall::ops::backup::restore(&config, &from, force))
+        }
         Command::Postmortem { incident, out } => {
             let url = config.server.store_url();
             let found = runtime.block_on(async {
@@ -744,6 +765,21 @@ fn main() -> ExitCode {
                 }
             }
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Prints what `oncall backup` or `oncall restore` did; a refusal is a usage error (2).
+fn ops_done<T: std::fmt::Display>(r: Result<T, oncall::ops::backup::BackupError>) -> ExitCode {
+    match r {
+        Ok(done) => {
+            println!("{done}");
+            ExitCode::SUCCESS
+        }
+        Err(e @ oncall::ops::backup::BackupError::Refused(_)) => usage_error(&e.to_string()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

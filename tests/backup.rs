@@ -680,7 +680,7 @@ async fn a_postgres_store_is_backed_up_with_pg_dump_and_restored_with_pg_restore
         eprintln!("SKIPPED: PostgreSQL 15 is not installed at /usr/lib/postgresql/15/bin");
         return;
     }
-    let pg = Pg::start(40);
+    let mut pg = Pg::start(40);
     pg.sql("postgres", "CREATE DATABASE oncall_store OWNER app");
     pg.sql("postgres", "CREATE DATABASE oncall_restored OWNER app");
     let root = tempfile::tempdir().unwrap();
@@ -727,6 +727,21 @@ async fn a_postgres_store_is_backed_up_with_pg_dump_and_restored_with_pg_restore
     )
     .await;
     check_restored(&c, &made, incidents).await;
+    // The database going away: not ready, with the reason (what a load balancer acts on).
+    pg.stop();
+    let (s, v) = c.call(OP, "GET", "/readyz", None).await;
+    assert_eq!(s, 503, "{v}");
+    let why = v["error"].as_str().unwrap_or_default();
+    assert!(
+        why.starts_with("not ready:") && why.contains("incident store"),
+        "{v}"
+    );
+    assert!(
+        !why.contains(common::pg::PASSWORD),
+        "the reason is redacted: {why}"
+    );
+    let (s, _) = c.call(OP, "GET", "/healthz", None).await;
+    assert_eq!(s, 200, "still alive");
     server.stop();
     audit_continues(&fresh, m["audit"]["head"].as_str().unwrap());
 }

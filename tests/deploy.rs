@@ -818,6 +818,13 @@ fn the_unit_verifies_and_keeps_its_hardening() {
         .and_then(|(_, r)| r.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("no exposure in {report}"));
     assert!(exposure <= 3.0, "exposure {exposure}:\n{report}");
+    let md = docs::deploy_md();
+    assert!(
+        md.contains(&format!(
+            "`systemd-analyze security --offline=yes` rates the unit {exposure}"
+        )),
+        "docs/deploy.md states the measured exposure {exposure}"
+    );
     eprintln!("systemd-analyze security --offline=yes: exposure {exposure}");
 }
 

@@ -616,7 +616,7 @@ async fn a_sqlite_backup_taken_while_the_server_writes_restores_everything_and_n
     )
     .await;
     assert!(
-        outs[0].contains(&format!("verifies up to head {head}")),
+        outs[0].contains(&format!("verifies up to head {head}:")),
         "{outs:?}"
     );
     assert!(outs[1].contains("the chain is intact"), "{outs:?}");

@@ -1276,6 +1276,14 @@ fn every_command_block_of_the_deploy_doc_is_covered_and_its_files_and_names_agre
         installed["/etc/systemd/system/oncall.service"],
         "deploy/oncall.service"
     );
+    let doc = docs::unit_value(&unit, "Documentation");
+    let doc = doc
+        .strip_prefix("file://")
+        .expect("Documentation=file://...");
+    assert_eq!(
+        installed[doc], "docs/deploy.md",
+        "the unit's Documentation is installed"
+    );
     assert!(install.contains(&"systemctl enable --now oncall".to_string()));
     assert!(install.contains(&"journalctl -u oncall".to_string()));
     assert!(

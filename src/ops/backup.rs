@@ -347,7 +347,7 @@ fn audit_prefix(path: &Path) -> Result<(Vec<u8>, audit::VerifyReport), BackupErr
 
 /// Takes a backup of the data `config` names into `to` (created; it must not hold a backup
 /// already). Safe while `oncall serve` runs.
-pub fn backup(config: &Config, to: &Path) -> Result<Manifest, BackupError> {
+pub fn backup(config: &Config, to: &Path) -> Result<Written, BackupError> {
     let paths = Paths::of(config);
     for name in [MANIFEST, DB_FILE, AUDIT_FILE] {
         if to.join(name).exists() {
@@ -439,7 +439,28 @@ pub fn backup(config: &Config, to: &Path) -> Result<Manifest, BackupError> {
         serde_json::to_string_pretty(&manifest).map_err(|e| io_err(&to.join(MANIFEST), e))?;
     write_new(&to.join(MANIFEST), format!("{text}\n").as_bytes())?;
     sync_dir(to)?;
-    Ok(manifest)
+    Ok(Written {
+        dir: to.to_path_buf(),
+        manifest,
+    })
+}
+
+/// A backup just written: where, and its manifest.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Written {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl fmt::Display for Written {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "backup written to {} ({MANIFEST} last)",
+            self.dir.display()
+        )?;
+        write!(f, "{}", self.manifest)
+    }
 }
 
 /// Reads and checks a backup's manifest.
@@ -484,7 +505,7 @@ impl fmt::Display for Restored {
         }
         write!(
             f,
-            "the audit chain verifies up to head {}; check it later with `oncall audit verify --head {}`",
+            "the restored audit chain verifies up to head {}: `oncall audit verify --head {}` checks it until the server appends again (the head then stays in the chain)",
             self.manifest.audit.head, self.manifest.audit.head
         )
     }
@@ -730,7 +751,7 @@ mod tests {
 
         let out = tempfile::tempdir().unwrap();
         let to = out.path().join("b1");
-        let m = backup(&config(src.path()), &to).unwrap();
+        let m = backup(&config(src.path()), &to).unwrap().manifest;
         assert_eq!(m.audit.records, 2);
         assert_eq!(m.audit.head, head);
         assert_eq!(m.store.incidents, Some(2));

@@ -1017,7 +1017,20 @@ fn oncall_runs_within_the_units_system_call_filter_and_without_writable_executab
             .is_some_and(|h| !h.is_empty())
     );
 
-    // The server: start, health, an incident investigated in the background, stop.
+    // The server: start, health, an incident investigated in the background, an approved
+    // signal (pidfd_open, pidfd_send_signal: CAP_KILL's feature), stop.
+    let out = Command::new(ONCALL)
+        .args(["token", "add", "bo", "--role", "approver"])
+        .env_remove("ONCALL_CONFIG")
+        .env("ONCALL_SERVER__DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bo = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let port = free_port();
     let (mut c, serve_log) = traced(
         "serve",
@@ -1068,6 +1081,38 @@ fn oncall_runs_within_the_units_system_call_filter_and_without_writable_executab
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    let mut victim = common::Victim::start();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}/api/v1");
+        let r: Value = http
+            .post(format!("{base}/incidents/{id}/actions"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"tool": "host.signal_process", "args": {"pid": victim.pid(), "signal": "TERM"}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let req = r["request"].as_str().expect("a request id").to_string();
+        let d = http
+            .post(format!("{base}/approvals/{req}/decision"))
+            .bearer_auth(&bo)
+            .json(&serde_json::json!({"approve": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(d.status().as_u16(), 200, "{:?}", d.text().await);
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while victim.alive() {
+        assert!(
+            Instant::now() < deadline,
+            "the approved signal never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // strace's child is oncall: stop it, and strace ends with it.
     let children = std::fs::read_to_string(format!(
         "/proc/{}/task/{}/children",
@@ -1096,6 +1141,12 @@ fn oncall_runs_within_the_units_system_call_filter_and_without_writable_executab
 
     for (what, log) in [("oncall triage", triage_log), ("oncall serve", serve_log)] {
         let calls = traced_calls(&log);
+        if what == "oncall serve" {
+            assert!(
+                calls.contains("pidfd_send_signal"),
+                "the signal went through a pidfd: {calls:?}"
+            );
+        }
         assert!(calls.len() > 20, "{what}: only {calls:?} traced");
         let outside: Vec<&String> = calls.iter().filter(|c| !allowed.contains(*c)).collect();
         // execve is strace starting oncall, and is in @system-service anyway.

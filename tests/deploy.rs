@@ -667,6 +667,78 @@ fn the_image_command_serves_health_and_readiness_as_the_images_user() {
     server.stop();
 }
 
+#[test]
+fn the_host_mode_container_serves_as_root_with_only_its_four_capabilities() {
+    if !common::is_root() {
+        eprintln!("SKIPPED: dropping root's capabilities needs root");
+        return;
+    }
+    // docs/deploy.md's host mode: root, every capability dropped but the --cap-add ones, data
+    // in a root-owned 0700 directory. setpriv sets the same bounding set Docker would.
+    let md = docs::deploy_md();
+    let host = docs::commands(&docs::marked(&md, "docker-run-host"));
+    let caps: Vec<String> = host[1]
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("--cap-add="))
+        .map(|c| format!("+{}", c.to_ascii_lowercase()))
+        .collect();
+    assert_eq!(caps.len(), 4);
+    let bounding = format!("-all,{}", caps.join(","));
+    let (_, stages) = dockerfile();
+    let mut env = stages.last().unwrap().env();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        data.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let port = free_port();
+    env.insert("ONCALL_SERVER__LISTEN".into(), format!("0.0.0.0:{port}"));
+    env.insert(
+        "ONCALL_SERVER__DATA_DIR".into(),
+        data.path().display().to_string(),
+    );
+    env.insert("ONCALL_TOKEN".into(), "host-mode-test".into());
+    let mut server = Started(
+        Command::new("setpriv")
+            .args([
+                &format!("--bounding-set={bounding}"),
+                "--inh-caps=-all",
+                "--",
+                ONCALL,
+                "serve",
+            ])
+            .env_clear()
+            .envs(&env)
+            .current_dir(data.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    wait_healthy(port);
+    // Root with only those four: CapEff of the server is exactly them.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.0.id())).unwrap();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    // CAP_KILL 5, CAP_DAC_READ_SEARCH 2, CAP_SYS_PTRACE 19, CAP_SYSLOG 34.
+    assert_eq!(
+        eff,
+        (1 << 2) | (1 << 5) | (1 << 19) | (1 << 34),
+        "CapEff {eff:x}"
+    );
+    let (s, body) = get(
+        &format!("http://127.0.0.1:{port}/readyz"),
+        Some("host-mode-test"),
+    );
+    assert_eq!(s, 200, "{body}");
+    assert!(data.path().join("oncall.db").is_file() && data.path().join("audit.jsonl").is_file());
+    server.stop();
+}
+
 /// The unit with its ExecStart pointed at the binary these tests built.
 fn unit_for_this_machine(dir: &Path) -> PathBuf {
     let text = docs::unit();
@@ -1271,8 +1343,10 @@ fn every_command_block_of_the_deploy_doc_is_covered_and_its_files_and_names_agre
     assert_eq!(run[1], format!("docker logs {name}"));
     assert!(md.contains(&format!("`docker exec {name} oncall backup ...`")));
     let host = docs::commands(&docs::marked(&md, "docker-run-host"));
-    let (f, image) = flags(&host[0]);
+    assert_eq!(host[0], format!("install -d -m 0700 {volume}"));
+    let (f, image) = flags(&host[1]);
     assert_eq!(image, tag);
+    assert_eq!(f["user"], vec!["0:0"]);
     assert_eq!(f["pid"], vec!["host"]);
     assert_eq!(f["network"], vec!["host"]);
     assert_eq!(f["cap-drop"], vec!["ALL"]);
@@ -1282,7 +1356,11 @@ fn every_command_block_of_the_deploy_doc_is_covered_and_its_files_and_names_agre
         unit_caps(&unit),
         "the container gets the unit's capabilities"
     );
-    assert_eq!(f["v"], vec![format!("oncall-data:{volume}")]);
+    assert_eq!(
+        f["v"],
+        vec![format!("{volume}:{volume}")],
+        "the root-owned directory made above"
+    );
 
     // systemd-install: the user, the files installed where the unit reads them.
     let install = docs::commands(&docs::marked(&md, "systemd-install"));

@@ -550,7 +550,14 @@ fn the_image_command_serves_health_and_readiness_as_the_images_user() {
         data.path().display().to_string(),
     );
     run_env.insert("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into());
-    // What the env file would hold at run time (never the image).
+    // What `--env-file` adds at run time (never the image): the shipped example as it is (its
+    // values empty: those features off), with the operator token filled in.
+    let example = std::fs::read_to_string(format!("{ROOT}/deploy/oncall.env.example")).unwrap();
+    for l in example.lines().filter(|l| !l.starts_with('#')) {
+        if let Some((k, v)) = l.split_once('=') {
+            run_env.insert(k.to_string(), v.to_string());
+        }
+    }
     let token = "operator-token-for-the-image-test";
     run_env.insert("ONCALL_TOKEN".into(), token.into());
     let entry = last.last("ENTRYPOINT").and_then(Instr::json).unwrap();

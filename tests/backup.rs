@@ -307,8 +307,11 @@ async fn run_block(
 ) -> Vec<String> {
     let md = docs::deploy_md();
     let block = docs::marked(&md, name);
+    // PostgreSQL's client tools where tests/common/pg.rs finds the server's.
+    let pg_bin =
+        std::env::var("ONCALL_TEST_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
     let path = format!(
-        "{}:{}:/usr/lib/postgresql/15/bin:/usr/local/bin:/usr/bin:/bin",
+        "{}:{}:{pg_bin}:/usr/local/bin:/usr/bin:/bin",
         doubles(scratch).display(),
         Path::new(ONCALL).parent().unwrap().display()
     );

@@ -1250,6 +1250,18 @@ fn every_command_block_of_the_deploy_doc_is_covered_and_its_files_and_names_agre
         readme.contains("(docs/deploy.md)"),
         "README links docs/deploy.md"
     );
+    // The commands the README names are the ones the doc's tested blocks run.
+    for (said, block) in [
+        ("`oncall backup --to DIR`", "backup-sqlite"),
+        ("`oncall restore --from DIR`", "restore-sqlite"),
+    ] {
+        assert!(readme.contains(said), "README names {said}");
+        let argv = said.trim_matches('`').trim_end_matches(" DIR");
+        assert!(
+            docs::marked(&md, block).contains(argv),
+            "{block} runs {argv}"
+        );
+    }
     let covered = [
         "docker-build",
         "docker-run",

@@ -134,6 +134,26 @@ fn parse_dockerfile(text: &str) -> Vec<Stage> {
     stages
 }
 
+#[test]
+fn the_dockerfile_parser_joins_continuations_and_skips_comments_inside_them() {
+    let stages = parse_dockerfile(
+        "# syntax=docker/dockerfile:1\nFROM a:1 AS build\nRUN one \\\n # a comment\n two\nfrom b:2\nENV A=1 \\\n    B=2\nenv C 3\nCMD [\"x\", \"y\"]\n",
+    );
+    assert_eq!(stages.len(), 2);
+    assert_eq!(stages[0].name.as_deref(), Some("build"));
+    assert_eq!(stages[0].instrs[0].args, "one two");
+    assert_eq!(stages[1].image, "b:2");
+    let env = stages[1].env();
+    assert_eq!(
+        (env["A"].as_str(), env["B"].as_str(), env["C"].as_str()),
+        ("1", "2", "3")
+    );
+    assert_eq!(
+        stages[1].last("CMD").and_then(Instr::json),
+        Some(vec!["x".into(), "y".into()])
+    );
+}
+
 fn dockerfile() -> (String, Vec<Stage>) {
     let text = std::fs::read_to_string(format!("{ROOT}/Dockerfile")).expect("Dockerfile");
     let stages = parse_dockerfile(&text);
@@ -807,6 +827,11 @@ fn the_unit_verifies_and_keeps_its_hardening() {
     assert_eq!(v("User"), "oncall");
     assert_eq!(v("StateDirectory"), "oncall");
     assert_eq!(v("Restart"), "on-failure");
+    assert_eq!(
+        v("RestartPreventExitStatus"),
+        "2",
+        "a config error is not restarted"
+    );
     let env = docs::unit_values(&text, "Environment");
     assert!(
         env.contains(&"ONCALL_SERVER__DATA_DIR=/var/lib/oncall".to_string()),

@@ -119,6 +119,23 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Copy the incident store and the audit log into DIR, consistently, while `oncall serve`
+    /// runs (SQLite store; dump a PostgreSQL store with pg_dump first). See docs/deploy.md.
+    Backup {
+        /// A new (or empty) directory for the copy and its manifest.
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
+    /// Restore a backup made by `oncall backup` into the data directory, which must be stopped
+    /// and empty; the audit chain is verified against the backup's head.
+    Restore {
+        /// The backup directory (with its manifest.json).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// Move a store or audit log already in the data directory aside (never deleted).
+        #[arg(long)]
+        force: bool,
+    },
     /// Settings: check them and show where each value came from.
     Config {
         #[command(subcommand)]

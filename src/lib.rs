@@ -32,6 +32,8 @@
 //! - [`postmortem`]: the post-mortem draft, built from an incident's own log.
 //! - [`memory`]: incident memory: resolved incidents embedded (hashed TF-IDF by default) and
 //!   kept with the incident store; `memory.similar` finds the past incidents like this one.
+//! - [`ops`]: operating it: `oncall backup` (a consistent online copy of the store and the
+//!   audit log, with a manifest) and `oncall restore` (into a stopped, empty data directory).
 //! - [`server`]: `oncall serve`: bearer tokens with roles, the incident API with live events
 //!   (SSE), approvals that run an action once and record its effect, Slack, the web page,
 //!   metrics, and OTLP/HTTP trace ingest into the span store.
@@ -66,6 +68,7 @@ pub mod eval;
 pub mod incidents;
 pub mod llm;
 pub mod memory;
+pub mod ops;
 pub mod policy;
 pub mod postmortem;
 pub mod server;

@@ -233,6 +233,10 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { json },
         } => config_check(cli.config.as_deref(), json),
+        Command::Backup { to } => ops_done(oncall::ops::backup::backup(&config, &to)),
+        Command::Restore { from, force } => {
+            ops_done(oncall::ops::backup::restore(&config, &from, force))
+        }
         Command::Postmortem { incident, out } => {
             let url = config.server.store_url();
             let found = runtime.block_on(async {
@@ -602,6 +606,21 @@ fn main() -> ExitCode {
                 }
             }
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Prints what `oncall backup` or `oncall restore` did; a refusal is a usage error (2).
+fn ops_done<T: std::fmt::Display>(r: Result<T, oncall::ops::backup::BackupError>) -> ExitCode {
+    match r {
+        Ok(done) => {
+            println!("{done}");
+            ExitCode::SUCCESS
+        }
+        Err(e @ oncall::ops::backup::BackupError::Refused(_)) => usage_error(&e.to_string()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

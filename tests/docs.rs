@@ -50,31 +50,45 @@ fn documents() -> Vec<(String, String)> {
         .collect()
 }
 
-/// A fenced block: where it starts, its language tag and its text.
+/// A fenced block: where it starts, its language tag, its text, and the test that runs it when
+/// the line before its fence says so (`<!-- test: NAME -->`, see tests/common/docs.rs).
 struct Block {
     at: String,
     lang: String,
     text: String,
+    test: Option<String>,
 }
 
 fn blocks() -> Vec<Block> {
     let mut out = vec![];
     for (name, text) in documents() {
-        let mut open: Option<(usize, String, String)> = None;
+        let mut open: Option<(usize, String, String, Option<String>)> = None;
+        let mut marker: Option<String> = None;
         for (i, line) in text.lines().enumerate() {
             let trimmed = line.trim_start();
             if let Some(tag) = trimmed.strip_prefix("```") {
                 match open.take() {
-                    None => open = Some((i + 1, tag.trim().to_string(), String::new())),
-                    Some((start, lang, body)) => out.push(Block {
+                    None => {
+                        open = Some((i + 1, tag.trim().to_string(), String::new(), marker.take()))
+                    }
+                    Some((start, lang, body, test)) => out.push(Block {
                         at: format!("{name}:{start}"),
                         lang,
                         text: body,
+                        test,
                     }),
                 }
-            } else if let Some((_, _, body)) = open.as_mut() {
+            } else if let Some((_, _, body, _)) = open.as_mut() {
                 body.push_str(line);
                 body.push('\n');
+            } else if let Some(m) = trimmed
+                .trim_end()
+                .strip_prefix("<!-- test:")
+                .and_then(|r| r.strip_suffix("-->"))
+            {
+                marker = Some(m.trim().to_string());
+            } else if !trimmed.trim().is_empty() {
+                marker = None;
             }
         }
         assert!(open.is_none(), "{name}: a fenced block is never closed");
@@ -184,8 +198,20 @@ struct Documented {
 
 fn commands() -> Vec<Documented> {
     let mut out = vec![];
+    let tests = test_sources();
     for b in blocks() {
         let shell = matches!(b.lang.as_str(), "sh" | "bash" | "shell" | "console");
+        if let Some(test) = &b.test {
+            // A block another test runs as written: that test must exist.
+            if !tests.contains(&format!("\"{test}\"")) {
+                out.push(Documented {
+                    at: b.at.clone(),
+                    text: format!("UNOWNED block marked `{test}`: no test names it"),
+                    inline: false,
+                });
+            }
+            continue;
+        }
         for line in b.text.lines() {
             let line = line.trim();
             let cmd = if let Some(c) = line.strip_prefix("$ ") {

@@ -3,7 +3,9 @@
 //! oncall turns the incident protocol (Detect -> Triage -> Stabilize -> Diagnose -> Fix ->
 //! Post-mortem) into software. The map of the crate, one line per module:
 //!
-//! - [`config`]: layered settings: built-in defaults -> `oncall.toml` -> `ONCALL_*` env.
+//! - [`cli`]: the command line's shape (clap); `src/main.rs` runs it.
+//! - [`config`]: layered settings: built-in defaults -> `oncall.toml` -> `ONCALL_*` env;
+//!   [`config::check`] explains the effective settings with secrets masked.
 //! - [`taxonomy`]: the root-cause categories every hypothesis and eval case uses.
 //! - [`tool`]: the Tool contract (`area.verb`, schemars-typed args, risk class, evidence output)
 //!   and the one ordered [`tool::Registry`], which refuses unapproved risky calls.
@@ -33,6 +35,8 @@
 //! - [`postmortem`]: the post-mortem draft, built from an incident's own log.
 //! - [`memory`]: incident memory: resolved incidents embedded (hashed TF-IDF by default) and
 //!   kept with the incident store; `memory.similar` finds the past incidents like this one.
+//! - [`ops`]: operating it: `oncall backup` (a consistent online copy of the store and the
+//!   audit log, with a manifest) and `oncall restore` (into a stopped, empty data directory).
 //! - [`server`]: `oncall serve`: bearer tokens with roles, the incident API with live events
 //!   (SSE), approvals that run an action once and record its effect, Slack, the web page,
 //!   metrics, and OTLP/HTTP trace ingest into the span store.
@@ -60,12 +64,14 @@
 
 pub mod actions;
 pub mod agent;
+pub mod cli;
 pub mod collectors;
 pub mod config;
 pub mod eval;
 pub mod incidents;
 pub mod llm;
 pub mod memory;
+pub mod ops;
 pub mod pg;
 pub mod policy;
 pub mod postmortem;

@@ -2,202 +2,16 @@
 //! logging and hands over to the library. Usage and configuration errors print one line that
 //! names the problem and the fix, and exit with code 2.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::Parser;
 use oncall::agent::events::{self, Event, EventSink, Silent};
 use oncall::agent::{self, render};
+use oncall::cli::{
+    AuditCommand, Cli, Command, ConfigCommand, EmbedderArg, EvalModel, MemoryCommand, TokenCommand,
+};
 use oncall::config::{Config, Provider};
 use oncall::tool::Registry;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-
-#[derive(Parser)]
-#[command(
-    name = "oncall",
-    version,
-    about = "A debugging copilot for the people on call: triage, hypotheses with evidence, human-approved actions."
-)]
-struct Cli {
-    /// Settings file (default: $ONCALL_CONFIG, else ./oncall.toml if present).
-    #[arg(long, global = true, value_name = "PATH")]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-/// Who reasons in `oncall eval`.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum EvalModel {
-    /// The built-in rules (no network).
-    Offline,
-    /// The configured OpenAI-compatible endpoint ([llm] base_url).
-    Openai,
-    /// Each case's recorded model turns (see --turns).
-    Replay,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Investigate THIS host for a reported symptom and answer with ranked, evidence-backed hypotheses.
-    Triage {
-        /// The symptom as a person or an alert would say it, e.g. "p99 latency > 2s on /api/checkout".
-        #[arg(value_name = "REPORT", required = true, num_args = 1..)]
-        report: Vec<String>,
-        /// Print one JSON document instead of text.
-        #[arg(long)]
-        json: bool,
-        /// Do not print progress events on stderr.
-        #[arg(long, short)]
-        quiet: bool,
-    },
-    /// Serve the copilot: web page, incident API with live events, approvals, Slack, and OTLP
-    /// trace ingest. Every request needs a bearer token (the first start prints one).
-    Serve {
-        /// Address to listen on (default from [server] listen: 127.0.0.1:4318).
-        #[arg(long, value_name = "ADDR")]
-        listen: Option<String>,
-    },
-    /// Record a replayable incident case from live collectors (truth left for a person to fill in).
-    Record {
-        /// Where to write the case, e.g. eval/cases/cpu-hog-01.json.
-        #[arg(long, value_name = "FILE")]
-        out: PathBuf,
-        /// The case id (default: the file name without .json).
-        #[arg(long)]
-        id: Option<String>,
-        /// The report, as the incident began.
-        #[arg(value_name = "REPORT", required = true, num_args = 1..)]
-        report: Vec<String>,
-    },
-    /// Replay every case and score the answers (see eval/README.md).
-    Eval {
-        /// Directory of oncall-case/1 files.
-        #[arg(long, default_value = "eval/cases")]
-        cases: PathBuf,
-        /// Write the report as JSON.
-        #[arg(long, value_name = "FILE")]
-        json: Option<PathBuf>,
-        /// Write the report as Markdown.
-        #[arg(long, value_name = "FILE")]
-        markdown: Option<PathBuf>,
-        /// Show per-case changes against an earlier --json report.
-        #[arg(long, value_name = "OLD.json")]
-        compare: Option<PathBuf>,
-        /// Fail (exit 1) when the suite falls below these floors.
-        #[arg(long, value_name = "FILE")]
-        thresholds: Option<PathBuf>,
-        /// Who reasons: the built-in rules, the configured OpenAI-compatible endpoint, or each
-        /// case's recorded model turns (--turns). Default: as configured.
-        #[arg(long, value_enum)]
-        model: Option<EvalModel>,
-        /// Where each case's recorded model turns are (<dir>/<case id>.json), for --model replay.
-        #[arg(long, value_name = "DIR", default_value = "eval/turns")]
-        turns: PathBuf,
-        /// Write each case's model replies to <DIR>/<case id>.json, to replay them later.
-        #[arg(long, value_name = "DIR")]
-        record_turns: Option<PathBuf>,
-    },
-    /// List every tool with its risk class and JSON schema.
-    Tools {
-        /// Print JSON for machines.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show exactly what an action would run with these arguments, without running it.
-    DryRun {
-        /// The action, e.g. deploy.rollback.
-        tool: String,
-        /// Its arguments as a JSON object, e.g. '{"deployment": "storefront"}'.
-        #[arg(default_value = "{}")]
-        args: String,
-    },
-    /// The audit log of action requests, decisions, executions and effects.
-    Audit {
-        #[command(subcommand)]
-        command: AuditCommand,
-    },
-    /// Print the post-mortem draft of an incident (Markdown), built from its event log, with the
-    /// blameless-language check's findings on stderr.
-    Postmortem {
-        /// The incident id, e.g. 2026-11-27-01.
-        incident: String,
-        /// Write the draft to this file instead of stdout.
-        #[arg(long, value_name = "FILE")]
-        out: Option<PathBuf>,
-    },
-    /// Bearer tokens for the server's web page and API.
-    Token {
-        #[command(subcommand)]
-        command: TokenCommand,
-    },
-    /// Incident memory: search the resolved incidents, or measure recall over the eval suite.
-    Memory {
-        #[command(subcommand)]
-        command: MemoryCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum MemoryCommand {
-    /// The remembered incidents most similar to TEXT (from the incident store).
-    Search {
-        #[arg(value_name = "TEXT", required = true, num_args = 1..)]
-        text: Vec<String>,
-        /// How many to show.
-        #[arg(long, default_value_t = 5)]
-        limit: usize,
-    },
-    /// Recall@k of each embedder over the eval suite: every case is remembered as a resolved
-    /// incident, then each is investigated again with the others in memory.
-    Recall {
-        /// Directory of oncall-case/1 files.
-        #[arg(long, default_value = "eval/cases")]
-        cases: PathBuf,
-        #[arg(long, default_value_t = 3)]
-        k: usize,
-        /// Embedders to measure (default: the configured one). `minilm` needs the `minilm`
-        /// build feature; `openai` the configured embeddings endpoint.
-        #[arg(long, value_enum, num_args = 1..)]
-        embedder: Vec<EmbedderArg>,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum EmbedderArg {
-    Hashed,
-    Minilm,
-    Openai,
-}
-
-#[derive(Subcommand)]
-enum TokenCommand {
-    /// Make a token for NAME with a role; it is printed once and stored only as a hash.
-    Add {
-        /// Who holds it (shown in the timeline and the audit log).
-        name: String,
-        /// viewer (read), responder (open incidents, chat), approver (decide actions), or ingest
-        /// (an OpenTelemetry exporter: it may only send traces to POST /v1/traces).
-        #[arg(long, default_value = "responder")]
-        role: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum AuditCommand {
-    /// Check the hash chain: exit 1 if any record was edited, removed or reordered, or if the log
-    /// ends in a torn write not recovered yet. Recoveries after torn writes are listed.
-    Verify {
-        /// The log file (default: [policy] audit_file, else audit.jsonl in [server] data_dir).
-        #[arg(long)]
-        file: Option<PathBuf>,
-        /// The last record's hash, kept elsewhere: also catches records removed from the end.
-        #[arg(long)]
-        head: Option<String>,
-    },
-}
 
 /// Prints each investigation event on stderr as it happens.
 struct Stderr;
@@ -206,6 +20,31 @@ impl EventSink for Stderr {
     fn emit(&self, event: &Event) {
         eprintln!("{}", events::line(event));
     }
+}
+
+/// `oncall config check`: the settings were loaded and the policy and action files checked
+/// before this runs; print every effective setting with its source, secrets masked.
+fn config_check(explicit: Option<&std::path::Path>, json: bool) -> ExitCode {
+    let loaded = match Config::load_explained(explicit) {
+        Ok(l) => l,
+        Err(e) => return usage_error(&e.to_string()),
+    };
+    let report = oncall::config::check::explain(&loaded, &|name| {
+        std::env::var_os(name).is_some_and(|v| !v.is_empty())
+    });
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: cannot encode the report as JSON: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", oncall::config::check::render(&report));
+        eprintln!("settings, policy and action files load: ok");
+    }
+    ExitCode::SUCCESS
 }
 
 /// Prints a usage error as one line and returns exit code 2.
@@ -245,17 +84,33 @@ fn main() -> ExitCode {
             return usage_error(&format!("{msg} (run `oncall --help` for usage)"));
         }
     };
-    let config = match Config::load(cli.config.as_deref()) {
-        Ok(c) => Arc::new(c),
+    let config = match Config::load_explained(cli.config.as_deref()) {
+        Ok(loaded) => {
+            for n in loaded
+                .not_settings
+                .iter()
+                .filter(|n| n.did_you_mean.is_some())
+            {
+                eprintln!(
+                    "warning: {} is not a setting; did you mean {}? (`oncall config check` lists every variable)",
+                    n.name,
+                    n.did_you_mean.as_deref().unwrap_or_default()
+                );
+            }
+            Arc::new(loaded.config)
+        }
         Err(e) => return usage_error(&e.to_string()),
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+    // Log lines pass the same redactor as prompts, in either format.
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        // Log lines pass the same redactor as prompts.
-        .with_writer(|| oncall::policy::redact::RedactingStderr)
-        .init();
+        .with_writer(|| oncall::policy::redact::RedactingStderr);
+    match config.log_format {
+        oncall::config::LogFormat::Text => logs.init(),
+        oncall::config::LogFormat::Json => logs.json().init(),
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -375,6 +230,13 @@ fn main() -> ExitCode {
             }
         }
         Command::Memory { command } => memory_command(command, &config, &registry, &runtime),
+        Command::Config {
+            command: ConfigCommand::Check { json },
+        } => config_check(cli.config.as_deref(), json),
+        Command::Backup { to } => ops_done(oncall::ops::backup::backup(&config, &to)),
+        Command::Restore { from, force } => {
+            ops_done(oncall::ops::backup::restore(&config, &from, force))
+        }
         Command::Postmortem { incident, out } => {
             let url = config.server.store_url();
             let found = runtime.block_on(async {
@@ -743,6 +605,21 @@ fn main() -> ExitCode {
                 }
             }
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Prints what `oncall backup` or `oncall restore` did; a refusal is a usage error (2).
+fn ops_done<T: std::fmt::Display>(r: Result<T, oncall::ops::backup::BackupError>) -> ExitCode {
+    match r {
+        Ok(done) => {
+            println!("{done}");
+            ExitCode::SUCCESS
+        }
+        Err(e @ oncall::ops::backup::BackupError::Refused(_)) => usage_error(&e.to_string()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -218,3 +218,110 @@ fn dry_run_shows_the_argv_and_refuses_injection() {
     assert_eq!(code, 2);
     assert!(err.contains("no dry run"), "{err}");
 }
+
+/// `oncall config check`: a misspelt setting stops it with one line naming the variable; a name
+/// one underscore short of a setting is a warning naming the setting; a secret's value is never
+/// printed, only whether its variable is set.
+#[test]
+fn config_check_names_bad_variables_and_never_prints_secrets() {
+    let (code, _, err) = oncall(&["config", "check"], &[("ONCALL_HOST__WINDOWMS", "500")]);
+    one_line_error(code, &err);
+    assert!(err.contains("windowms"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("oncall.toml");
+    std::fs::write(
+        &path,
+        "[postgres.app]\nurl = \"postgres://oncall:inline-secret@db/app\"\npassword_env = \"ONCALL_PG_PASSWORD\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = oncall(
+        &["--config", path.to_str().unwrap(), "config", "check"],
+        &[
+            ("ONCALL_PG_PASSWORD", "env-secret-value"),
+            ("ONCALL_HOST_WINDOW_MS", "500"),
+            ("ONCALL_HOST__TOP_PROCESSES", "7"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(
+            "ONCALL_HOST_WINDOW_MS is not a setting; did you mean ONCALL_HOST__WINDOW_MS?"
+        ),
+        "{err}"
+    );
+    assert!(
+        !out.contains("inline-secret") && !out.contains("env-secret-value"),
+        "{out}"
+    );
+    assert!(
+        out.contains("postgres.app.url = \"postgres://oncall:****@db/app\""),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("host.top_processes = 7")
+            && l.ends_with("# env ONCALL_HOST__TOP_PROCESSES")),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(
+            |l| l.starts_with("postgres.app.password_env = \"ONCALL_PG_PASSWORD\"")
+                && l.contains("the variable is set")
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("ONCALL_PG_PASSWORD: named by postgres.app.password_env"),
+        "{out}"
+    );
+}
+
+/// `log_format = "json"`: every line `oncall serve` writes on stderr is one JSON object a log
+/// pipeline can read, the listening line included.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = std::process::Command::new(ONCALL)
+        .arg("serve")
+        .env_remove("ONCALL_CONFIG")
+        .env("ONCALL_TOKEN", "operator-json-logs")
+        .env("ONCALL_LOG", "info")
+        .env("ONCALL_LOG_FORMAT", "json")
+        .env("ONCALL_SERVER__DATA_DIR", dir.path())
+        .env("ONCALL_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = vec![];
+    for line in std::io::BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+    {
+        let done = line.contains("listening");
+        lines.push(line);
+        if done || lines.len() > 200 {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let listening = lines
+        .iter()
+        .find(|l| l.contains("listening"))
+        .expect("a listening line");
+    for l in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
+    }
+    let v: serde_json::Value = serde_json::from_str(listening).unwrap();
+    assert_eq!(
+        v["fields"]["address"],
+        format!("127.0.0.1:{port}"),
+        "{listening}"
+    );
+}

@@ -45,8 +45,9 @@ fn repo(path: &str) -> String {
 fn run_roles_sql(pg: &Pg) {
     pg.sql("postgres", "DROP ROLE oncall");
     let docs = repo("docs/postgres.md");
+    let marker = format!("<!-- test: {} -->\n```sh\n", "postgres-roles-psql");
     let block = docs
-        .split("<!-- test: postgres-roles-psql -->\n```sh\n")
+        .split(marker.as_str())
         .nth(1)
         .and_then(|rest| rest.split("```").next())
         .expect("docs/postgres.md: the block marked postgres-roles-psql");

@@ -150,11 +150,13 @@ async fn collectors_follow_libpqs_sslmodes_and_say_why_a_session_fails() {
     .prepare()
     .expect("prepare");
     let client = target.connect().await.expect("connect over verify-full");
+    // The query docs/postgres.md gives for it.
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/postgres.md"))
+        .expect("docs/postgres.md");
+    let query = "SELECT ssl, version, cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid();";
+    assert!(docs.contains(query));
     let row = client
-        .query_one(
-            "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
-        )
+        .query_one(query.trim_end_matches(';'), &[])
         .await
         .expect("pg_stat_ssl");
     assert!(row.get::<_, bool>(0), "the session is encrypted");

@@ -12,6 +12,17 @@ use std::sync::Mutex;
 pub struct SqliteStore {
     writer: Arc<Mutex<Connection>>,
     reader: Arc<Mutex<Connection>>,
+    /// The file, and its device and inode when it was opened: readiness fails when the file at
+    /// that path is gone or another one (the open connections would go on writing to a file no
+    /// one can find).
+    path: std::path::PathBuf,
+    identity: Option<(u64, u64)>,
+}
+
+/// The device and inode of a file.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -53,6 +64,8 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Arc::new(Mutex::new(w)),
             reader: Arc::new(Mutex::new(r)),
+            path: path.to_path_buf(),
+            identity: identity(path),
         })
     }
 
@@ -462,10 +475,19 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
+        if identity(&self.path) != self.identity {
+            return Err(StoreError::Backend(format!(
+                "the database file {} was removed or replaced while oncall ran; restore it (docs/deploy.md) and restart oncall",
+                self.path.display()
+            )));
+        }
+        // A read of the schema, not just `SELECT 1`: it touches the file.
         Self::with(&self.reader, |c| {
-            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                .map(|_| ())
-                .map_err(backend)
+            c.query_row("SELECT COUNT(*) FROM schema_version", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|_| ())
+            .map_err(backend)
         })
         .await
     }

@@ -47,8 +47,15 @@ pub async fn me(Extension(c): Extension<Caller>) -> Json<Value> {
     Json(json!({"name": c.name, "role": role_name(c.role)}))
 }
 
+/// Ready when the incident store answers; 503 naming why when it does not (the caller is an
+/// authenticated viewer, and the reason passes the redactor).
 pub async fn readyz(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    st.store.ping().await?;
+    if let Err(e) = st.store.ping().await {
+        tracing::error!("readiness: incident store: {e}");
+        return Err(ApiError::Unavailable(crate::policy::redact::redact(
+            &format!("not ready: {e}"),
+        )));
+    }
     Ok(Json(json!({"store": "ok", "replica": st.replica})))
 }
 

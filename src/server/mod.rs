@@ -755,9 +755,14 @@ pub async fn serve(st: Arc<AppState>) -> Result<(), ServerError> {
             reason: e.to_string(),
         })?;
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
-    eprintln!(
-        "oncall serve: listening on http://{local}\n  web page: http://{local}/   API: http://{local}/api/v1/openapi.json   OTLP: POST http://{local}/v1/traces"
-    );
+    if st.config.log_format == crate::config::LogFormat::Json {
+        // A log pipeline reads stderr: every line there is a JSON object.
+        tracing::info!(address = %local, "listening");
+    } else {
+        eprintln!(
+            "oncall serve: listening on http://{local}\n  web page: http://{local}/   API: http://{local}/api/v1/openapi.json   OTLP: POST http://{local}/v1/traces"
+        );
+    }
     // The peer address of each connection reaches the handlers (the wrong-token limit).
     axum::serve(
         listener,

@@ -5,7 +5,11 @@
 pub mod pg;
 pub mod prom;
 pub mod serve;
+pub mod served;
 pub mod server;
+
+#[allow(unused_imports)]
+pub use served::{Served, free_port};
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

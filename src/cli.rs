@@ -1,0 +1,229 @@
+//! The command line's shape (clap): every subcommand, argument and its help. `src/main.rs` runs
+//! them; the documentation tests parse every command README.md and docs/ show with [`Cli`], so a
+//! documented command line that stopped parsing fails a test.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "oncall",
+    version,
+    about = "A debugging copilot for the people on call: triage, hypotheses with evidence, human-approved actions."
+)]
+pub struct Cli {
+    /// Settings file (default: $ONCALL_CONFIG, else ./oncall.toml if present).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Who reasons in `oncall eval`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EvalModel {
+    /// The built-in rules (no network).
+    Offline,
+    /// The configured OpenAI-compatible endpoint ([llm] base_url).
+    Openai,
+    /// Each case's recorded model turns (see --turns).
+    Replay,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Investigate THIS host for a reported symptom and answer with ranked, evidence-backed hypotheses.
+    Triage {
+        /// The symptom as a person or an alert would say it, e.g. "p99 latency > 2s on /api/checkout".
+        #[arg(value_name = "REPORT", required = true, num_args = 1..)]
+        report: Vec<String>,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Do not print progress events on stderr.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Serve the copilot: web page, incident API with live events, approvals, Slack, and OTLP
+    /// trace ingest. Every request needs a bearer token (the first start prints one).
+    Serve {
+        /// Address to listen on (default from [server] listen: 127.0.0.1:4318).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Record a replayable incident case from live collectors (truth left for a person to fill in).
+    Record {
+        /// Where to write the case, e.g. eval/cases/cpu-hog-01.json.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The case id (default: the file name without .json).
+        #[arg(long)]
+        id: Option<String>,
+        /// The report, as the incident began.
+        #[arg(value_name = "REPORT", required = true, num_args = 1..)]
+        report: Vec<String>,
+    },
+    /// Replay every case and score the answers (see eval/README.md).
+    Eval {
+        /// Directory of oncall-case/1 files.
+        #[arg(long, default_value = "eval/cases")]
+        cases: PathBuf,
+        /// Write the report as JSON.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Write the report as Markdown.
+        #[arg(long, value_name = "FILE")]
+        markdown: Option<PathBuf>,
+        /// Show per-case changes against an earlier --json report.
+        #[arg(long, value_name = "OLD.json")]
+        compare: Option<PathBuf>,
+        /// Fail (exit 1) when the suite falls below these floors.
+        #[arg(long, value_name = "FILE")]
+        thresholds: Option<PathBuf>,
+        /// Who reasons: the built-in rules, the configured OpenAI-compatible endpoint, or each
+        /// case's recorded model turns (--turns). Default: as configured.
+        #[arg(long, value_enum)]
+        model: Option<EvalModel>,
+        /// Where each case's recorded model turns are (<dir>/<case id>.json), for --model replay.
+        #[arg(long, value_name = "DIR", default_value = "eval/turns")]
+        turns: PathBuf,
+        /// Write each case's model replies to <DIR>/<case id>.json, to replay them later.
+        #[arg(long, value_name = "DIR")]
+        record_turns: Option<PathBuf>,
+    },
+    /// List every tool with its risk class and JSON schema.
+    Tools {
+        /// Print JSON for machines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show exactly what an action would run with these arguments, without running it.
+    DryRun {
+        /// The action, e.g. deploy.rollback.
+        tool: String,
+        /// Its arguments as a JSON object, e.g. '{"deployment": "storefront"}'.
+        #[arg(default_value = "{}")]
+        args: String,
+    },
+    /// The audit log of action requests, decisions, executions and effects.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Print the post-mortem draft of an incident (Markdown), built from its event log, with the
+    /// blameless-language check's findings on stderr.
+    Postmortem {
+        /// The incident id, e.g. 2026-11-27-01.
+        incident: String,
+        /// Write the draft to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Copy the incident store and the audit log into DIR, consistently, while `oncall serve`
+    /// runs (SQLite store; dump a PostgreSQL store with pg_dump first). See docs/deploy.md.
+    Backup {
+        /// A new (or empty) directory for the copy and its manifest.
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
+    /// Restore a backup made by `oncall backup` into the data directory, which must be stopped
+    /// and empty; the audit chain is verified against the backup's head.
+    Restore {
+        /// The backup directory (with its manifest.json).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// Move a store or audit log already in the data directory aside (never deleted).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Settings: check them and show where each value came from.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Bearer tokens for the server's web page and API.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Incident memory: search the resolved incidents, or measure recall over the eval suite.
+    Memory {
+        #[command(subcommand)]
+        command: MemoryCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum MemoryCommand {
+    /// The remembered incidents most similar to TEXT (from the incident store).
+    Search {
+        #[arg(value_name = "TEXT", required = true, num_args = 1..)]
+        text: Vec<String>,
+        /// How many to show.
+        #[arg(long, default_value_t = 5)]
+        limit: usize,
+    },
+    /// Recall@k of each embedder over the eval suite: every case is remembered as a resolved
+    /// incident, then each is investigated again with the others in memory.
+    Recall {
+        /// Directory of oncall-case/1 files.
+        #[arg(long, default_value = "eval/cases")]
+        cases: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        k: usize,
+        /// Embedders to measure (default: the configured one). `minilm` needs the `minilm`
+        /// build feature; `openai` the configured embeddings endpoint.
+        #[arg(long, value_enum, num_args = 1..)]
+        embedder: Vec<EmbedderArg>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum EmbedderArg {
+    Hashed,
+    Minilm,
+    Openai,
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Make a token for NAME with a role; it is printed once and stored only as a hash.
+    Add {
+        /// Who holds it (shown in the timeline and the audit log).
+        name: String,
+        /// viewer (read), responder (open incidents, chat), approver (decide actions), or ingest
+        /// (an OpenTelemetry exporter: it may only send traces to POST /v1/traces).
+        #[arg(long, default_value = "responder")]
+        role: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain: exit 1 if any record was edited, removed or reordered, or if the log
+    /// ends in a torn write not recovered yet. Recoveries after torn writes are listed.
+    Verify {
+        /// The log file (default: [policy] audit_file, else audit.jsonl in [server] data_dir).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// The last record's hash, kept elsewhere: also catches records removed from the end.
+        #[arg(long)]
+        head: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Load the settings as `serve` and `triage` would, check the policy and action files, and
+    /// print every effective setting with where it came from (default, file, env), secrets
+    /// masked; `ONCALL_*` variables that are not settings are listed with the reason. Exit 2 when
+    /// something does not load, naming it.
+    Check {
+        /// Print JSON for machines.
+        #[arg(long)]
+        json: bool,
+    },
+}

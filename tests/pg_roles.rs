@@ -224,12 +224,11 @@ async fn each_role_can_do_its_job_and_nothing_else() {
                 "ONCALL_SERVER__DATABASE_URL",
                 format!("postgres://oncall_store@127.0.0.1:{}/oncall", pg.port),
             ),
-            // (docs/postgres.md says ONCALL_STORE_PASSWORD; any name works.)
             (
                 "ONCALL_SERVER__DATABASE_PASSWORD_ENV",
-                "STORE_PASSWORD_FOR_TEST".to_string(),
+                "ONCALL_STORE_PASSWORD".to_string(),
             ),
-            ("STORE_PASSWORD_FOR_TEST", STORE_PW.to_string()),
+            ("ONCALL_STORE_PASSWORD", STORE_PW.to_string()),
         ],
     )
     .await

@@ -694,11 +694,12 @@ async fn the_readme_secret_variables_work_under_oncall_serve() {
             c.env_remove(k);
         }
     }
-    let server = Served::start(c.envs(env_ref.iter().copied()), port).await;
+    c.envs(env_ref.iter().copied());
+    let server = serve::Serve::spawn(c, port).await.expect("oncall serve");
     let http = reqwest::Client::new();
     let call = |token: &str, method: reqwest::Method, path: &str, body: Option<Value>| {
         let mut r = http
-            .request(method, server.url(path))
+            .request(method, format!("{}{path}", server.base))
             .bearer_auth(token.to_string());
         if let Some(b) = body {
             r = r.json(&b);

@@ -5,11 +5,10 @@
 pub mod pg;
 pub mod prom;
 pub mod serve;
-pub mod served;
 pub mod server;
 
 #[allow(unused_imports)]
-pub use served::{Served, free_port};
+pub use serve::free_port;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};

@@ -20,17 +20,21 @@ impl Serve {
     /// Starts `oncall serve` with `env` (ONCALL_* settings) and waits for `/healthz`; or, when
     /// it exits first, returns its exit status and stderr.
     pub async fn start(data_dir: &Path, env: &[(&str, String)]) -> Result<Serve, String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let mut child = Command::new(super::ONCALL)
-            .arg("serve")
+        let port = free_port();
+        let mut cmd = Command::new(super::ONCALL);
+        cmd.arg("serve")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env_remove("ONCALL_CONFIG")
             .env("ONCALL_TOKEN", OPERATOR)
             .env("ONCALL_SERVER__DATA_DIR", data_dir)
-            .env("ONCALL_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("ONCALL_SERVER__LISTEN", format!("127.0.0.1:{port}"));
+        Serve::spawn(cmd, port).await
+    }
+
+    /// Starts a prepared `oncall ... serve` command that listens on `port`, and waits for
+    /// `/healthz`; or, when it exits first, returns its exit status and stderr.
+    pub async fn spawn(mut cmd: Command, port: u16) -> Result<Serve, String> {
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -100,6 +104,14 @@ impl Serve {
         let s = r.status().as_u16();
         (s, r.text().await.unwrap_or_default())
     }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
 }
 
 /// The value of one sample in Prometheus text (`name{labels} value`), if present.

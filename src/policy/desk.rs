@@ -81,6 +81,9 @@ pub type Ran = Box<dyn FnOnce(&Result<Value, String>) + Send>;
 pub type Starting =
     Box<dyn FnOnce() -> futures::future::BoxFuture<'static, Result<(), String>> + Send>;
 
+/// Part of the refusal of an execution another replica claimed (or ran) first.
+pub const CLAIMED_ELSEWHERE: &str = "in the shared store, not approved";
+
 /// What [`Shared::claim`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
@@ -972,7 +975,7 @@ impl Desk {
                     return Err(self.refuse(
                         request,
                         format!(
-                            "request {request} is {phase} in the shared store, not approved: an approval runs at most once, on one replica; nothing was run here"
+                            "request {request} is {phase} {CLAIMED_ELSEWHERE}: an approval runs at most once, on one replica; nothing was run here"
                         ),
                     ));
                 }

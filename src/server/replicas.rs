@@ -248,7 +248,7 @@ pub(crate) fn watch(st: Arc<AppState>) {
             if let Err(e) = beat(&st).await {
                 tracing::warn!("replica heartbeat: {e}");
             }
-            if round % 60 == 0 {
+            if round.is_multiple_of(60) {
                 let _ = st.store.seen_purge().await;
             }
             round += 1;

@@ -638,6 +638,13 @@ async fn execute(st: &Arc<AppState>, incident: &str, request: &str, executor: &s
                     .await;
             }
         }
+        // Another replica claimed it first (approvals sent to several replicas at once): it
+        // runs there, and that replica tells the incident.
+        Err(crate::policy::desk::DeskError::Refused(m))
+            if m.contains(crate::policy::desk::CLAIMED_ELSEWHERE) =>
+        {
+            tracing::info!("request {request}: {m}");
+        }
         Err(e) => {
             st.metrics
                 .count(&st.metrics.approvals, &[("event", "refused")]);

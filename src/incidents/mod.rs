@@ -230,6 +230,9 @@ pub trait Store: Send + Sync {
     async fn seen_first(&self, key: &str, ttl_s: i64) -> Result<bool, StoreError>;
     /// Forgets expired keys; returns how many.
     async fn seen_purge(&self) -> Result<u64, StoreError>;
+    /// Forgets `key` now (what it guarded did not happen after all, e.g. an incident that could
+    /// not be opened: the sender's retry must not be taken for a repeat).
+    async fn seen_forget(&self, key: &str) -> Result<(), StoreError>;
     /// Records that replica `name` is alive now, and where its audit log stands.
     async fn heartbeat(&self, beat: &ReplicaRow) -> Result<(), StoreError>;
     /// Every replica that ever beat, with its last heartbeat.
@@ -628,6 +631,13 @@ pub mod contract {
         assert!(store.seen_purge().await.expect("purge") >= 1);
         assert!(store.seen_first("k2", 60).await.expect("seen after expiry"));
         assert!(!store.seen_first("k1", 60).await.expect("still remembered"));
+        store.seen_forget("k1").await.expect("forget");
+        assert!(
+            store
+                .seen_first("k1", 60)
+                .await
+                .expect("seen after forgetting")
+        );
         // Heartbeats.
         let beat = ReplicaRow {
             name: "r1".into(),

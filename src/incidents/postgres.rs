@@ -567,6 +567,15 @@ impl Store for PgStore {
         .map_err(backend)
     }
 
+    async fn seen_forget(&self, key: &str) -> Result<(), StoreError> {
+        let mut g = self.client().await?;
+        let c = g.as_mut().ok_or_else(|| backend("no connection"))?;
+        c.execute("DELETE FROM seen_keys WHERE key = $1", &[&key])
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn heartbeat(&self, beat: &ReplicaRow) -> Result<(), StoreError> {
         let mut g = self.client().await?;
         let c = g.as_mut().ok_or_else(|| backend("no connection"))?;

@@ -616,6 +616,16 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn seen_forget(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_string();
+        Self::with(&self.writer, move |c| {
+            c.execute("DELETE FROM seen_keys WHERE key = ?1", params![key])
+                .map(|_| ())
+                .map_err(backend)
+        })
+        .await
+    }
+
     async fn heartbeat(&self, beat: &ReplicaRow) -> Result<(), StoreError> {
         let b = beat.clone();
         Self::with(&self.writer, move |c| {

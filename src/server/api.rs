@@ -243,8 +243,13 @@ pub async fn alerts(
     // Alertmanager sends a notification again (its repeat interval, its retries, several
     // Alertmanagers in a cluster, any replica behind the load balancer): the same firing alerts
     // with the same start open one incident, on whichever replica saw them first.
-    if let Some(key) = alert_key(&firing)
-        && !st.store.seen_first(&key, ALERT_DEDUP_S).await?
+    // (Checked once a slot is held: a notification refused with 429 is not remembered.)
+    let slot = st
+        .investigation_slot(&c.name, "a new incident")
+        .map_err(ApiError::OverCap)?;
+    let key = alert_key(&firing);
+    if let Some(key) = &key
+        && !st.store.seen_first(key, ALERT_DEDUP_S).await?
     {
         return Ok((
             StatusCode::OK,
@@ -252,10 +257,16 @@ pub async fn alerts(
         )
             .into_response());
     }
-    let slot = st
-        .investigation_slot(&c.name, "a new incident")
-        .map_err(ApiError::OverCap)?;
-    let id = open_incident(&st, &report, title.as_deref(), "alert", &c.name).await?;
+    let id = match open_incident(&st, &report, title.as_deref(), "alert", &c.name).await {
+        Ok(id) => id,
+        Err(e) => {
+            // Not opened: Alertmanager's retry must open it.
+            if let Some(key) = &key {
+                let _ = st.store.seen_forget(key).await;
+            }
+            return Err(e);
+        }
+    };
     slot.relabel(&format!("incident {id}"));
     start_round_holding(&st, &id, slot);
     Ok((StatusCode::ACCEPTED, Json(json!({"incidents": [id]}))).into_response())

@@ -109,10 +109,15 @@ timeout_s = 10
     }
 
     async fn start(&self, name: &str) -> Replica {
+        self.start_with(name, &[]).await
+    }
+
+    async fn start_with(&self, name: &str, extra: &[(&str, String)]) -> Replica {
         let port = free_port();
         let child = Command::new(ONCALL)
             .arg("serve")
             .envs(self.env(name))
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .env_remove("ONCALL_CONFIG")
             .env_remove("SLACK_BOT_TOKEN")
             .env("ONCALL_TOKEN", OP)
@@ -555,6 +560,81 @@ async fn sigkill_of_a_replica_loses_nothing_and_another_replica_takes_over() {
     let (ok, out) = c.verify_audit();
     assert!(!ok, "a cut log passed: {out}");
     assert!(out.contains("r2: BROKEN"), "{out}");
+}
+
+/// SIGKILL of the replica running an action, between its write-ahead record and its result:
+/// another replica marks it `outcome_unknown` with what to verify, and no replica runs it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_cut_by_a_dead_replica_is_never_run_again_by_another() {
+    if !Pg::available() {
+        eprintln!("PostgreSQL 15 is not installed: skipped");
+        return;
+    }
+    let c = Cluster::new();
+    let bo = c.token("bo", "approver");
+    let marker = c.dir.path().join("paused-executing");
+    let pause = [(
+        "OC_TEST_PAUSE_AT",
+        format!("executing:{}", marker.display()),
+    )];
+    let (r1, mut r2, r3) = tokio::join!(c.start("r1"), c.start_with("r2", &pause), c.start("r3"));
+    let id = r1.open("a quiet report for the cut action").await;
+    let req = r1.request(&id, "count.run", json!({})).await;
+    // Approved on r2: r2 claims it, writes ahead, and stops right before running it.
+    let (s, v) = r2.approve(&bo, &req).await;
+    assert_eq!(s, 200, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "r2 never reached the action");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(r3.approval(&req).await["state"]["state"], "executing");
+    // Another replica cannot run what r2 is running.
+    let (s, _) = r3.approve(&bo, &req).await;
+    assert_eq!(s, 409);
+    r2.child.kill().expect("SIGKILL r2");
+    let _ = r2.child.wait();
+    let events = r1
+        .wait(
+            &id,
+            30,
+            "the unknown outcome",
+            has("action_outcome_unknown"),
+        )
+        .await;
+    let told = events
+        .iter()
+        .find(|e| e["kind"] == "action_outcome_unknown")
+        .expect("told");
+    assert_eq!(told["data"]["request"], json!(req));
+    assert!(
+        told["data"]["verify"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Verify by hand"),
+        "{told}"
+    );
+    let a = r3.approval(&req).await;
+    assert_eq!(a["state"]["state"], "outcome_unknown", "{a}");
+    assert_eq!(a["state"]["approved_by"], "bo", "{a}");
+    for r in [&r1, &r3] {
+        let (s, v) = r.approve(&bo, &req).await;
+        assert_eq!(s, 409, "{}: {v}", r.name);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(c.runs(), 0, "the cut action ran again");
+    // The incident's next action is not blocked by the dead replica's slot.
+    let next = r3.request(&id, "count.run", json!({})).await;
+    let (s, v) = r1.approve(&bo, &next).await;
+    assert_eq!(s, 200, "{v}");
+    r3.wait(&id, 30, "the next action", |ev| {
+        ev.iter()
+            .any(|e| e["kind"] == "action_verified" && e["data"]["request"] == json!(next))
+    })
+    .await;
+    assert_eq!(c.runs(), 1);
+    let (ok, out) = c.verify_audit();
+    assert!(ok, "{out}");
 }
 
 fn signed(body: &str, ts: i64) -> (String, String) {

@@ -212,6 +212,11 @@ pub enum AuditCommand {
         /// The last record's hash, kept elsewhere: also catches records removed from the end.
         #[arg(long)]
         head: Option<String>,
+        /// Check every replica's log instead, as the shared store ([server] database_url) lists
+        /// them: each chain, and that each still holds the last record its replica recorded in
+        /// the store at its last heartbeat.
+        #[arg(long, conflicts_with_all = ["file", "head"])]
+        replicas: bool,
     },
 }
 

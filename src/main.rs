@@ -47,6 +47,73 @@ fn config_check(explicit: Option<&std::path::Path>, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `oncall audit verify --replicas`: checks every replica's audit chain recorded in the store.
+fn verify_replicas(runtime: &tokio::runtime::Runtime, config: &oncall::config::Config) -> ExitCode {
+    let url = config.server.store_url();
+    let rows = runtime.block_on(async {
+        let store = oncall::incidents::open(&url).await?;
+        store.replicas().await
+    });
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => return usage_error(&format!("cannot read the replicas from the store: {e}")),
+    };
+    if rows.is_empty() {
+        println!("no replica has recorded an audit log in the store yet");
+        return ExitCode::SUCCESS;
+    }
+    let mut ok = true;
+    for r in &rows {
+        let Some(path) = &r.audit_file else {
+            println!(
+                "{}: keeps its audit log in memory only: nothing to verify",
+                r.name
+            );
+            continue;
+        };
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                println!("{}: BROKEN: cannot read {path}: {e}", r.name);
+                ok = false;
+                continue;
+            }
+        };
+        let report = oncall::policy::audit::verify_bytes(&bytes, None);
+        for p in &report.problems {
+            println!("{}: BROKEN: {p}", r.name);
+        }
+        let head = r.audit_head.as_deref().unwrap_or_default();
+        let held = oncall::policy::audit::holds(&bytes, r.audit_seq.max(0) as u64, head);
+        if !held {
+            println!(
+                "{}: BROKEN: {path} no longer holds record {} with hash {head}, recorded in the store at its last heartbeat (cut back or rewritten)",
+                r.name, r.audit_seq
+            );
+        }
+        ok &= report.problems.is_empty() && held;
+        println!(
+            "{}: {path}: {} record(s), head {}: {}",
+            r.name,
+            report.records,
+            report.head,
+            if report.problems.is_empty() && held {
+                format!(
+                    "the chain is intact and holds record {} recorded in the store",
+                    r.audit_seq
+                )
+            } else {
+                "the chain is BROKEN".to_string()
+            }
+        );
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 /// Prints a usage error as one line and returns exit code 2.
 fn usage_error(msg: &str) -> ExitCode {
     eprintln!("error: {msg}");
@@ -514,7 +581,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Audit {
-            command: AuditCommand::Verify { file, head },
+            command: AuditCommand::Verify { replicas: true, .. },
+        } => verify_replicas(&runtime, &config),
+        Command::Audit {
+            command: AuditCommand::Verify { file, head, .. },
         } => {
             // The same file `oncall serve` writes: [policy] audit_file, else in the data dir.
             let file = file

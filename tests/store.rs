@@ -23,10 +23,11 @@ async fn the_postgres_store_keeps_the_same_contract_as_sqlite() {
     let url = database(&pg);
     let store = oncall::incidents::open(&url).await.expect("open");
     oncall::incidents::contract::behaves(store.as_ref()).await;
+    oncall::incidents::contract::shared_by_replicas(store.as_ref()).await;
     oncall::incidents::contract::concurrent_appends(store.clone()).await;
     // Opening again (a second replica starting) runs no migration twice.
     let again = oncall::incidents::open(&url).await.expect("reopen");
-    assert_eq!(again.list(100).await.unwrap().len(), 3);
+    assert_eq!(again.list(100).await.unwrap().len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

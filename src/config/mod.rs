@@ -347,6 +347,10 @@ pub struct ServerSettings {
     pub auth_failure_window_s: u64,
     /// How long an approved action waits for the incident's previous action to be verified.
     pub action_wait_s: u64,
+    /// A replica whose heartbeat in the shared store is older than this is dead: another
+    /// replica marks its investigations interrupted and its executions in flight
+    /// `outcome_unknown`. Each replica beats every fifth of it.
+    pub replica_timeout_s: u64,
 }
 
 impl ServerSettings {
@@ -385,6 +389,7 @@ impl Default for ServerSettings {
             max_auth_failures: 30,
             auth_failure_window_s: 60,
             action_wait_s: 600,
+            replica_timeout_s: 15,
         }
     }
 }

@@ -204,6 +204,110 @@ pub trait Store: Send + Sync {
     async fn memory_put(&self, row: &MemoryRow) -> Result<(), StoreError>;
     /// Every memory row, oldest first.
     async fn memory_rows(&self) -> Result<Vec<MemoryRow>, StoreError>;
+
+    // --- Shared by replicas: approvals, seen keys, heartbeats (see [`ApprovalRow`]). ---
+
+    /// Files a request's row (pending). False when a row with its id already exists (it is
+    /// left as it is).
+    async fn approval_put(&self, row: &ApprovalRow) -> Result<bool, StoreError>;
+    /// Every request's row, oldest first.
+    async fn approval_rows(&self) -> Result<Vec<ApprovalRow>, StoreError>;
+    /// Moves a request from one of the phases `from` to `to`, atomically: the one conditional
+    /// transition every replica goes through, so a decision or an execution happens once. A
+    /// move that sets `in_flight` is refused ([`Moved::Busy`]) while another request of the same
+    /// incident is in flight.
+    async fn approval_move(
+        &self,
+        id: &str,
+        from: &[&str],
+        to: &ApprovalMove,
+    ) -> Result<Moved, StoreError>;
+    /// Clears a request's in-flight mark (its effect is recorded, or it never ran).
+    async fn approval_release(&self, id: &str) -> Result<(), StoreError>;
+    /// True the first time `key` is seen within `ttl_s` seconds (and remembers it until then),
+    /// false while it is remembered: Slack retries and replays, repeated alerts, on every
+    /// replica. Expired keys are forgotten by [`Store::seen_purge`].
+    async fn seen_first(&self, key: &str, ttl_s: i64) -> Result<bool, StoreError>;
+    /// Forgets expired keys; returns how many.
+    async fn seen_purge(&self) -> Result<u64, StoreError>;
+    /// Forgets `key` now (what it guarded did not happen after all, e.g. an incident that could
+    /// not be opened: the sender's retry must not be taken for a repeat).
+    async fn seen_forget(&self, key: &str) -> Result<(), StoreError>;
+    /// Records that replica `name` is alive now, and where its audit log stands.
+    async fn heartbeat(&self, beat: &ReplicaRow) -> Result<(), StoreError>;
+    /// Every replica that ever beat, with its last heartbeat.
+    async fn replicas(&self) -> Result<Vec<ReplicaRow>, StoreError>;
+    /// Marks `id` interrupted if it is still `investigating` under `owner`: appends an
+    /// `interrupted` event (with `reason` and `by`) and a `status_changed` one, in one
+    /// transaction. False (and nothing written) when it is not, so only one replica marks it.
+    async fn interrupt(
+        &self,
+        id: &str,
+        owner: &str,
+        reason: &str,
+        by: &str,
+    ) -> Result<bool, StoreError>;
+}
+
+/// One action request as every replica sees it. The desk's memory of a request is a copy of
+/// this row; the row decides. It keeps the exact arguments (the approval binds their hash),
+/// unlike the redacted audit record and `action_requested` event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalRow {
+    pub id: String,
+    pub incident: String,
+    /// The request as filed: the same fields as its audit record, with the exact arguments.
+    pub request: Value,
+    pub created_at: DateTime<Utc>,
+    /// `pending`, `approved`, `denied`, `withdrawn`, `executing`, `executed`, `outcome_unknown`.
+    pub phase: String,
+    /// The desk's state, as the approvals API shows it.
+    pub state: Value,
+    /// Once approved: `{"approved_by", "expires_at"}`.
+    pub approval: Option<Value>,
+    /// The replica that claimed its execution.
+    pub replica: Option<String>,
+    /// From the execution's claim until its effect is recorded; one per incident at a time.
+    pub in_flight: bool,
+}
+
+/// The target of [`Store::approval_move`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalMove {
+    pub phase: String,
+    pub state: Value,
+    /// Replaces the approval when given.
+    pub approval: Option<Value>,
+    /// Replaces the executing replica when given.
+    pub replica: Option<String>,
+    pub in_flight: bool,
+}
+
+/// What [`Store::approval_move`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Moved {
+    Moved,
+    /// Not in one of the phases asked for: its phase now (none: no such request).
+    Stale(Option<String>),
+    /// Another request of the incident is in flight (its id).
+    Busy(String),
+}
+
+/// A replica's heartbeat row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaRow {
+    pub name: String,
+    /// Unix seconds of its last heartbeat.
+    pub heartbeat: i64,
+    /// Its audit log file, and the sequence number and hash of its last record at that beat.
+    pub audit_file: Option<String>,
+    pub audit_seq: i64,
+    pub audit_head: Option<String>,
+}
+
+/// The phase word of an [`ApprovalRow`] for a state's JSON (`{"state": "pending", ...}`).
+pub fn phase_of(state: &Value) -> String {
+    state["state"].as_str().unwrap_or("unknown").to_string()
 }
 
 /// One resolved incident as incident memory keeps it: the document (JSON) and its vector under
@@ -438,6 +542,171 @@ pub mod contract {
         assert_eq!(rows, vec![row("e2", "11", 1), row("e1", "22", 2)]);
     }
 
+    /// What replicas share: approvals move once, one in flight per incident, keys are seen
+    /// once until they expire, heartbeats, and an investigation is interrupted once.
+    pub async fn shared_by_replicas(store: &dyn Store) {
+        let (inc, _) = store
+            .create(NewIncident {
+                title: "shared".into(),
+                source: "api".into(),
+                actor: "ana".into(),
+                report: json!({"text": "shared"}),
+                owner: Some("r1".into()),
+            })
+            .await
+            .expect("create");
+        let row = |id: &str| ApprovalRow {
+            id: id.into(),
+            incident: inc.id.clone(),
+            request: json!({"tool": "t.live", "args": {"pid": 7}}),
+            created_at: DateTime::from_timestamp(1_800_000_000, 0).expect("time"),
+            phase: "pending".into(),
+            state: json!({"state": "pending"}),
+            approval: None,
+            replica: None,
+            in_flight: false,
+        };
+        assert!(store.approval_put(&row("q1")).await.expect("put"));
+        assert!(!store.approval_put(&row("q1")).await.expect("put again"));
+        assert!(store.approval_put(&row("q2")).await.expect("put"));
+        let to = |phase: &str, in_flight: bool| ApprovalMove {
+            phase: phase.into(),
+            state: json!({"state": phase}),
+            approval: (phase == "approved").then(|| json!({"approved_by": "bo"})),
+            replica: in_flight.then(|| "r2".to_string()),
+            in_flight,
+        };
+        for q in ["q1", "q2"] {
+            assert_eq!(
+                store
+                    .approval_move(q, &["pending"], &to("approved", false))
+                    .await
+                    .expect("move"),
+                Moved::Moved
+            );
+        }
+        assert_eq!(
+            store
+                .approval_move("q1", &["pending"], &to("denied", false))
+                .await
+                .expect("move"),
+            Moved::Stale(Some("approved".into())),
+            "a decided request is not decided again"
+        );
+        assert_eq!(
+            store
+                .approval_move("nope", &["pending"], &to("denied", false))
+                .await
+                .expect("move"),
+            Moved::Stale(None)
+        );
+        assert_eq!(
+            store
+                .approval_move("q1", &["approved"], &to("executing", true))
+                .await
+                .expect("claim"),
+            Moved::Moved
+        );
+        assert_eq!(
+            store
+                .approval_move("q1", &["approved"], &to("executing", true))
+                .await
+                .expect("claim again"),
+            Moved::Stale(Some("executing".into())),
+            "a request is claimed once"
+        );
+        assert_eq!(
+            store
+                .approval_move("q2", &["approved"], &to("executing", true))
+                .await
+                .expect("claim"),
+            Moved::Busy("q1".into()),
+            "one action in flight per incident"
+        );
+        store.approval_release("q1").await.expect("release");
+        assert_eq!(
+            store
+                .approval_move("q2", &["approved"], &to("executing", true))
+                .await
+                .expect("claim"),
+            Moved::Moved
+        );
+        let rows = store.approval_rows().await.expect("rows");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].phase, "executing");
+        assert!(!rows[0].in_flight && rows[1].in_flight);
+        assert_eq!(rows[1].replica.as_deref(), Some("r2"));
+        assert_eq!(rows[1].approval, Some(json!({"approved_by": "bo"})));
+        assert_eq!(rows[1].request, row("q2").request);
+        // Seen keys: once within their time, again after it.
+        assert!(store.seen_first("k1", 60).await.expect("seen"));
+        assert!(!store.seen_first("k1", 60).await.expect("seen"));
+        assert!(store.seen_first("k2", 1).await.expect("seen"));
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        assert!(store.seen_purge().await.expect("purge") >= 1);
+        assert!(store.seen_first("k2", 60).await.expect("seen after expiry"));
+        assert!(!store.seen_first("k1", 60).await.expect("still remembered"));
+        store.seen_forget("k1").await.expect("forget");
+        assert!(
+            store
+                .seen_first("k1", 60)
+                .await
+                .expect("seen after forgetting")
+        );
+        // Heartbeats.
+        let beat = ReplicaRow {
+            name: "r1".into(),
+            heartbeat: 100,
+            audit_file: Some("/a".into()),
+            audit_seq: 3,
+            audit_head: Some("abc".into()),
+        };
+        store.heartbeat(&beat).await.expect("beat");
+        store
+            .heartbeat(&ReplicaRow {
+                heartbeat: 200,
+                ..beat.clone()
+            })
+            .await
+            .expect("beat");
+        assert_eq!(
+            store.replicas().await.expect("replicas"),
+            vec![ReplicaRow {
+                heartbeat: 200,
+                ..beat
+            }]
+        );
+        // Interrupted once, and only under its owner.
+        assert!(
+            !store
+                .interrupt(&inc.id, "r9", "dead", "r2")
+                .await
+                .expect("not its owner")
+        );
+        assert!(
+            store
+                .interrupt(&inc.id, "r1", "dead", "r2")
+                .await
+                .expect("interrupt")
+        );
+        assert!(
+            !store
+                .interrupt(&inc.id, "r1", "dead", "r3")
+                .await
+                .expect("once")
+        );
+        let got = store.incident(&inc.id).await.expect("get").expect("some");
+        assert_eq!(got.status, Status::Interrupted);
+        let kinds: Vec<String> = store
+            .events(&inc.id, 0, 100)
+            .await
+            .expect("events")
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["report", "interrupted", "status_changed"]);
+    }
+
     /// Concurrent appends to one incident get distinct, gapless sequence numbers.
     pub async fn concurrent_appends(store: Arc<dyn Store>) {
         let (inc, _) = store
@@ -513,7 +782,76 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL,
         PRIMARY KEY (incident, embedder)
     );",
+    // Replicas sharing one store: action requests and where they stand, keys seen (Slack
+    // retries and replays, repeated alerts) with their expiry, and heartbeats.
+    "CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,
+        incident TEXT NOT NULL,
+        request TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        state TEXT NOT NULL,
+        approval TEXT,
+        replica TEXT,
+        in_flight INTEGER NOT NULL DEFAULT 0,
+        updated_at TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX approvals_one_in_flight ON approvals (incident) WHERE in_flight = 1;
+    CREATE TABLE seen_keys (
+        key TEXT PRIMARY KEY,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE TABLE replicas (
+        name TEXT PRIMARY KEY,
+        heartbeat BIGINT NOT NULL,
+        audit_file TEXT,
+        audit_seq BIGINT NOT NULL DEFAULT 0,
+        audit_head TEXT
+    );",
 ];
+
+/// Columns of [`ApprovalRow`], in order.
+pub(crate) const APPROVAL_COLS: &str =
+    "id, incident, request, created_at, phase, state, approval, replica, in_flight";
+
+/// Builds an [`ApprovalRow`] from its columns.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn approval_from(
+    id: String,
+    incident: String,
+    request: String,
+    created_at: String,
+    phase: String,
+    state: String,
+    approval: Option<String>,
+    replica: Option<String>,
+    in_flight: i64,
+) -> Result<ApprovalRow, StoreError> {
+    let json = |what: &str, s: &str| {
+        serde_json::from_str::<Value>(s).map_err(|e| {
+            StoreError::Backend(format!("bad {what} of request {id} in the store: {e}"))
+        })
+    };
+    Ok(ApprovalRow {
+        request: json("request", &request)?,
+        created_at: parse_ts(&created_at)?,
+        state: json("state", &state)?,
+        approval: approval
+            .as_deref()
+            .map(|a| json("approval", a))
+            .transpose()?,
+        id: id.clone(),
+        incident,
+        phase,
+        replica,
+        in_flight: in_flight != 0,
+    })
+}
+
+/// Unix seconds now.
+pub(crate) fn unix_now() -> i64 {
+    Utc::now().timestamp()
+}
 
 /// The upsert both backends use for memory rows.
 pub(crate) const MEMORY_PUT: &str =

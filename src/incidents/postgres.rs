@@ -440,6 +440,264 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn approval_put(&self, row: &ApprovalRow) -> Result<bool, StoreError> {
+        let mut g = self.client().await?;
+        let c: &mut tokio_postgres::Client = &mut g;
+        let n = c
+            .execute(
+                "INSERT INTO approvals (id, incident, request, created_at, phase, state, approval,
+                 replica, in_flight, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (id) DO NOTHING",
+                &[
+                    &row.id,
+                    &row.incident,
+                    &row.request.to_string(),
+                    &ts(row.created_at),
+                    &row.phase,
+                    &row.state.to_string(),
+                    &row.approval.as_ref().map(Value::to_string),
+                    &row.replica,
+                    &i32::from(row.in_flight),
+                    &ts(Utc::now()),
+                ],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(n == 1)
+    }
+
+    async fn approval_rows(&self) -> Result<Vec<ApprovalRow>, StoreError> {
+        let mut g = self.client().await?;
+        let c: &mut tokio_postgres::Client = &mut g;
+        let rows = c
+            .query(
+                &format!("SELECT {APPROVAL_COLS} FROM approvals ORDER BY created_at, id"),
+                &[],
+            )
+            .await
+            .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                approval_from(
+                    r.get(0),
+                    r.get(1),
+                    r.get(2),
+                    r.get(3),
+                    r.get(4),
+                    r.get(5),
+                    r.get(6),
+                    r.get(7),
+                    i64::from(r.get::<_, i32>(8)),
+                )
+            })
+            .collect()
+    }
+
+    async fn approval_move(
+        &self,
+        id: &str,
+        from: &[&str],
+        to: &ApprovalMove,
+    ) -> Result<Moved, StoreError> {
+        let mut g = self.client().await?;
+        let c: &mut tokio_postgres::Client = &mut g;
+        let tx = c.transaction().await.map_err(backend)?;
+        // The row lock serializes every replica's move of this request: the phase read here is
+        // the phase the update below replaces.
+        let Some(now) = tx
+            .query_opt(
+                "SELECT phase, incident, in_flight FROM approvals WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await
+            .map_err(backend)?
+        else {
+            return Ok(Moved::Stale(None));
+        };
+        let (phase, incident, flying): (String, String, i32) = (now.get(0), now.get(1), now.get(2));
+        if !from.contains(&phase.as_str()) {
+            return Ok(Moved::Stale(Some(phase)));
+        }
+        if to.in_flight && flying == 0 {
+            let other = tx
+                .query_opt(
+                    "SELECT id FROM approvals WHERE incident = $1 AND in_flight = 1 AND id <> $2",
+                    &[&incident, &id],
+                )
+                .await
+                .map_err(backend)?;
+            if let Some(other) = other {
+                return Ok(Moved::Busy(other.get(0)));
+            }
+        }
+        let updated = tx
+            .execute(
+                "UPDATE approvals SET phase = $2, state = $3, approval = COALESCE($4, approval),
+                 replica = COALESCE($5, replica), in_flight = $6, updated_at = $7 WHERE id = $1",
+                &[
+                    &id,
+                    &to.phase,
+                    &to.state.to_string(),
+                    &to.approval.as_ref().map(Value::to_string),
+                    &to.replica,
+                    &i32::from(to.in_flight),
+                    &ts(Utc::now()),
+                ],
+            )
+            .await;
+        match updated {
+            Ok(_) => {}
+            // Two requests of one incident claimed at once: the unique index lets one through.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                return Ok(Moved::Busy("another request of this incident".into()));
+            }
+            Err(e) => return Err(backend(e)),
+        }
+        match tx.commit().await {
+            Ok(()) => Ok(Moved::Moved),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                Ok(Moved::Busy("another request of this incident".into()))
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn approval_release(&self, id: &str) -> Result<(), StoreError> {
+        let mut g = self.client().await?;
+        let c: &mut tokio_postgres::Client = &mut g;
+        c.execute(
+            "UPDATE approvals SET in_flight = 0, updated_at = $2 WHERE id = $1",
+            &[&id, &ts(Utc::now())],
+        )
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn seen_first(&self, key: &str, ttl_s: i64) -> Result<bool, StoreError> {
+        let mut g = self.client().await?;
+        let c: &mut tokio_postgres::Client = &mut g;
+        let now = unix_now();
+        let n = c
+            .execute(
+                "INSERT INTO seen_keys (key, expires_at) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
+                 WHERE seen_keys.expires_at <= $3",
+                &[&key, &(now + ttl_s.max(1)), &now],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(n == 1)
+    }
+
+    async fn seen_purge(&self) -> Result<u64, StoreError> {
+        let mut g = self.client().await?;
+        let c: &mut tokio_postgres::Client = &mut g;
+        c.execute(
+            "DELETE FROM seen_keys WHERE expires_at <= $1",
+            &[&unix_now()],
+        )
+        .await
+        .map_err(backend)
+    }
+
+    async fn seen_forget(&self, key: &str) -> Result<(), StoreError> {
+        let mut g = self.client().await?;
+        let c: &mut tokio_postgres::Client = &mut g;
+        c.execute("DELETE FROM seen_keys WHERE key = $1", &[&key])
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn heartbeat(&self, beat: &ReplicaRow) -> Result<(), StoreError> {
+        let mut g = self.client().await?;
+        let c: &mut tokio_postgres::Client = &mut g;
+        c.execute(
+            "INSERT INTO replicas (name, heartbeat, audit_file, audit_seq, audit_head)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (name) DO UPDATE SET heartbeat = excluded.heartbeat,
+             audit_file = excluded.audit_file, audit_seq = excluded.audit_seq,
+             audit_head = excluded.audit_head",
+            &[
+                &beat.name,
+                &beat.heartbeat,
+                &beat.audit_file,
+                &beat.audit_seq,
+                &beat.audit_head,
+            ],
+        )
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn replicas(&self) -> Result<Vec<ReplicaRow>, StoreError> {
+        let mut g = self.client().await?;
+        let c: &mut tokio_postgres::Client = &mut g;
+        let rows = c
+            .query(
+                "SELECT name, heartbeat, audit_file, audit_seq, audit_head FROM replicas ORDER BY name",
+                &[],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(rows
+            .iter()
+            .map(|r| ReplicaRow {
+                name: r.get(0),
+                heartbeat: r.get(1),
+                audit_file: r.get(2),
+                audit_seq: r.get(3),
+                audit_head: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn interrupt(
+        &self,
+        id: &str,
+        owner: &str,
+        reason: &str,
+        by: &str,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.client().await?;
+        let c: &mut tokio_postgres::Client = &mut g;
+        let tx = c.transaction().await.map_err(backend)?;
+        let n = tx
+            .execute(
+                "UPDATE incidents SET status = 'interrupted'
+                 WHERE id = $1 AND owner = $2 AND status = 'investigating'",
+                &[&id, &owner],
+            )
+            .await
+            .map_err(backend)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let now = Utc::now();
+        append_in(
+            &tx,
+            id,
+            "interrupted",
+            "oncall",
+            &serde_json::json!({"reason": reason, "by": by, "owner": owner}),
+            now,
+        )
+        .await?;
+        append_in(
+            &tx,
+            id,
+            "status_changed",
+            "oncall",
+            &serde_json::json!({"status": Status::Interrupted}),
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let c = self.client().await?;
         c.simple_query("SELECT 1").await.map_err(backend)?;

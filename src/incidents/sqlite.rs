@@ -474,6 +474,263 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn approval_put(&self, row: &ApprovalRow) -> Result<bool, StoreError> {
+        let r = row.clone();
+        Self::with(&self.writer, move |c| {
+            let n = c
+                .execute(
+                    "INSERT INTO approvals (id, incident, request, created_at, phase, state, approval,
+                     replica, in_flight, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (id) DO NOTHING",
+                    params![
+                        r.id,
+                        r.incident,
+                        r.request.to_string(),
+                        ts(r.created_at),
+                        r.phase,
+                        r.state.to_string(),
+                        r.approval.as_ref().map(Value::to_string),
+                        r.replica,
+                        i64::from(r.in_flight),
+                        ts(Utc::now())
+                    ],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn approval_rows(&self) -> Result<Vec<ApprovalRow>, StoreError> {
+        Self::with(&self.reader, |c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {APPROVAL_COLS} FROM approvals ORDER BY created_at, id"
+                ))
+                .map_err(backend)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok((
+                        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?),
+                        (r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?),
+                    ))
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            rows.into_iter()
+                .map(|((id, inc, req, at), (phase, state, appr, rep, fl))| {
+                    approval_from(id, inc, req, at, phase, state, appr, rep, fl)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn approval_move(
+        &self,
+        id: &str,
+        from: &[&str],
+        to: &ApprovalMove,
+    ) -> Result<Moved, StoreError> {
+        let (id, to) = (id.to_string(), to.clone());
+        let from: Vec<String> = from.iter().map(|s| s.to_string()).collect();
+        Self::with(&self.writer, move |c| {
+            // IMMEDIATE: the check and the move are one step for every writer of the file.
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let now: Option<(String, String, i64)> = tx
+                .query_row(
+                    "SELECT phase, incident, in_flight FROM approvals WHERE id = ?1",
+                    params![id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            let Some((phase, incident, flying)) = now else {
+                return Ok(Moved::Stale(None));
+            };
+            if !from.contains(&phase) {
+                return Ok(Moved::Stale(Some(phase)));
+            }
+            if to.in_flight && flying == 0 {
+                let other: Option<String> = tx
+                    .query_row(
+                        "SELECT id FROM approvals WHERE incident = ?1 AND in_flight = 1 AND id <> ?2",
+                        params![incident, id],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                if let Some(other) = other {
+                    return Ok(Moved::Busy(other));
+                }
+            }
+            tx.execute(
+                "UPDATE approvals SET phase = ?2, state = ?3, approval = COALESCE(?4, approval),
+                 replica = COALESCE(?5, replica), in_flight = ?6, updated_at = ?7 WHERE id = ?1",
+                params![
+                    id,
+                    to.phase,
+                    to.state.to_string(),
+                    to.approval.as_ref().map(Value::to_string),
+                    to.replica,
+                    i64::from(to.in_flight),
+                    ts(Utc::now())
+                ],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(Moved::Moved)
+        })
+        .await
+    }
+
+    async fn approval_release(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        Self::with(&self.writer, move |c| {
+            c.execute(
+                "UPDATE approvals SET in_flight = 0, updated_at = ?2 WHERE id = ?1",
+                params![id, ts(Utc::now())],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn seen_first(&self, key: &str, ttl_s: i64) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        Self::with(&self.writer, move |c| {
+            let now = unix_now();
+            let n = c
+                .execute(
+                    "INSERT INTO seen_keys (key, expires_at) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
+                     WHERE seen_keys.expires_at <= ?3",
+                    params![key, now + ttl_s.max(1), now],
+                )
+                .map_err(backend)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn seen_purge(&self) -> Result<u64, StoreError> {
+        Self::with(&self.writer, |c| {
+            c.execute(
+                "DELETE FROM seen_keys WHERE expires_at <= ?1",
+                params![unix_now()],
+            )
+            .map(|n| n as u64)
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn seen_forget(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_string();
+        Self::with(&self.writer, move |c| {
+            c.execute("DELETE FROM seen_keys WHERE key = ?1", params![key])
+                .map(|_| ())
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, beat: &ReplicaRow) -> Result<(), StoreError> {
+        let b = beat.clone();
+        Self::with(&self.writer, move |c| {
+            c.execute(
+                "INSERT INTO replicas (name, heartbeat, audit_file, audit_seq, audit_head)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (name) DO UPDATE SET heartbeat = excluded.heartbeat,
+                 audit_file = excluded.audit_file, audit_seq = excluded.audit_seq,
+                 audit_head = excluded.audit_head",
+                params![b.name, b.heartbeat, b.audit_file, b.audit_seq, b.audit_head],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn replicas(&self) -> Result<Vec<ReplicaRow>, StoreError> {
+        Self::with(&self.reader, |c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT name, heartbeat, audit_file, audit_seq, audit_head FROM replicas ORDER BY name",
+                )
+                .map_err(backend)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok(ReplicaRow {
+                        name: r.get(0)?,
+                        heartbeat: r.get(1)?,
+                        audit_file: r.get(2)?,
+                        audit_seq: r.get(3)?,
+                        audit_head: r.get(4)?,
+                    })
+                })
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn interrupt(
+        &self,
+        id: &str,
+        owner: &str,
+        reason: &str,
+        by: &str,
+    ) -> Result<bool, StoreError> {
+        let (id, owner, reason, by) = (
+            id.to_string(),
+            owner.to_string(),
+            reason.to_string(),
+            by.to_string(),
+        );
+        Self::with(&self.writer, move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let n = tx
+                .execute(
+                    "UPDATE incidents SET status = 'interrupted'
+                     WHERE id = ?1 AND owner = ?2 AND status = 'investigating'",
+                    params![id, owner],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Ok(false);
+            }
+            let now = Utc::now();
+            append_in(
+                &tx,
+                &id,
+                "interrupted",
+                "oncall",
+                &serde_json::json!({"reason": reason, "by": by, "owner": owner}),
+                now,
+            )?;
+            append_in(
+                &tx,
+                &id,
+                "status_changed",
+                "oncall",
+                &serde_json::json!({"status": Status::Interrupted}),
+                now,
+            )?;
+            tx.commit().map_err(backend)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         if identity(&self.path) != self.identity {
             return Err(StoreError::Backend(format!(
@@ -502,9 +759,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = SqliteStore::open(&dir.path().join("oncall.db")).expect("open");
         super::contract::behaves(&s).await;
+        super::contract::shared_by_replicas(&s).await;
         super::contract::concurrent_appends(Arc::new(s)).await;
         // Reopening runs no migration twice and keeps everything.
         let again = SqliteStore::open(&dir.path().join("oncall.db")).expect("reopen");
-        assert_eq!(again.list(10).await.expect("list").len(), 3);
+        assert_eq!(again.list(10).await.expect("list").len(), 4);
     }
 }

@@ -315,6 +315,21 @@ impl AuditLog {
             .unwrap_or_default()
     }
 
+    /// The sequence number and hash of the last record (0 and [`GENESIS`] for an empty log):
+    /// what replicas record in the shared store, so `oncall audit verify --replicas` catches
+    /// a log cut back below it.
+    pub fn position(&self) -> (u64, String) {
+        self.state
+            .lock()
+            .map(|s| (s.next.saturating_sub(1), s.head.clone()))
+            .unwrap_or_else(|_| (0, GENESIS.into()))
+    }
+
+    /// Where the log is written (none: in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
     /// The hash of the last record (keep it elsewhere to detect a truncated tail).
     pub fn head(&self) -> String {
         self.state
@@ -543,6 +558,19 @@ pub fn verify_bytes(bytes: &[u8], expected_head: Option<&str>) -> VerifyReport {
         torn: s.torn,
         recoveries,
     }
+}
+
+/// Whether a log's bytes hold record `seq` with hash `hash` (`seq` 0: the empty log, always
+/// held). A replica records its last record's sequence and hash in the shared store at each
+/// heartbeat: a log that no longer holds it was cut back or rewritten.
+pub fn holds(bytes: &[u8], seq: u64, hash: &str) -> bool {
+    if seq == 0 {
+        return true;
+    }
+    bytes
+        .split(|b| *b == b'\n')
+        .filter_map(|line| serde_json::from_slice::<Record>(line).ok())
+        .any(|r| r.seq == seq && r.hash == hash)
 }
 
 /// What [`scan`] read.

@@ -23,13 +23,13 @@ use super::rules::{Actor, Effect};
 use super::{ActionRequest, Approval, Human, Identities, PolicyError, approve, canonical_hash};
 use crate::tool::{EffectCheck, Registry, RiskClass, ToolError};
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// Where a request stands.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum State {
     Pending,
@@ -81,6 +81,69 @@ pub type Ran = Box<dyn FnOnce(&Result<Value, String>) + Send>;
 pub type Starting =
     Box<dyn FnOnce() -> futures::future::BoxFuture<'static, Result<(), String>> + Send>;
 
+/// Part of the refusal of an execution another replica claimed (or ran) first.
+pub const CLAIMED_ELSEWHERE: &str = "in the shared store, not approved";
+
+/// What [`Shared::claim`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// This desk runs it: no other desk can any more.
+    Claimed,
+    /// Another request of the same incident is in flight (its id), maybe on another replica.
+    Busy(String),
+    /// It is no longer approved in the shared store: its phase there (e.g. `executing` on
+    /// another replica, `executed`, `outcome_unknown`).
+    Gone(String),
+}
+
+/// The shared store's side of an execution, when several replicas share one store: the claim
+/// (`approved` -> `executing`, one in flight per incident) is what makes a request run once
+/// across replicas; the desk's own checks and its audit records stay as they are.
+#[async_trait::async_trait]
+pub trait Shared: Send + Sync {
+    /// Claims `request` for `executor`: it runs here, and nowhere else.
+    async fn claim(&self, request: &str, executor: &str) -> Result<Claim, String>;
+    /// Gives a claimed request back (`approved`, as `state`): nothing was run.
+    async fn unclaim(&self, request: &str, state: &State) -> Result<(), String>;
+    /// Records a claimed request's result (`executed`); it stays in flight.
+    async fn finished(&self, request: &str, state: &State) -> Result<(), String>;
+    /// Its effect is recorded: the incident's next action may run.
+    async fn release(&self, request: &str) -> Result<(), String>;
+}
+
+/// A decision checked by [`Desk::prepare_decision`], not yet recorded.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub request: String,
+    pub by: String,
+    pub approve: bool,
+    pub reason: String,
+    pub expires_at: DateTime<Utc>,
+    approval: Option<Approval>,
+}
+
+impl Decision {
+    /// The state it leads to.
+    pub fn state(&self) -> State {
+        if self.approve {
+            State::Approved {
+                by: self.by.clone(),
+            }
+        } else {
+            State::Denied {
+                by: self.by.clone(),
+                reason: self.reason.clone(),
+            }
+        }
+    }
+
+    /// The approval as the shared store keeps it (`approved_by`, `expires_at`).
+    pub fn approval_json(&self) -> Option<Value> {
+        self.approve
+            .then(|| json!({"approved_by": self.by, "expires_at": self.expires_at}))
+    }
+}
+
 /// The outcome of an execution.
 #[derive(Debug, Clone, Serialize)]
 pub struct Execution {
@@ -119,6 +182,67 @@ pub struct Desk {
     wait: std::time::Duration,
     /// Which names are one person.
     people: Identities,
+    /// The store replicas share, when there is one (see [`Shared`]).
+    shared: Option<Arc<dyn Shared>>,
+}
+
+/// A request (pending) from its record: an audit `request` record's data, or the `request` of
+/// a shared store's row (the same fields, with the exact arguments).
+fn entry_of(d: &Value, at: DateTime<Utc>) -> Entry {
+    let request = ActionRequest {
+        id: d["request"].as_str().unwrap_or_default().to_string(),
+        tool: d["tool"].as_str().unwrap_or_default().to_string(),
+        args: d["args"].clone(),
+        requested_by: d["requested_by"].as_str().unwrap_or_default().to_string(),
+        on_behalf_of: d["on_behalf_of"].as_str().map(str::to_string),
+        evidence_hash: d["evidence_hash"].as_str().unwrap_or_default().to_string(),
+        created_at: at,
+    };
+    // Audit records are redacted. A request whose requester or arguments lost a secret to
+    // redaction cannot be restored faithfully: it could be approved by its own requester, or run
+    // with arguments nobody checked. It comes back denied. A store row whose arguments do not
+    // match the hash filed with them is refused the same way.
+    let intact = d["args_hash"].as_str() == Some(&canonical_hash(&request.args))
+        && d["requester_hash"].as_str() == Some(&canonical_hash(&json!(request.requested_by)))
+        && !request.requested_by.contains("[REDACTED:")
+        && d["on_behalf_of_hash"]
+            .as_str()
+            .unwrap_or(&canonical_hash(&Value::Null))
+            == canonical_hash(&json!(request.on_behalf_of))
+        && !request
+            .on_behalf_of
+            .as_deref()
+            .unwrap_or_default()
+            .contains("[REDACTED:");
+    Entry {
+        incident: d["incident"].as_str().unwrap_or_default().to_string(),
+        request,
+        state: if intact {
+            State::Pending
+        } else {
+            State::Denied {
+                by: "oncall".into(),
+                reason: "restored from a redacted or altered record; request it again".into(),
+            }
+        },
+        plan: Some(d["plan"].clone()).filter(|p| !p.is_null()),
+        approval: None,
+    }
+}
+
+/// The record a request is filed with (audit `request` record, shared store row).
+fn request_record(
+    incident: &str,
+    req: &ActionRequest,
+    actor: Option<Actor>,
+    plan: &Option<Value>,
+) -> Value {
+    json!({"request": req.id, "incident": incident, "tool": req.tool, "args": req.args,
+           "args_hash": canonical_hash(&req.args),
+           "requested_by": req.requested_by, "requester_hash": canonical_hash(&json!(req.requested_by)),
+           "on_behalf_of": req.on_behalf_of,
+           "on_behalf_of_hash": canonical_hash(&json!(req.on_behalf_of)),
+           "as": actor, "evidence_hash": req.evidence_hash, "plan": plan})
 }
 
 /// Rebuilds the requests and where they stand from audit records.
@@ -128,48 +252,7 @@ fn restore(records: &[super::audit::Record]) -> Vec<Entry> {
         let d = &r.data;
         let id = d["request"].as_str().unwrap_or_default();
         match r.kind.as_str() {
-            "request" => {
-                let request = ActionRequest {
-                    id: id.to_string(),
-                    tool: d["tool"].as_str().unwrap_or_default().to_string(),
-                    args: d["args"].clone(),
-                    requested_by: d["requested_by"].as_str().unwrap_or_default().to_string(),
-                    on_behalf_of: d["on_behalf_of"].as_str().map(str::to_string),
-                    evidence_hash: d["evidence_hash"].as_str().unwrap_or_default().to_string(),
-                    created_at: r.at,
-                };
-                // Audit records are redacted. A request whose requester or arguments lost a
-                // secret to redaction cannot be restored faithfully: it could be approved by
-                // its own requester, or run with arguments nobody checked. It comes back denied.
-                let intact = d["args_hash"].as_str() == Some(&canonical_hash(&request.args))
-                    && d["requester_hash"].as_str()
-                        == Some(&canonical_hash(&json!(request.requested_by)))
-                    && !request.requested_by.contains("[REDACTED:")
-                    && d["on_behalf_of_hash"]
-                        .as_str()
-                        .unwrap_or(&canonical_hash(&Value::Null))
-                        == canonical_hash(&json!(request.on_behalf_of))
-                    && !request
-                        .on_behalf_of
-                        .as_deref()
-                        .unwrap_or_default()
-                        .contains("[REDACTED:");
-                entries.push(Entry {
-                    incident: d["incident"].as_str().unwrap_or_default().to_string(),
-                    request,
-                    state: if intact {
-                        State::Pending
-                    } else {
-                        State::Denied {
-                            by: "oncall".into(),
-                            reason: "restored from a redacted audit record; request it again"
-                                .into(),
-                        }
-                    },
-                    plan: Some(d["plan"].clone()).filter(|p| !p.is_null()),
-                    approval: None,
-                })
-            }
+            "request" => entries.push(entry_of(d, r.at)),
             "decision" => {
                 let Some(e) = entries
                     .iter_mut()
@@ -262,6 +345,7 @@ impl Desk {
             turn: tokio::sync::Notify::new(),
             wait: std::time::Duration::ZERO,
             people: Identities::default(),
+            shared: None,
         }
     }
 
@@ -297,6 +381,41 @@ impl Desk {
         {
             e.state = state;
         }
+    }
+
+    /// Gives a claimed request back to the shared store (nothing ran).
+    async fn unclaim(&self, request: &str, state: &State) {
+        if let Some(sh) = &self.shared
+            && let Err(e) = sh.unclaim(request, state).await
+        {
+            tracing::error!("request {request}: could not give it back in the shared store: {e}");
+        }
+    }
+
+    /// Records a claimed request's result in the shared store.
+    async fn shared_finished(&self, request: &str, state: State) {
+        if let Some(sh) = &self.shared
+            && let Err(e) = sh.finished(request, &state).await
+        {
+            tracing::error!("request {request}: its result is not in the shared store: {e}");
+        }
+    }
+
+    /// Frees the incident's shared slot once the request's effect is recorded.
+    async fn shared_release(&self, request: &str) {
+        if let Some(sh) = &self.shared
+            && let Err(e) = sh.release(request).await
+        {
+            tracing::error!(
+                "request {request}: its in-flight mark is still in the shared store: {e}"
+            );
+        }
+    }
+
+    /// Result and release at once (a request that ended without running).
+    async fn shared_done(&self, request: &str, state: State) {
+        self.shared_finished(request, state).await;
+        self.shared_release(request).await;
     }
 
     /// Frees the incident's slot and wakes executions waiting for it.
@@ -395,12 +514,7 @@ impl Desk {
         let req = ActionRequest::new(tool, args, who, evidence).for_person(on_behalf_of);
         self.log(
             "request",
-            json!({"request": req.id, "incident": incident, "tool": req.tool, "args": req.args,
-                   "args_hash": canonical_hash(&req.args),
-                   "requested_by": who, "requester_hash": canonical_hash(&json!(who)),
-                   "on_behalf_of": req.on_behalf_of,
-                   "on_behalf_of_hash": canonical_hash(&json!(req.on_behalf_of)),
-                   "as": actor, "evidence_hash": req.evidence_hash, "plan": plan}),
+            request_record(incident, &req, Some(actor), &plan),
         )?;
         lock(&self.entries)?.push(Entry {
             incident: incident.to_string(),
@@ -504,10 +618,23 @@ impl Desk {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<State, DeskError> {
-        let mut entries = lock(&self.entries)?;
-        let e = entries
-            .iter_mut()
-            .find(|e| e.request.id == request)
+        let d = self.prepare_decision(reg, request, human, yes, reason, now)?;
+        self.record_decision(&d)
+    }
+
+    /// Checks a decision (pending, not expired, an approver who may decide it) without
+    /// recording it: the first half of [`Desk::decide`]. Refusals are audited.
+    pub fn prepare_decision(
+        &self,
+        reg: &Registry,
+        request: &str,
+        human: &Human,
+        yes: bool,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Decision, DeskError> {
+        let e = self
+            .entry(request)
             .ok_or_else(|| DeskError::NoSuchRequest(request.into()))?;
         if e.state != State::Pending {
             return Err(self.refuse(
@@ -523,33 +650,177 @@ impl Desk {
         }
         // Denying needs the approver role too, but anyone but the requester may say no.
         self.check_approver(reg, &e.request, human, yes)?;
-        if yes {
-            let approval = approve(&e.request, human, self.ttl, now).map_err(|err| {
+        let approval = if yes {
+            Some(approve(&e.request, human, self.ttl, now).map_err(|err| {
                 let _ = self.log(
                     "refusal",
                     json!({"request": request, "why": err.to_string()}),
                 );
                 DeskError::Policy(err)
-            })?;
+            })?)
+        } else {
+            None
+        };
+        Ok(Decision {
+            request: request.to_string(),
+            by: human.name.clone(),
+            approve: yes,
+            reason: reason.to_string(),
+            expires_at: now + self.ttl,
+            approval,
+        })
+    }
+
+    /// Records a decision [`Desk::prepare_decision`] checked: its audit record, then its state
+    /// here. Refused if the request stopped being pending here meanwhile.
+    pub fn record_decision(&self, d: &Decision) -> Result<State, DeskError> {
+        let mut entries = lock(&self.entries)?;
+        let e = entries
+            .iter_mut()
+            .find(|e| e.request.id == d.request)
+            .ok_or_else(|| DeskError::NoSuchRequest(d.request.clone()))?;
+        if e.state != State::Pending {
+            let why = format!("request {} was already decided ({:?})", d.request, e.state);
+            drop(entries);
+            return Err(self.refuse(&d.request, why));
+        }
+        if d.approve {
             self.log(
                 "decision",
-                json!({"request": request, "approved": true, "by": human.name, "expires_at": now + self.ttl}),
+                json!({"request": d.request, "approved": true, "by": d.by, "expires_at": d.expires_at}),
             )?;
-            e.approval = Some(approval);
-            e.state = State::Approved {
-                by: human.name.clone(),
-            };
+            e.approval = d.approval.clone();
         } else {
             self.log(
                 "decision",
-                json!({"request": request, "approved": false, "by": human.name, "reason": reason}),
+                json!({"request": d.request, "approved": false, "by": d.by, "reason": d.reason}),
             )?;
-            e.state = State::Denied {
-                by: human.name.clone(),
-                reason: reason.to_string(),
-            };
         }
+        e.state = d.state();
         Ok(e.state.clone())
+    }
+
+    /// A decision recorded here that did not take in the shared store (another replica decided
+    /// first, or the store failed): audited as such. The caller then reads the store's state.
+    pub fn decision_not_taken(&self, request: &str, why: &str) -> DeskError {
+        self.refuse(request, why.to_string())
+    }
+
+    /// A request filed here that could not be shared with the other replicas: it is denied
+    /// here (audited), so it never runs. The caller reports `why`.
+    pub fn abandon(&self, request: &str, why: &str) -> DeskError {
+        self.set_state(
+            request,
+            State::Denied {
+                by: "oncall".into(),
+                reason: why.to_string(),
+            },
+        );
+        self.refuse(request, why.to_string())
+    }
+
+    /// Where this desk is one of several sharing a store: executions are claimed there.
+    pub fn with_shared(mut self, shared: Arc<dyn Shared>) -> Desk {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// The shared store's row for a request this desk knows, as it stands here.
+    pub fn row(&self, id: &str) -> Option<crate::incidents::ApprovalRow> {
+        let e = self.entry(id)?;
+        let state = serde_json::to_value(&e.state).unwrap_or(Value::Null);
+        Some(crate::incidents::ApprovalRow {
+            id: e.request.id.clone(),
+            incident: e.incident.clone(),
+            request: request_record(&e.incident, &e.request, None, &e.plan),
+            created_at: e.request.created_at,
+            phase: crate::incidents::phase_of(&state),
+            state,
+            approval: e
+                .approval
+                .as_ref()
+                .map(|a| json!({"approved_by": a.approved_by(), "expires_at": a.expires_at()})),
+            replica: None,
+            in_flight: false,
+        })
+    }
+
+    /// Every request this desk knows, as shared store rows.
+    pub fn rows(&self) -> Vec<crate::incidents::ApprovalRow> {
+        self.entries()
+            .iter()
+            .filter_map(|e| self.row(&e.request.id))
+            .collect()
+    }
+
+    /// Takes the shared store's word for every request in `rows`: requests filed on other
+    /// replicas appear here, and each request's state is the store's. The request itself (tool,
+    /// exact arguments, requester) is checked against the hashes filed with it, as a restore from
+    /// the audit log is; an altered one comes back denied.
+    pub fn merge(&self, rows: &[crate::incidents::ApprovalRow]) {
+        let (Ok(mut entries), Ok(mut executed)) = (self.entries.lock(), self.executed.lock())
+        else {
+            return;
+        };
+        for row in rows {
+            let fresh = entry_of(&row.request, row.created_at);
+            if fresh.request.id != row.id {
+                continue;
+            }
+            let state = if matches!(fresh.state, State::Denied { .. }) {
+                fresh.state.clone()
+            } else {
+                serde_json::from_value::<State>(row.state.clone()).unwrap_or(State::Denied {
+                    by: "oncall".into(),
+                    reason: "its state in the shared store is unreadable; request it again".into(),
+                })
+            };
+            if matches!(
+                state,
+                State::Executing { .. } | State::Executed { .. } | State::OutcomeUnknown { .. }
+            ) {
+                executed.insert(row.id.clone());
+            }
+            let at = entries.iter().position(|e| e.request.id == row.id);
+            let request = match at {
+                Some(i) => entries[i].request.clone(),
+                None => fresh.request.clone(),
+            };
+            // The approval binds this request's own tool, exact arguments and evidence.
+            let approval = match (&state, &row.approval) {
+                (State::Approved { by }, Some(a)) => a["expires_at"]
+                    .as_str()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| Approval {
+                        id: request.id.clone(),
+                        tool: request.tool.clone(),
+                        args_hash: canonical_hash(&request.args),
+                        evidence_hash: request.evidence_hash.clone(),
+                        requested_by: request.requested_by.clone(),
+                        approved_by: by.clone(),
+                        expires_at: t.with_timezone(&Utc),
+                    }),
+                _ => None,
+            };
+            match at {
+                // Known here: the store decides where it stands (same request: same id).
+                Some(i) => {
+                    if canonical_hash(&entries[i].request.args)
+                        != canonical_hash(&fresh.request.args)
+                        || entries[i].request.tool != fresh.request.tool
+                    {
+                        continue;
+                    }
+                    entries[i].state = state;
+                    entries[i].approval = approval;
+                }
+                None => entries.push(Entry {
+                    state,
+                    approval,
+                    ..fresh
+                }),
+            }
+        }
     }
 
     /// Runs an approved request: `tool` and `args` are what the caller is about to run, and must
@@ -637,45 +908,94 @@ impl Desk {
             )
         };
         let deadline = tokio::time::Instant::now() + self.wait;
+        let busy = |other: &str| {
+            format!(
+                "request {other} is still in flight in incident {incident}; one live action at a time: wait until its effect is recorded"
+            )
+        };
         loop {
             let woken = self.turn.notified();
-            {
+            // None: taken here; Some: the request in flight in this incident here.
+            let taken: Result<Option<String>, String> = {
                 let mut flight = lock(&self.in_flight)?;
                 match flight.get(&incident) {
                     None => {
                         let mut done = lock(&self.executed)?;
                         if done.contains(request) {
-                            drop(done);
-                            drop(flight);
-                            return Err(self.refuse(
-                                request,
-                                format!(
-                                    "request {request} already ran; an approval runs at most once"
-                                ),
-                            ));
+                            Err(format!(
+                                "request {request} already ran; an approval runs at most once"
+                            ))
+                        } else {
+                            flight.insert(incident.clone(), request.to_string());
+                            done.insert(request.to_string());
+                            Ok(None)
                         }
-                        flight.insert(incident.clone(), request.to_string());
-                        done.insert(request.to_string());
-                        break;
                     }
-                    Some(other) if tokio::time::Instant::now() >= deadline => {
-                        let other = other.clone();
-                        drop(flight);
-                        return Err(self.refuse(
-                            request,
-                            format!(
-                                "request {other} is still in flight in incident {incident}; one live action at a time: wait until its effect is recorded"
-                            ),
-                        ));
+                    Some(other) => Ok(Some(other.clone())),
+                }
+            };
+            match taken {
+                Err(why) => return Err(self.refuse(request, why)),
+                Ok(Some(other)) if tokio::time::Instant::now() >= deadline => {
+                    return Err(self.refuse(request, busy(&other)));
+                }
+                Ok(Some(_)) => {
+                    // The next one waits until the last one's effect is recorded.
+                    let _ = tokio::time::timeout_at(deadline, woken).await;
+                    continue;
+                }
+                Ok(None) => {}
+            }
+            // Taken here; with replicas, the shared store decides whether it runs here at all.
+            let Some(shared) = &self.shared else {
+                break;
+            };
+            let undo = |ran_elsewhere: bool| {
+                if !ran_elsewhere && let Ok(mut done) = self.executed.lock() {
+                    done.remove(request);
+                }
+                self.release(&incident);
+            };
+            match shared.claim(request, executor).await {
+                Ok(Claim::Claimed) => break,
+                Ok(Claim::Busy(other)) => {
+                    undo(false);
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(self.refuse(request, busy(&other)));
                     }
-                    Some(_) => {}
+                    // Another replica's action is in flight: look again shortly.
+                    let pause = std::time::Duration::from_millis(250)
+                        .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                    tokio::time::sleep(pause).await;
+                }
+                Ok(Claim::Gone(phase)) => {
+                    let ran =
+                        matches!(phase.as_str(), "executing" | "executed" | "outcome_unknown");
+                    undo(ran);
+                    return Err(self.refuse(
+                        request,
+                        format!(
+                            "request {request} is {phase} {CLAIMED_ELSEWHERE}: an approval runs at most once, on one replica; nothing was run here"
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    undo(false);
+                    return Err(self.refuse(
+                        request,
+                        format!(
+                            "the shared store could not claim request {request} ({e}); nothing was run"
+                        ),
+                    ));
                 }
             }
-            // The next one waits until the last one's effect is recorded.
-            let _ = tokio::time::timeout_at(deadline, woken).await;
         }
+        let approved = State::Approved {
+            by: approval.approved_by().to_string(),
+        };
         // The approval may have expired while this one waited.
         if let Err(why) = approval.covers(tool, args, Utc::now()) {
+            self.unclaim(request, &approved).await;
             self.release(&incident);
             if let Ok(mut done) = self.executed.lock() {
                 done.remove(request);
@@ -692,6 +1012,7 @@ impl Desk {
                    "args_hash": canonical_hash(args), "evidence_hash": evidence_hash,
                    "approved_by": approval.approved_by(), "by": executor, "verify": verify}),
         ) {
+            self.unclaim(request, &approved).await;
             self.release(&incident);
             if let Ok(mut done) = self.executed.lock() {
                 done.remove(request);
@@ -716,6 +1037,8 @@ impl Desk {
                        "ran": false, "error": why}),
             );
             self.set_state(request, State::Executed { ok: false });
+            self.shared_done(request, State::Executed { ok: false })
+                .await;
             self.release(&incident);
             return Err(DeskError::Refused(why));
         }
@@ -753,6 +1076,8 @@ impl Desk {
                            "ran": false, "error": e.to_string()}),
                 );
                 self.set_state(request, State::Executed { ok: false });
+                self.shared_done(request, State::Executed { ok: false })
+                    .await;
                 self.release(&incident);
                 return Err(self.refuse(request, format!("{e}")));
             }
@@ -766,6 +1091,8 @@ impl Desk {
                    "output": output.as_ref().ok(), "error": output.as_ref().err()}),
         );
         self.set_state(request, State::Executed { ok: output.is_ok() });
+        self.shared_finished(request, State::Executed { ok: output.is_ok() })
+            .await;
         if let Some(ran) = ran {
             ran(&output);
         }
@@ -784,6 +1111,7 @@ impl Desk {
             "effect",
             json!({"request": request, "incident": incident, "effect": effect}),
         ));
+        self.shared_release(request).await;
         self.release(&incident);
         logged.map_err(|e| match e {
             DeskError::Audit(m) => DeskError::AuditAfterRun(m),

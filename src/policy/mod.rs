@@ -168,6 +168,11 @@ impl Approval {
         &self.approved_by
     }
 
+    /// When it stops covering its request.
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        self.expires_at
+    }
+
     /// Checks that this approval covers calling `tool` with `args` at `now`.
     pub fn covers(&self, tool: &str, args: &Value, now: DateTime<Utc>) -> Result<(), String> {
         if self.tool != tool {

@@ -247,13 +247,60 @@ pub async fn alerts(
             .take(limits::TITLE_CHARS)
             .collect::<String>()
     });
+    // Alertmanager sends a notification again (its repeat interval, its retries, several
+    // Alertmanagers in a cluster, any replica behind the load balancer): the same firing alerts
+    // with the same start open one incident, on whichever replica saw them first.
+    // (Checked once a slot is held: a notification refused with 429 is not remembered.)
     let slot = st
         .investigation_slot(&c.name, "a new incident")
         .map_err(ApiError::OverCap)?;
-    let id = open_incident(&st, &report, title.as_deref(), "alert", &c.name).await?;
+    let key = alert_key(&firing);
+    if let Some(key) = &key
+        && !st.store.seen_first(key, ALERT_DEDUP_S).await?
+    {
+        return Ok((
+            StatusCode::OK,
+            Json(json!({"incidents": [], "note": "these firing alerts were already received: a repeat notification opens no new incident"})),
+        )
+            .into_response());
+    }
+    let id = match open_incident(&st, &report, title.as_deref(), "alert", &c.name).await {
+        Ok(id) => id,
+        Err(e) => {
+            // Not opened: Alertmanager's retry must open it.
+            if let Some(key) = &key {
+                let _ = st.store.seen_forget(key).await;
+            }
+            return Err(e);
+        }
+    };
     slot.relabel(&format!("incident {id}"));
     start_round_holding(&st, &id, slot);
     Ok((StatusCode::ACCEPTED, Json(json!({"incidents": [id]}))).into_response())
+}
+
+/// How long a notification's firing alerts are remembered, to open one incident for repeats.
+const ALERT_DEDUP_S: i64 = 6 * 3600;
+
+/// The key of a notification's firing alerts: each one's fingerprint (or labels) and start, in
+/// a stable order. None when an alert has no start time (then nothing tells a repeat from a
+/// new firing, and nothing is deduplicated).
+fn alert_key(firing: &[&Value]) -> Option<String> {
+    let mut parts = vec![];
+    for a in firing {
+        let starts = a["startsAt"].as_str().filter(|s| !s.is_empty())?;
+        let who = match a["fingerprint"].as_str() {
+            Some(f) if !f.is_empty() => f.to_string(),
+            _ => a["labels"].to_string(),
+        };
+        parts.push(format!("{who}@{starts}"));
+    }
+    parts.sort();
+    parts.dedup();
+    Some(format!(
+        "alert:{}",
+        crate::policy::canonical_hash(&json!(parts))
+    ))
 }
 
 /// The incident, its events, and its action requests.
@@ -266,7 +313,7 @@ pub async fn show(
     Ok(Json(json!({
         "incident": inc,
         "events": events,
-        "approvals": approvals_of(&st, Some(&id), None),
+        "approvals": approvals_of(&st, Some(&id), None).await?,
     })))
 }
 
@@ -450,11 +497,9 @@ pub async fn approvals(
             STATES.join(", ")
         )));
     }
-    Ok(Json(approvals_of(
-        &st,
-        q.incident.as_deref(),
-        q.state.as_deref(),
-    )))
+    Ok(Json(
+        approvals_of(&st, q.incident.as_deref(), q.state.as_deref()).await?,
+    ))
 }
 
 /// The states a request can be in, as `?state=` takes them.
@@ -468,7 +513,13 @@ const STATES: [&str; 7] = [
     "outcome_unknown",
 ];
 
-fn approvals_of(st: &AppState, incident: Option<&str>, state: Option<&str>) -> Value {
+/// The requests (of `incident`, in `state`) as the shared store has them.
+async fn approvals_of(
+    st: &AppState,
+    incident: Option<&str>,
+    state: Option<&str>,
+) -> Result<Value, ApiError> {
+    super::replicas::sync(st).await?;
     let ttl = chrono::Duration::seconds(st.config.policy.approval_ttl_s as i64);
     let list: Vec<Value> = st
         .desk
@@ -494,7 +545,7 @@ fn approvals_of(st: &AppState, incident: Option<&str>, state: Option<&str>) -> V
         })
         .filter(|v| state.is_none_or(|s| v["state"]["state"] == s))
         .collect();
-    json!(list)
+    Ok(json!(list))
 }
 
 #[derive(Deserialize)]
@@ -512,6 +563,7 @@ impl From<DecideError> for ApiError {
             DecideError::Forbidden(m) => ApiError::Forbidden(m),
             DecideError::Conflict(m) => ApiError::Conflict(m),
             DecideError::Internal(m) => ApiError::Internal(m),
+            DecideError::Unavailable(m) => ApiError::Unavailable(m),
         }
     }
 }

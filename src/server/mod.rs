@@ -23,6 +23,7 @@ pub mod auth;
 pub mod limits;
 pub mod metrics;
 mod otlp;
+mod replicas;
 mod runner;
 pub mod slack;
 mod slack_bridge;
@@ -233,6 +234,10 @@ impl AppState {
                 None
             }
         };
+        let replica = s
+            .replica
+            .clone()
+            .unwrap_or_else(|| sysinfo::System::host_name().unwrap_or_else(|_| "oncall".into()));
         let desk = Arc::new(
             Desk::new(
                 audit.clone(),
@@ -246,12 +251,13 @@ impl AppState {
                     .approvers
                     .iter()
                     .map(|(user, name)| (format!("slack:{user}"), name.clone())),
-            )),
+            ))
+            // Requests and their executions are claimed in the store every replica shares.
+            .with_shared(Arc::new(replicas::StoreShared {
+                store: store.clone(),
+                replica: replica.clone(),
+            })),
         );
-        let replica = s
-            .replica
-            .clone()
-            .unwrap_or_else(|| sysinfo::System::host_name().unwrap_or_else(|_| "oncall".into()));
         let pg_pools = registry.pg_pools();
         let rate = s.max_spans_per_s as f64;
         let slack = slack_bridge::Bridge::from_config(&config).map(Arc::new);
@@ -298,6 +304,14 @@ impl AppState {
             }),
             config,
         });
+        // Requests from this replica's audit log that the store does not have yet (a log from
+        // before the store kept them), then the store's word on every request.
+        replicas::backfill(&st)
+            .await
+            .map_err(|e| ServerError::Setup(e.to_string()))?;
+        replicas::sync(&st)
+            .await
+            .map_err(|e| ServerError::Setup(e.to_string()))?;
         let n = runner::mark_interrupted(&st)
             .await
             .map_err(ServerError::Setup)?;
@@ -314,6 +328,10 @@ impl AppState {
                 "{unknown} action(s) may or may not have run before the last stop: verify them by hand (see their incidents)"
             );
         }
+        if let Err(e) = replicas::beat(&st).await {
+            tracing::warn!("replica heartbeat: {e}");
+        }
+        replicas::watch(st.clone());
         Ok(st)
     }
 
@@ -371,6 +389,11 @@ impl AppState {
             };
             let _ = st.publish(&id, "remembered", "oncall", data).await;
         });
+    }
+
+    /// Wakes the event streams of `incident` on this replica (after a write made elsewhere).
+    pub(crate) fn wake(&self, incident: &str) {
+        let _ = self.notify.send((incident.to_string(), i64::MAX));
     }
 
     /// Sets an incident's status (a `status_changed` event) and wakes its streams.

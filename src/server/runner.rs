@@ -333,6 +333,17 @@ pub async fn file(
             evidence,
         )
         .map_err(FileError::Desk)?;
+    // Filed in the store every replica shares: any replica can list, decide and run it. A
+    // request that cannot be shared is denied here, so it never runs on this replica alone.
+    if let Some(row) = st.desk.row(&req.id)
+        && let Err(e) = st.store.approval_put(&row).await
+    {
+        let _ = st.desk.abandon(
+            &req.id,
+            &format!("it could not be filed in the shared store ({e}); request it again"),
+        );
+        return Err(FileError::Store(e));
+    }
     st.metrics
         .count(&st.metrics.approvals, &[("event", "requested")]);
     let plan = st.desk.entry(&req.id).and_then(|e| e.plan);
@@ -370,6 +381,10 @@ async fn file_request(
     }
     // Requests hold their arguments as bound (e.g. a process's identity added to its pid).
     let bound = st.registry.bind(tool, args.clone()).ok();
+    // Requests filed on other replicas count too.
+    if let Err(e) = super::replicas::sync(st).await {
+        tracing::warn!("incident {incident}: the shared requests could not be read: {e}");
+    }
     let open = st.desk.entries().into_iter().any(|e| {
         e.incident == incident
             && e.request.tool == tool
@@ -409,6 +424,8 @@ pub enum DecideError {
     Forbidden(String),
     Conflict(String),
     Internal(String),
+    /// The shared store could not be read or written: nothing was decided; try again.
+    Unavailable(String),
 }
 
 /// A human's decision on a request. An approval starts the execution in the background.
@@ -420,6 +437,10 @@ pub async fn decide(
     reason: &str,
 ) -> Result<crate::policy::desk::State, DecideError> {
     use crate::policy::desk::{DeskError, State};
+    // The store's word first: the request may have been filed or decided on another replica.
+    super::replicas::sync(st).await.map_err(|e| {
+        DecideError::Unavailable(format!("the shared store is unavailable ({e}); try again"))
+    })?;
     // An approval that never ran (the server stopped, or the run was refused while it waited):
     // approving it again runs it, once, if this approver could have approved it.
     if approve
@@ -433,9 +454,20 @@ pub async fn decide(
         spawn_execute(st, &e.incident, request, &human.name);
         return Ok(e.state);
     }
-    let state = st
+    let map = |e: DeskError| match e {
+        DeskError::NoSuchRequest(_) => DecideError::NotFound(e.to_string()),
+        DeskError::Policy(_) => DecideError::Forbidden(e.to_string()),
+        DeskError::Refused(m)
+            if m.contains("may not") || m.contains("role") || m.contains("did not request") =>
+        {
+            DecideError::Forbidden(m)
+        }
+        DeskError::Refused(m) => DecideError::Conflict(m),
+        DeskError::Audit(m) | DeskError::AuditAfterRun(m) => DecideError::Internal(m),
+    };
+    let decision = st
         .desk
-        .decide(
+        .prepare_decision(
             &st.registry,
             request,
             human,
@@ -443,17 +475,37 @@ pub async fn decide(
             reason,
             chrono::Utc::now(),
         )
-        .map_err(|e| match e {
-            DeskError::NoSuchRequest(_) => DecideError::NotFound(e.to_string()),
-            DeskError::Policy(_) => DecideError::Forbidden(e.to_string()),
-            DeskError::Refused(m)
-                if m.contains("may not") || m.contains("role") || m.contains("did not request") =>
-            {
-                DecideError::Forbidden(m)
+        .map_err(map)?;
+    // Audited here first, then moved in the store: of decisions made at once on several
+    // replicas, the store takes one; the others are audited as not taken and answered 409.
+    let state = st.desk.record_decision(&decision).map_err(map)?;
+    let to = crate::incidents::ApprovalMove {
+        phase: crate::incidents::phase_of(&serde_json::to_value(&state).unwrap_or_default()),
+        state: serde_json::to_value(&state).unwrap_or_default(),
+        approval: decision.approval_json(),
+        replica: None,
+        in_flight: false,
+    };
+    let moved = st.store.approval_move(request, &["pending"], &to).await;
+    if !matches!(moved, Ok(crate::incidents::Moved::Moved)) {
+        let why = match &moved {
+            Ok(crate::incidents::Moved::Stale(Some(phase))) => format!(
+                "request {request} was already decided elsewhere (it is {phase}); this decision did not take"
+            ),
+            Ok(_) => {
+                format!("request {request} is not in the shared store; this decision did not take")
             }
-            DeskError::Refused(m) => DecideError::Conflict(m),
-            DeskError::Audit(m) | DeskError::AuditAfterRun(m) => DecideError::Internal(m),
-        })?;
+            Err(e) => format!(
+                "the decision on request {request} could not be stored ({e}); it did not take: try again"
+            ),
+        };
+        let _ = st.desk.decision_not_taken(request, &why);
+        let _ = super::replicas::sync(st).await;
+        return Err(match moved {
+            Err(_) => DecideError::Unavailable(why),
+            Ok(_) => DecideError::Conflict(why),
+        });
+    }
     let Some(entry) = st.desk.entry(request) else {
         return Err(DecideError::NotFound(format!("request {request} vanished")));
     };
@@ -501,6 +553,9 @@ fn spawn_execute(st: &Arc<AppState>, incident: &str, request: &str, executor: &s
 
 /// Runs an approved request once and records what it did and what it changed.
 async fn execute(st: &Arc<AppState>, incident: &str, request: &str, executor: &str) {
+    if let Err(e) = super::replicas::sync(st).await {
+        tracing::warn!("request {request}: the shared requests could not be read: {e}");
+    }
     let Some(entry) = st.desk.entry(request) else {
         return;
     };
@@ -583,6 +638,13 @@ async fn execute(st: &Arc<AppState>, incident: &str, request: &str, executor: &s
                     .await;
             }
         }
+        // Another replica claimed it first (approvals sent to several replicas at once): it
+        // runs there, and that replica tells the incident.
+        Err(crate::policy::desk::DeskError::Refused(m))
+            if m.contains(crate::policy::desk::CLAIMED_ELSEWHERE) =>
+        {
+            tracing::info!("request {request}: {m}");
+        }
         Err(e) => {
             st.metrics
                 .count(&st.metrics.approvals, &[("event", "refused")]);
@@ -609,6 +671,9 @@ pub async fn withdraw(
     reason: &str,
 ) -> Result<crate::policy::desk::State, DecideError> {
     use crate::policy::desk::DeskError;
+    super::replicas::sync(st).await.map_err(|e| {
+        DecideError::Unavailable(format!("the shared store is unavailable ({e}); try again"))
+    })?;
     let state = st
         .desk
         .withdraw(request, human, reason)
@@ -619,6 +684,34 @@ pub async fn withdraw(
             DeskError::Policy(p) => DecideError::Forbidden(p.to_string()),
             DeskError::Audit(m) | DeskError::AuditAfterRun(m) => DecideError::Internal(m),
         })?;
+    // As a decision: audited here, then moved in the store, where one move wins.
+    let to = crate::incidents::ApprovalMove {
+        phase: "withdrawn".into(),
+        state: serde_json::to_value(&state).unwrap_or_default(),
+        approval: None,
+        replica: None,
+        in_flight: false,
+    };
+    let moved = st.store.approval_move(request, &["pending"], &to).await;
+    if !matches!(moved, Ok(crate::incidents::Moved::Moved)) {
+        let why = match &moved {
+            Ok(crate::incidents::Moved::Stale(Some(phase))) => format!(
+                "request {request} was decided elsewhere first (it is {phase}); the withdrawal did not take"
+            ),
+            Ok(_) => {
+                format!("request {request} is not in the shared store; the withdrawal did not take")
+            }
+            Err(e) => format!(
+                "the withdrawal of request {request} could not be stored ({e}); it did not take: try again"
+            ),
+        };
+        let _ = st.desk.decision_not_taken(request, &why);
+        let _ = super::replicas::sync(st).await;
+        return Err(match moved {
+            Err(_) => DecideError::Unavailable(why),
+            Ok(_) => DecideError::Conflict(why),
+        });
+    }
     st.metrics
         .count(&st.metrics.approvals, &[("event", "withdrawn")]);
     if let Some(entry) = st.desk.entry(request) {
@@ -654,6 +747,7 @@ pub async fn withdraw(
 pub async fn announce_unknown_outcomes(st: &Arc<AppState>) -> Result<usize, String> {
     use crate::policy::desk::State;
     let mut n = 0;
+    super::replicas::sync(st).await.map_err(|e| e.to_string())?;
     for e in st.desk.entries() {
         let State::OutcomeUnknown { verify, .. } = &e.state else {
             continue;
@@ -691,25 +785,14 @@ pub async fn announce_unknown_outcomes(st: &Arc<AppState>) -> Result<usize, Stri
     Ok(n)
 }
 
-/// After a restart: every investigation this replica was running is marked interrupted.
+/// After a restart: every investigation this replica was running is marked interrupted, and
+/// its executions cut in flight become `outcome_unknown` (as a live replica does for a dead one).
 pub async fn mark_interrupted(st: &Arc<AppState>) -> Result<usize, String> {
-    let stale = st
-        .store
-        .owned(&st.replica, Status::Investigating)
-        .await
-        .map_err(|e| e.to_string())?;
-    for inc in &stale {
-        st.publish(
-            &inc.id,
-            "interrupted",
-            "oncall",
-            json!({"reason": "oncall stopped during this investigation; resume it to run it again"}),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        st.set_status(&inc.id, Status::Interrupted, None)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(stale.len())
+    let me = st.replica.clone();
+    super::replicas::take_over(
+        st,
+        &me,
+        "oncall stopped during this investigation; resume it to run it again",
+    )
+    .await
 }

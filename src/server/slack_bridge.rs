@@ -218,8 +218,56 @@ fn plain(status: StatusCode, text: String) -> Response {
         .into_response()
 }
 
-/// The bridge and a verified request, or the refusal.
-fn verified<'a>(
+/// The bridge and a verified request, or the refusal. A signature is refused as a replay when
+/// this replica or any other sharing its store saw it within [`slack::REPLAY_WINDOW_SECS`].
+async fn verified<'a>(
+    st: &'a AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    endpoint: &str,
+) -> Result<&'a Bridge, Box<Response>> {
+    let b = verified_here(st, headers, body, endpoint)?;
+    let sig = headers
+        .get(slack::HEADER_SIGNATURE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match st
+        .store
+        .seen_first(&format!("slack:sig:{sig}"), slack::REPLAY_WINDOW_SECS)
+        .await
+    {
+        Ok(true) => Ok(b),
+        Ok(false) => {
+            st.metrics.count(
+                &st.metrics.slack_requests,
+                &[("endpoint", endpoint), ("outcome", "refused")],
+            );
+            Err(Box::new(plain(
+                StatusCode::UNAUTHORIZED,
+                slack::SlackError::Replay.to_string(),
+            )))
+        }
+        Err(e) => Err(Box::new(store_down(&e))),
+    }
+}
+
+/// 503 when the shared store cannot tell whether a request was seen: Slack retries it.
+fn store_down(e: &crate::incidents::StoreError) -> Response {
+    tracing::error!("Slack: the incident store is unavailable: {e}");
+    let mut r = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the incident store is unavailable; retry".into(),
+    );
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    r
+}
+
+/// [`verified`]'s checks that need no store: the signature, this replica's replay memory and
+/// the rate limit.
+fn verified_here<'a>(
     st: &'a AppState,
     headers: &HeaderMap,
     body: &[u8],
@@ -263,7 +311,7 @@ fn verified<'a>(
 
 /// `/oncall <report>`: opens an incident and a thread for it.
 async fn command(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let bridge = match verified(&st, &headers, &body, "commands") {
+    let bridge = match verified(&st, &headers, &body, "commands").await {
         Ok(b) => b,
         Err(r) => return *r,
     };
@@ -329,7 +377,7 @@ async fn command(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Byte
 /// Events API: URL verification, and app mentions (open an incident, or continue the
 /// incident whose thread the mention is in).
 async fn events(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let bridge = match verified(&st, &headers, &body, "events") {
+    let bridge = match verified(&st, &headers, &body, "events").await {
         Ok(b) => b,
         Err(r) => return *r,
     };
@@ -348,6 +396,19 @@ async fn events(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes
     {
         // A retry of an event already handled.
         return StatusCode::OK.into_response();
+    }
+    // ... here or on any replica sharing the store (Slack's retry may reach another one).
+    match st
+        .store
+        .seen_first(
+            &format!("slack:event:{}", m.event_id),
+            slack::REPLAY_WINDOW_SECS,
+        )
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return StatusCode::OK.into_response(),
+        Err(e) => return store_down(&e),
     }
     tokio::spawn(async move {
         let thread = format!("{}/{}", m.channel, m.reply_thread());
@@ -405,7 +466,7 @@ async fn events(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes
 
 /// Approve / Deny buttons.
 async fn interaction(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let bridge = match verified(&st, &headers, &body, "interactions") {
+    let bridge = match verified(&st, &headers, &body, "interactions").await {
         Ok(b) => b,
         Err(r) => return *r,
     };
@@ -446,7 +507,8 @@ async fn interaction(State(st): State<Arc<AppState>>, headers: HeaderMap, body: 
                 runner::DecideError::NotFound(m)
                 | runner::DecideError::Forbidden(m)
                 | runner::DecideError::Conflict(m)
-                | runner::DecideError::Internal(m) => m,
+                | runner::DecideError::Internal(m)
+                | runner::DecideError::Unavailable(m) => m,
             };
             let thread = press.thread_ts.clone().unwrap_or(press.message_ts.clone());
             if let Some(b) = st.slack.as_deref() {

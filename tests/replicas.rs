@@ -448,7 +448,10 @@ async fn sigkill_of_a_replica_loses_nothing_and_another_replica_takes_over() {
     }
     let c = Cluster::new();
     let bo = c.token("bo", "approver");
-    let (r1, mut r2, r3) = tokio::join!(c.start("r1"), c.start("r2"), c.start("r3"));
+    // r2 samples the host for 1 s per look, so its rounds are still running when it dies
+    // (not finished in the time r1 takes to see them).
+    let slow = [("ONCALL_HOST__WINDOW_MS", "1000".to_string())];
+    let (r1, mut r2, r3) = tokio::join!(c.start("r1"), c.start_with("r2", &slow), c.start("r3"));
     // A request filed on r2 before it dies, pending.
     let quiet = r2.open("a quiet report before the crash").await;
     r2.wait(&quiet, 60, "the first round", has("investigation_finished"))

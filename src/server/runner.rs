@@ -486,26 +486,7 @@ pub async fn decide(
         replica: None,
         in_flight: false,
     };
-    let moved = st.store.approval_move(request, &["pending"], &to).await;
-    if !matches!(moved, Ok(crate::incidents::Moved::Moved)) {
-        let why = match &moved {
-            Ok(crate::incidents::Moved::Stale(Some(phase))) => format!(
-                "request {request} was already decided elsewhere (it is {phase}); this decision did not take"
-            ),
-            Ok(_) => {
-                format!("request {request} is not in the shared store; this decision did not take")
-            }
-            Err(e) => format!(
-                "the decision on request {request} could not be stored ({e}); it did not take: try again"
-            ),
-        };
-        let _ = st.desk.decision_not_taken(request, &why);
-        let _ = super::replicas::sync(st).await;
-        return Err(match moved {
-            Err(_) => DecideError::Unavailable(why),
-            Ok(_) => DecideError::Conflict(why),
-        });
-    }
+    move_pending(st, request, &to, "this decision", "the decision on").await?;
     let Some(entry) = st.desk.entry(request) else {
         return Err(DecideError::NotFound(format!("request {request} vanished")));
     };
@@ -692,26 +673,7 @@ pub async fn withdraw(
         replica: None,
         in_flight: false,
     };
-    let moved = st.store.approval_move(request, &["pending"], &to).await;
-    if !matches!(moved, Ok(crate::incidents::Moved::Moved)) {
-        let why = match &moved {
-            Ok(crate::incidents::Moved::Stale(Some(phase))) => format!(
-                "request {request} was decided elsewhere first (it is {phase}); the withdrawal did not take"
-            ),
-            Ok(_) => {
-                format!("request {request} is not in the shared store; the withdrawal did not take")
-            }
-            Err(e) => format!(
-                "the withdrawal of request {request} could not be stored ({e}); it did not take: try again"
-            ),
-        };
-        let _ = st.desk.decision_not_taken(request, &why);
-        let _ = super::replicas::sync(st).await;
-        return Err(match moved {
-            Err(_) => DecideError::Unavailable(why),
-            Ok(_) => DecideError::Conflict(why),
-        });
-    }
+    move_pending(st, request, &to, "the withdrawal", "the withdrawal of").await?;
     st.metrics
         .count(&st.metrics.approvals, &[("event", "withdrawn")]);
     if let Some(entry) = st.desk.entry(request) {
@@ -795,4 +757,33 @@ pub async fn mark_interrupted(st: &Arc<AppState>) -> Result<usize, String> {
         "oncall stopped during this investigation; resume it to run it again",
     )
     .await
+}
+
+/// Moves a pending request to `to` in the shared store, where one move wins across replicas.
+/// When this move did not win (decided elsewhere first, gone, or the store is down), the desk
+/// records that `what` ("this decision", "the withdrawal") did not take and re-reads the store.
+async fn move_pending(
+    st: &AppState,
+    request: &str,
+    to: &crate::incidents::ApprovalMove,
+    what: &str,
+    what_of: &str,
+) -> Result<(), DecideError> {
+    let moved = st.store.approval_move(request, &["pending"], to).await;
+    let why = match &moved {
+        Ok(crate::incidents::Moved::Moved) => return Ok(()),
+        Ok(crate::incidents::Moved::Stale(Some(phase))) => format!(
+            "request {request} was decided elsewhere first (it is {phase}); {what} did not take"
+        ),
+        Ok(_) => format!("request {request} is not in the shared store; {what} did not take"),
+        Err(e) => format!(
+            "{what_of} request {request} could not be stored ({e}); it did not take: try again"
+        ),
+    };
+    let _ = st.desk.decision_not_taken(request, &why);
+    let _ = super::replicas::sync(st).await;
+    Err(match moved {
+        Err(_) => DecideError::Unavailable(why),
+        Ok(_) => DecideError::Conflict(why),
+    })
 }

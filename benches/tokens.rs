@@ -7,11 +7,12 @@
 
 use async_trait::async_trait;
 use oncall::agent::events::Silent;
-use oncall::agent::investigate;
 use oncall::collectors::host::{SnapshotArgs, UseSnapshot};
 use oncall::config::{Config, EvidenceMode};
-use oncall::llm::offline::OfflineModel;
-use oncall::tool::{Registry, RiskClass, Tool, ToolError};
+use oncall::reasoner::OfflineModel;
+use oncall::reasoner::investigate;
+use oncall::registry::Registry;
+use oncall::tool::{RiskClass, Tool, ToolError};
 use std::time::{Duration, Instant};
 
 /// Serves one recorded snapshot as `host.use_snapshot`.

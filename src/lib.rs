@@ -3,12 +3,16 @@
 //! oncall turns the incident protocol (Detect -> Triage -> Stabilize -> Diagnose -> Fix ->
 //! Post-mortem) into software. The map of the crate, one line per module:
 //!
+//! - [`app`]: the composition root: builds the tools, the registry under the policy and the
+//!   model from the configuration; nothing below it builds another module's parts.
 //! - [`cli`]: the command line's shape (clap); `src/main.rs` runs it.
 //! - [`config`]: layered settings: built-in defaults -> `oncall.toml` -> `ONCALL_*` env;
 //!   [`config::check`] explains the effective settings with secrets masked.
 //! - [`taxonomy`]: the root-cause categories every hypothesis and eval case uses.
-//! - [`tool`]: the Tool contract (`area.verb`, schemars-typed args, risk class, evidence output)
-//!   and the one ordered [`tool::Registry`], which refuses unapproved risky calls.
+//! - [`redact`]: secrets out of everything that reaches a model, a log or an event.
+//! - [`tool`]: the Tool contract (`area.verb`, schemars-typed args, risk class, evidence output).
+//! - [`registry`]: the one ordered list of tools it is given, and the only door to call them: it
+//!   refuses unapproved risky calls.
 //! - [`collectors`]: read-only tools; [`collectors::host`] measures this host by the USE method in
 //!   one sampling window (CPU, memory, disks, filesystems, network, fds, processes, PSI), with
 //!   processes grouped per program as operators name them ([`collectors::host::identity`]) and
@@ -23,10 +27,15 @@
 //!   numbers.
 //! - [`actions`]: live actions (`host.signal_process`, `postgres.cancel_backend`,
 //!   `postgres.terminate_backend`), runnable only with an approval.
-//! - [`policy`]: roles, action requests and the approvals bound to exact arguments.
-//! - [`llm`]: the `ChatModel` interface and its implementations: any OpenAI-compatible endpoint,
-//!   the built-in [`llm::offline`] reasoner (rules over the same tools), recorded turns; tokens
-//!   and retries.
+//! - [`policy`]: roles, the policy rules, action requests, the approvals bound to exact
+//!   arguments, and the hash-chained audit log.
+//! - [`desk`]: the approval desk: requests filed, decided by a human, executed at most once
+//!   (write-ahead record first), shared between replicas through the store.
+//! - [`llm`]: model transport only: the `ChatModel` interface, any OpenAI-compatible endpoint,
+//!   recorded turns; tokens and retries.
+//! - [`reasoner`]: the built-in offline reasoner, a peer of the model behind the same
+//!   `ChatModel` trait (rules over the same tools' outputs); [`reasoner::investigate`] runs an
+//!   investigation with it standing by.
 //! - [`agent`]: the investigation, the hypothesis [`agent::board`] (confidence moves only with
 //!   cited evidence), triage, next steps and the text rendering of the debug log.
 //! - [`eval`]: replayable incident cases (`oncall-case/1`): record, replay, score.
@@ -46,7 +55,7 @@
 //! ```text
 //! report ──> agent::triage::read_report (impact, suspects, versions)
 //!        ──> loop: ChatModel (offline | openai | replay) asks for tools
-//!              ──> tool::Registry::call(...)  e.g. host.use_snapshot, postgres.*, traces.*
+//!              ──> registry::Registry::call(...)  e.g. host.use_snapshot, postgres.*, traces.*
 //!                  (ids c1, c2, ...; outputs redacted, compacted, capped, fenced as data)
 //!              ──> board.propose / board.evidence (citing call ids) / board.conclude
 //!        ──> agent::board decides status and rank from cited evidence
@@ -55,7 +64,7 @@
 //!
 //! under `oncall serve`, each step above is also an incident event:
 //!   server::runner ──> incidents::Store::append ──> server::sse (live) / web page / Slack thread
-//!   stabilizing proposals ──> policy::desk request ──> a human approves (API, web, Slack)
+//!   stabilizing proposals ──> desk request ──> a human approves (API, web, Slack)
 //!                         ──> desk executes once ──> effect measured ──> events + audit log
 //! ```
 //!
@@ -64,9 +73,11 @@
 
 pub mod actions;
 pub mod agent;
+pub mod app;
 pub mod cli;
 pub mod collectors;
 pub mod config;
+pub mod desk;
 pub mod eval;
 pub mod incidents;
 pub mod llm;
@@ -75,6 +86,9 @@ pub mod ops;
 pub mod pg;
 pub mod policy;
 pub mod postmortem;
+pub mod reasoner;
+pub mod redact;
+pub mod registry;
 pub mod server;
 pub mod taxonomy;
 pub mod tool;

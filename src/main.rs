@@ -4,12 +4,12 @@
 
 use clap::Parser;
 use oncall::agent::events::{self, Event, EventSink, Silent};
-use oncall::agent::{self, render};
+use oncall::agent::render;
 use oncall::cli::{
     AuditCommand, Cli, Command, ConfigCommand, EmbedderArg, EvalModel, MemoryCommand, TokenCommand,
 };
 use oncall::config::{Config, Provider};
-use oncall::tool::Registry;
+use oncall::registry::Registry;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -173,7 +173,7 @@ fn main() -> ExitCode {
     // Log lines pass the same redactor as prompts, in either format.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| oncall::policy::redact::RedactingStderr);
+        .with_writer(|| oncall::redact::RedactingStderr);
     match config.log_format {
         oncall::config::LogFormat::Text => logs.init(),
         oncall::config::LogFormat::Json => logs.json().init(),
@@ -190,11 +190,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = oncall::policy::redact::configure(&config.policy.redact) {
+    if let Err(e) = oncall::redact::configure(&config.policy.redact) {
         return usage_error(&e);
     }
     // Action files and the policy are checked before anything runs: a broken one stops here.
-    let registry = match Registry::load(config.clone(), None) {
+    let registry = match oncall::app::load_registry(config.clone(), None) {
         Ok(r) => r,
         Err(e) => return usage_error(&e),
     };
@@ -207,14 +207,14 @@ fn main() -> ExitCode {
             let report = report.join(" ");
             // Incident memory, when a store with remembered incidents exists (never created here).
             let registry = match runtime.block_on(open_memory(&config, false)) {
-                Ok(Some(m)) => registry.with_memory(std::sync::Arc::new(m)),
+                Ok(Some(m)) => oncall::app::with_memory(registry, std::sync::Arc::new(m)),
                 Ok(None) => registry,
                 Err(e) => {
                     eprintln!("warning: incident memory is unavailable: {e}");
                     registry
                 }
             };
-            let model = match oncall::llm::build(&config) {
+            let model = match oncall::app::model(&config) {
                 Ok(m) => m,
                 Err(e) => return usage_error(&e.to_string()),
             };
@@ -228,7 +228,7 @@ fn main() -> ExitCode {
             if config.prometheus.url.trim().is_empty() {
                 registry.prefetch("host.use_snapshot");
             }
-            match runtime.block_on(agent::investigate(
+            match runtime.block_on(oncall::reasoner::investigate(
                 &report,
                 &registry,
                 &config,
@@ -315,7 +315,7 @@ fn main() -> ExitCode {
                             oncall::agent::prompts::Prompts::load(&config.llm.prompts_dir);
                         let mut facts = oncall::postmortem::facts(&inc, &events);
                         // A configured model writes the prose; each claim is checked against the log.
-                        if let Ok(m) = oncall::llm::build(&config)
+                        if let Ok(m) = oncall::app::model(&config)
                             && !m.is_offline()
                         {
                             facts =
@@ -412,7 +412,7 @@ fn main() -> ExitCode {
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_else(|| "case".into())
             });
-            let model = match oncall::llm::build(&config) {
+            let model = match oncall::app::model(&config) {
                 Ok(m) => m,
                 Err(e) => return usage_error(&e.to_string()),
             };
@@ -476,7 +476,7 @@ fn main() -> ExitCode {
                 }
                 Some(EvalModel::Replay) | None => {}
             }
-            let shared = match oncall::llm::build(&config) {
+            let shared = match oncall::app::model(&config) {
                 Ok(m) => m,
                 Err(e) => return usage_error(&e.to_string()),
             };

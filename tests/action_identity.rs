@@ -8,11 +8,11 @@
 
 use chrono::{Duration, Utc};
 use oncall::config::Config;
+use oncall::desk::Desk;
 use oncall::policy::audit::AuditLog;
-use oncall::policy::desk::Desk;
 use oncall::policy::rules::Actor;
 use oncall::policy::{ActionRequest, Human, Role, approve};
-use oncall::tool::Registry;
+use oncall::registry::Registry;
 use serde_json::{Value, json};
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
@@ -71,7 +71,7 @@ fn approver(name: &str) -> Human {
 }
 
 fn registry() -> Registry {
-    Registry::builtin(Arc::new(Config::default()))
+    oncall::app::builtin_registry(Arc::new(Config::default()))
 }
 
 fn desk() -> Desk {

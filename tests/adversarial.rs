@@ -10,12 +10,13 @@ use async_trait::async_trait;
 use chrono::{Duration, Utc};
 use oncall::agent::events::Silent;
 use oncall::config::Config;
+use oncall::desk::{Desk, DeskError};
 use oncall::llm::{ChatModel, ChatReply, ChatRequest, LlmError, Role, ToolCallRequest};
 use oncall::policy::audit::{AuditLog, verify};
-use oncall::policy::desk::{Desk, DeskError};
 use oncall::policy::rules::Actor;
 use oncall::policy::{Human, Role as HumanRole};
-use oncall::tool::{DynTool, EffectCheck, Registry, RiskClass, ToolError, ToolSpec};
+use oncall::registry::Registry;
+use oncall::tool::{DynTool, EffectCheck, RiskClass, ToolError, ToolSpec};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -92,7 +93,7 @@ const LIVE: [(&str, RiskClass); 7] = [
 ];
 
 fn shipped() -> Registry {
-    Registry::builtin(Arc::new(Config::default()))
+    oncall::app::builtin_registry(Arc::new(Config::default()))
 }
 
 /// A TEST DOUBLE of the worst model: it reads every tool output and runs whatever it is told to.
@@ -232,7 +233,7 @@ async fn instructions_in_telemetry_never_execute_an_action() {
             }
             let reg = Registry::from_tools(tools).with_policy_of(&shipped());
             let model = Obedient::default();
-            let inv = oncall::agent::investigate(
+            let inv = oncall::reasoner::investigate(
                 "checkout is failing",
                 &reg,
                 &Config::default(),
@@ -578,7 +579,7 @@ async fn requests_approvals_and_executions_that_must_be_refused() {
     let lab_reg = Registry::from_tools(vec![Box::new(
         fake("test.live", RiskClass::LiveAction, json!({})).0,
     )])
-    .with_policy_of(&Registry::builtin(Arc::new(lab)));
+    .with_policy_of(&oncall::app::builtin_registry(Arc::new(lab)));
     refused(
         desk.request(
             &lab_reg,
@@ -852,7 +853,7 @@ async fn a_command_action_gets_only_its_declared_environment() {
     config.actions.dir = Some(dir.path().to_path_buf());
     config.server.token_env = "TEAM_TOKEN".into();
     let config = Arc::new(config);
-    let reg = Registry::load(config.clone(), None).expect("the action loads");
+    let reg = oncall::app::load_registry(config.clone(), None).expect("the action loads");
     let desk = Desk::new(Arc::new(AuditLog::in_memory()), Duration::minutes(15));
     let args = json!({"target": "checkout"});
     let req = desk
@@ -919,7 +920,7 @@ async fn a_command_action_gets_only_its_declared_environment() {
     ];
     for (env, needle) in cases {
         std::fs::write(dir.path().join("env-dump.toml"), action(env)).unwrap();
-        let e = Registry::load(config.clone(), None)
+        let e = oncall::app::load_registry(config.clone(), None)
             .err()
             .expect("refused at load");
         assert!(

@@ -4,7 +4,7 @@
 use chrono::{Duration, Utc};
 use oncall::config::Config;
 use oncall::policy::{ActionRequest, Human, Role, approve};
-use oncall::tool::{Registry, ToolError};
+use oncall::tool::ToolError;
 use serde_json::json;
 use std::sync::Arc;
 
@@ -21,7 +21,7 @@ fn approver(name: &str) -> Human {
 
 #[tokio::test]
 async fn live_action_without_or_with_a_wrong_approval_never_runs() {
-    let reg = Registry::builtin(Arc::new(Config::default()));
+    let reg = oncall::app::builtin_registry(Arc::new(Config::default()));
     let mut v = Victim::start();
     let pid = v.0.id();
     let args = reg
@@ -98,7 +98,7 @@ fn requester_and_non_approvers_cannot_approve() {
 
 #[tokio::test]
 async fn approved_action_still_refuses_init_and_itself() {
-    let reg = Registry::builtin(Arc::new(Config::default()));
+    let reg = oncall::app::builtin_registry(Arc::new(Config::default()));
     let args = json!({"pid": 1, "signal": "TERM"});
     let req = ActionRequest::new("host.signal_process", args.clone(), "oncall", &[]);
     let ok = approve(&req, &approver("ana"), Duration::minutes(5), Utc::now()).unwrap();
@@ -113,12 +113,12 @@ async fn approved_action_still_refuses_init_and_itself() {
 /// same states, runs an approved one, and never runs an executed one again.
 #[tokio::test]
 async fn a_reopened_desk_restores_requests_from_the_audit_log() {
+    use oncall::desk::{Desk, State};
     use oncall::policy::audit::AuditLog;
-    use oncall::policy::desk::{Desk, State};
     use oncall::policy::rules::Actor;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
-    let reg = Registry::builtin(Arc::new(Config::default()));
+    let reg = oncall::app::builtin_registry(Arc::new(Config::default()));
     let (mut a, mut b, c) = (Victim::start(), Victim::start(), Victim::start());
     // Requests bind the process's identity: execute with the arguments as bound while alive.
     let bound: std::collections::HashMap<u32, serde_json::Value> = [&a, &b, &c]
@@ -187,10 +187,10 @@ async fn a_reopened_desk_restores_requests_from_the_audit_log() {
 /// is recorded, then runs (one change at a time).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_next_action_waits_for_the_last_ones_effect() {
+    use oncall::desk::Desk;
     use oncall::policy::audit::AuditLog;
-    use oncall::policy::desk::Desk;
     use oncall::policy::rules::Actor;
-    let reg = Registry::builtin(Arc::new(Config::default()));
+    let reg = oncall::app::builtin_registry(Arc::new(Config::default()));
     let desk = Desk::new(Arc::new(AuditLog::in_memory()), Duration::minutes(15))
         .waiting(std::time::Duration::from_secs(60));
     let (mut a, mut b) = (Victim::start(), Victim::start());
@@ -250,12 +250,12 @@ async fn the_next_action_waits_for_the_last_ones_effect() {
 /// redaction comes back denied after a restart, never approvable by its own requester.
 #[tokio::test]
 async fn a_request_redacted_in_the_audit_log_is_not_approvable_after_a_restart() {
+    use oncall::desk::{Desk, State};
     use oncall::policy::audit::AuditLog;
-    use oncall::policy::desk::{Desk, State};
     use oncall::policy::rules::Actor;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
-    let reg = Registry::builtin(Arc::new(Config::default()));
+    let reg = oncall::app::builtin_registry(Arc::new(Config::default()));
     let v = Victim::start();
     let args = json!({"pid": v.0.id(), "signal": "TERM"});
     let id = {
@@ -306,13 +306,13 @@ async fn a_request_redacted_in_the_audit_log_is_not_approvable_after_a_restart()
 /// has no result as outcome unknown, never runnable again.
 #[tokio::test]
 async fn two_person_control_holds_across_names_and_restarts() {
+    use oncall::desk::{Desk, DeskError, State};
     use oncall::policy::audit::AuditLog;
-    use oncall::policy::desk::{Desk, DeskError, State};
     use oncall::policy::rules::Actor;
     use oncall::policy::{Identities, MODEL, PolicyError};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
-    let reg = Registry::builtin(Arc::new(Config::default()));
+    let reg = oncall::app::builtin_registry(Arc::new(Config::default()));
     let people = || Identities::new([("slack:U2CERLKJA".to_string(), "ana".to_string())]);
     let (a, b) = (Victim::start(), Victim::start());
     let args = |v: &Victim| json!({"pid": v.0.id(), "signal": "TERM"});

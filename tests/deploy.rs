@@ -337,7 +337,7 @@ fn the_dockerfile_builds_in_its_own_stage_and_runs_oncall_serve_as_a_fixed_non_r
         assert!(hits.is_empty(), "{pat} in {hits:?}");
     }
     assert_eq!(
-        oncall::policy::redact::redact(&text),
+        oncall::redact::redact(&text),
         text,
         "the redactor finds a credential in the Dockerfile"
     );

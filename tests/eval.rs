@@ -6,13 +6,12 @@ mod common;
 use oncall::agent::Investigation;
 use oncall::config::Config;
 use oncall::eval::case::{self, CaseError};
-use oncall::tool::Registry;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
 
 fn specs() -> Vec<oncall::tool::ToolSpec> {
-    Registry::builtin(Arc::new(Config::default())).specs()
+    oncall::app::builtin_registry(Arc::new(Config::default())).specs()
 }
 
 fn case_json() -> Value {
@@ -184,7 +183,7 @@ async fn replay_answers_only_what_was_recorded() {
         {"tool": "host.use_snapshot", "args": {}, "at_s": 1.0, "output": {"n": 1}}
     ]);
     let c = load(&v).unwrap();
-    let live = Registry::builtin(Arc::new(Config::default()));
+    let live = oncall::app::builtin_registry(Arc::new(Config::default()));
     let reg = oncall::eval::replay::registry(&c, &live);
     assert_eq!(
         reg.call("host.use_snapshot", json!({}), None)
@@ -276,7 +275,7 @@ async fn replay_answers_changes_from_the_context_as_of_the_observation() {
         {"at": "2026-11-26T20:00:00Z", "kind": "flag", "what": "new-checkout on"}
     ]);
     let c = load(&v).unwrap();
-    let live = Registry::builtin(Arc::new(Config::default()));
+    let live = oncall::app::builtin_registry(Arc::new(Config::default()));
     let r = oncall::eval::replay::registry(&c, &live);
     let spec = r
         .specs()

@@ -8,7 +8,6 @@ mod common;
 use common::prom::Prom;
 use common::{Fault, cores, investigate_offline};
 use oncall::config::Config;
-use oncall::tool::Registry;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,7 +60,7 @@ async fn a_real_cpu_hog_is_named_by_instance_and_resource() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let config = fleet_config(&prom.url);
-    let reg = Registry::builtin(Arc::new(config.clone()));
+    let reg = oncall::app::builtin_registry(Arc::new(config.clone()));
     let out = reg
         .call("fleet.use_by_instance", json!({}), None)
         .await
@@ -118,7 +117,7 @@ async fn prometheus_down_or_silent_is_clear_evidence_without_a_hang() {
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let config = fleet_config(&url);
-    let reg = Registry::builtin(Arc::new(config.clone()));
+    let reg = oncall::app::builtin_registry(Arc::new(config.clone()));
     let t = Instant::now();
     let out = reg
         .call("fleet.use_by_instance", json!({}), None)
@@ -151,7 +150,7 @@ async fn prometheus_down_or_silent_is_clear_evidence_without_a_hang() {
     });
     let mut config = fleet_config(&url);
     config.prometheus.timeout_s = 1;
-    let reg = Registry::builtin(Arc::new(config.clone()));
+    let reg = oncall::app::builtin_registry(Arc::new(config.clone()));
     let t = Instant::now();
     let out = reg
         .call("fleet.use_by_instance", json!({}), None)

@@ -11,11 +11,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use oncall::agent::Investigation;
 use oncall::agent::events::Collect;
-use oncall::agent::{Investigation, investigate};
 use oncall::config::{Config, Provider};
 use oncall::llm::openai::OpenAiModel;
-use oncall::tool::Registry;
+use oncall::reasoner::investigate;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -140,7 +140,7 @@ fn config(base_url: &str) -> Config {
 
 async fn run(llm: &ScriptedLlm, c: Config, report: &str) -> (Investigation, Vec<String>) {
     let model = OpenAiModel::new(&c.llm).unwrap();
-    let registry = Registry::builtin(Arc::new(c.clone()));
+    let registry = oncall::app::builtin_registry(Arc::new(c.clone()));
     let events = Collect::default();
     let inv = investigate(report, &registry, &c, &model, &events)
         .await

@@ -10,7 +10,7 @@ use common::server::{start, wait_for};
 use oncall::config::Config;
 use oncall::memory::{Memory, MemoryError, recall};
 use oncall::policy::Role;
-use oncall::tool::Registry;
+use oncall::registry::Registry;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,7 @@ fn suite() -> (
     Vec<(std::path::PathBuf, oncall::eval::case::Case)>,
 ) {
     let config = Config::default();
-    let live = Registry::builtin(Arc::new(config.clone()));
+    let live = oncall::app::builtin_registry(Arc::new(config.clone()));
     let cases = oncall::eval::case::load_dir(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("eval/cases"),
         &live.specs(),
@@ -289,7 +289,10 @@ async fn the_embeddings_endpoint_works_and_its_failures_are_reported() {
     // The tool turns the failure into an answer the model can read; nothing panics.
     let base = embeddings_double("500").await;
     let e = oncall::memory::embedder(&openai_config(&base)).unwrap();
-    let reg = Registry::from_tools(vec![]).with_memory(Arc::new(Memory::in_process(e, 0.0)));
+    let reg = oncall::app::with_memory(
+        Registry::from_tools(vec![]),
+        Arc::new(Memory::in_process(e, 0.0)),
+    );
     let err = reg
         .call("memory.similar", json!({"text": "cpu"}), None)
         .await

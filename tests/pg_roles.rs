@@ -12,7 +12,7 @@ use common::serve::{Serve, sample};
 use oncall::collectors::postgres::PgAnswer;
 use oncall::config::{Config, PgSettings};
 use oncall::policy::{ActionRequest, Human, Role, approve};
-use oncall::tool::Registry;
+use oncall::registry::Registry;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
@@ -129,7 +129,7 @@ async fn each_role_can_do_its_job_and_nothing_else() {
             ..Default::default()
         },
     );
-    let reg = Registry::builtin(Arc::new(c));
+    let reg = oncall::app::builtin_registry(Arc::new(c));
     for tool in [
         "postgres.connections",
         "postgres.activity",

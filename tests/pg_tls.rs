@@ -10,7 +10,7 @@ use common::pg::{PASSWORD, Pg, TestCa};
 use common::serve::{Serve, sample};
 use oncall::collectors::postgres::{PgAnswer, ProblemKind};
 use oncall::config::{Config, PgSettings, SslMode};
-use oncall::tool::Registry;
+use oncall::registry::Registry;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -49,7 +49,7 @@ fn registry(url: String, mode: Option<SslMode>, root: Option<&Path>) -> Registry
             ..Default::default()
         },
     );
-    Registry::builtin(Arc::new(c))
+    oncall::app::builtin_registry(Arc::new(c))
 }
 
 /// What postgres.connections answers.

@@ -10,7 +10,8 @@ use common::pg::Pg;
 use common::*;
 use oncall::collectors::postgres::{PgAnswer, ProblemKind};
 use oncall::config::{Config, PgSettings};
-use oncall::tool::{Registry, ToolError};
+use oncall::registry::Registry;
+use oncall::tool::ToolError;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -255,7 +256,7 @@ async fn lock_chain_names_the_root_holder_not_the_middle_victim() {
             ..Default::default()
         },
     );
-    let reg = Registry::builtin(Arc::new(c));
+    let reg = oncall::app::builtin_registry(Arc::new(c));
     let err = reg
         .call(
             "postgres.terminate_backend",
@@ -333,7 +334,7 @@ async fn a_healthy_database_abstains() {
 fn registry_for(settings: PgSettings) -> Registry {
     let mut c = Config::default();
     c.postgres.insert("app".into(), settings);
-    Registry::builtin(Arc::new(c))
+    oncall::app::builtin_registry(Arc::new(c))
 }
 
 fn problem(v: &Value) -> (ProblemKind, String) {
@@ -684,7 +685,7 @@ async fn explain_analyze_refuses_writes_locks_and_volatile_functions_before_send
         );
     }
     // The same refusal when the request is filed: it never becomes a request.
-    let desk = oncall::policy::desk::Desk::new(
+    let desk = oncall::desk::Desk::new(
         Arc::new(oncall::policy::audit::AuditLog::in_memory()),
         chrono::Duration::minutes(15),
     );

@@ -319,7 +319,7 @@ async fn an_openai_compatible_endpoint_writes_the_prose() {
     cfg.llm.provider = oncall::config::Provider::Openai;
     cfg.llm.base_url = base;
     cfg.llm.model = "double".into();
-    let model = oncall::llm::build(&cfg).expect("model");
+    let model = oncall::app::model(&cfg).expect("model");
     let out = prose::write(
         model.as_ref(),
         &Prompts::builtin(),

@@ -24,8 +24,9 @@ use common::server::{OPERATOR, Srv, start, stream_until, wait_for};
 use oncall::agent::events::Silent;
 use oncall::config::{Config, CustomRedaction, Provider};
 use oncall::llm::{ChatModel, ChatReply, ChatRequest, LlmError, Role, ToolCallRequest};
-use oncall::policy::redact::{redact, redact_value, redacted};
-use oncall::tool::{DynTool, Registry, RiskClass, ToolError, ToolSpec};
+use oncall::redact::{redact, redact_value, redacted};
+use oncall::registry::Registry;
+use oncall::tool::{DynTool, RiskClass, ToolError, ToolSpec};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -374,7 +375,7 @@ fn report() -> String {
 
 #[tokio::test]
 async fn no_seeded_secret_reaches_the_model_from_outputs_report_or_a_recorded_case() {
-    oncall::policy::redact::configure(&[CustomRedaction {
+    oncall::redact::configure(&[CustomRedaction {
         kind: "ticket".into(),
         pattern: r"TCK-[0-9]{6}".into(),
     }])
@@ -383,7 +384,7 @@ async fn no_seeded_secret_reaches_the_model_from_outputs_report_or_a_recorded_ca
     // 1. Tool outputs and the report, live.
     let model = Capturing::default();
     let reg = registry();
-    oncall::agent::investigate(&report(), &reg, &config, &model, &Silent)
+    oncall::reasoner::investigate(&report(), &reg, &config, &model, &Silent)
         .await
         .unwrap();
     let seen = model.seen.lock().unwrap().join("\n");
@@ -406,7 +407,7 @@ async fn no_seeded_secret_reaches_the_model_from_outputs_report_or_a_recorded_ca
     );
     let replayed = Capturing::default();
     let replay = oncall::eval::replay::registry(&case, &reg);
-    oncall::agent::investigate(&case.report, &replay, &config, &replayed, &Silent)
+    oncall::reasoner::investigate(&case.report, &replay, &config, &replayed, &Silent)
         .await
         .unwrap();
     let seen = replayed.seen.lock().unwrap().join("\n");

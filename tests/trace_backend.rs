@@ -14,7 +14,6 @@ use axum::{Json, Router, routing::get};
 use base64::Engine;
 use common::investigate_offline;
 use oncall::config::{Config, TraceBackendKind};
-use oncall::tool::Registry;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -246,7 +245,7 @@ fn config(kind: TraceBackendKind, url: &str) -> Config {
 async fn tempo_traces_show_the_slow_downstream() {
     let (url, asked) = backend_double().await;
     let cfg = config(TraceBackendKind::Tempo, &url);
-    let reg = Registry::builtin(Arc::new(cfg.clone()));
+    let reg = oncall::app::builtin_registry(Arc::new(cfg.clone()));
     let spec = reg.spec("traces.critical_path").unwrap();
     assert!(
         !spec.unavailable,
@@ -304,7 +303,7 @@ async fn tempo_traces_show_the_slow_downstream() {
 async fn jaeger_traces_show_the_failing_downstream() {
     let (url, asked) = backend_double().await;
     let cfg = config(TraceBackendKind::Jaeger, &url);
-    let reg = Registry::builtin(Arc::new(cfg.clone()));
+    let reg = oncall::app::builtin_registry(Arc::new(cfg.clone()));
     let errs = reg
         .call("traces.errors", json!({}), None)
         .await
@@ -340,7 +339,7 @@ async fn a_backend_that_is_down_is_a_clear_error() {
         (TraceBackendKind::Tempo, "Tempo"),
         (TraceBackendKind::Jaeger, "Jaeger"),
     ] {
-        let reg = Registry::builtin(Arc::new(config(kind, &url)));
+        let reg = oncall::app::builtin_registry(Arc::new(config(kind, &url)));
         let e = reg
             .call("traces.red", json!({}), None)
             .await

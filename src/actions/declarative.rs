@@ -658,7 +658,7 @@ impl Action {
                     .map_err(|e| fail(format!("cannot run {}: {e}", argv[0])))?;
                 let text = |b: &[u8]| {
                     let s = String::from_utf8_lossy(b);
-                    crate::policy::redact::redact(&s.chars().take(4000).collect::<String>())
+                    crate::redact::redact(&s.chars().take(4000).collect::<String>())
                 };
                 let answer = json!({"argv": argv, "exit_code": out.status.code(), "stdout": text(&out.stdout), "stderr": text(&out.stderr)});
                 if out.status.success() {
@@ -693,8 +693,7 @@ impl Action {
                     .map_err(|e| fail(format!("{} {url}: {e}", method.as_str())))?;
                 let status = resp.status();
                 let body = resp.text().await.unwrap_or_default();
-                let body =
-                    crate::policy::redact::redact(&body.chars().take(4000).collect::<String>());
+                let body = crate::redact::redact(&body.chars().take(4000).collect::<String>());
                 if status.is_success() {
                     Ok(json!({"status": status.as_u16(), "body": body}))
                 } else {

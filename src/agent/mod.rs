@@ -24,11 +24,11 @@ pub mod triage;
 
 use crate::collectors::host::UseSnapshot;
 use crate::config::Config;
-use crate::llm::offline::OfflineModel;
 use crate::llm::retry::{RetryPolicy, retry};
 use crate::llm::tokens::{CountedBy, StepTokens, TokenCounter, TokenReport};
 use crate::llm::{ChatModel, ChatRequest, LlmError, Message, ToolCallRequest, ToolDef};
-use crate::tool::{Registry, ToolError};
+use crate::registry::Registry;
+use crate::tool::ToolError;
 use board::{Board, Hypothesis, HypothesisStatus};
 use board_tools::BoardOutcome;
 use chrono::{DateTime, Utc};
@@ -295,7 +295,7 @@ impl Run<'_> {
                             // Secrets never reach the model: the output is redacted as a value
                             // (so it stays valid JSON) before it is compacted and capped.
                             let mut shown = out.clone();
-                            crate::policy::redact::redact_value(&mut shown);
+                            crate::redact::redact_value(&mut shown);
                             let text = evidence::render(
                                 &c.name,
                                 &shown,
@@ -350,7 +350,7 @@ impl Run<'_> {
                                 self.hypothesis_event(&h);
                             }
                             let mut shown = v.clone();
-                            crate::policy::redact::redact_value(&mut shown);
+                            crate::redact::redact_value(&mut shown);
                             ("ok", shown.to_string())
                         }
                         Ok(BoardOutcome::Concluded {
@@ -373,7 +373,7 @@ impl Run<'_> {
             let body = if status == "ok" {
                 body
             } else {
-                crate::policy::redact::redact(&body)
+                crate::redact::redact(&body)
             };
             let summary: String = body.chars().take(160).collect();
             let ok = status == "ok";
@@ -407,7 +407,7 @@ impl Run<'_> {
             l.max_steps
         };
         let ctx = minijinja::context! {
-            report => crate::policy::redact::redact(report),
+            report => crate::redact::redact(report),
             categories => crate::taxonomy::Category::ALL.iter().map(|c| c.label()).collect::<Vec<_>>(),
             max_steps => max_steps,
             user_facing => hints.user_facing,
@@ -553,17 +553,19 @@ impl Run<'_> {
     }
 }
 
-/// Investigates a report with a model (the offline reasoner by default).
+/// Investigates a report with `model`; if a model endpoint fails, `fallback` (the offline
+/// reasoner, which [`crate::reasoner::investigate`] passes as `standby`) answers instead, and the log says why.
 pub async fn investigate(
     report: &str,
     registry: &Registry,
     config: &Config,
     model: &dyn ChatModel,
+    standby: &dyn ChatModel,
     events: &dyn EventSink,
 ) -> Result<Investigation, AgentError> {
     // The report is redacted once, here: the answer, the debug log, every event and every prompt
     // only ever hold the redacted text.
-    let redacted = crate::policy::redact::redact(report.trim());
+    let redacted = crate::redact::redact(report.trim());
     let report = redacted.as_str();
     if report.is_empty() {
         return Err(AgentError::EmptyReport);
@@ -608,9 +610,8 @@ pub async fn investigate(
             run.seen.clear();
             run.concluded = None;
             run.answer = None;
-            let offline = OfflineModel::new(th.clone());
-            reasoner = format!("{} (fell back from {reasoner})", offline.name());
-            if let Err(e) = run.run_loop(&offline, report, &hints).await {
+            reasoner = format!("{} (fell back from {reasoner})", standby.name());
+            if let Err(e) = run.run_loop(standby, report, &hints).await {
                 run.notice(format!("the offline reasoner stopped too: {e}"));
             }
         }

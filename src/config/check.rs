@@ -113,7 +113,7 @@ fn mask(path: &[String], value: &Value) -> Value {
     match value {
         Value::String(s) if s.is_empty() => value.clone(),
         Value::String(_) if secret_named || in_headers => Value::String(MASK.into()),
-        Value::String(s) => Value::String(mask_url_password(&crate::policy::redact::redact(s))),
+        Value::String(s) => Value::String(mask_url_password(&crate::redact::redact(s))),
         Value::Array(items) => Value::Array(items.iter().map(|i| mask(path, i)).collect()),
         _ => value.clone(),
     }

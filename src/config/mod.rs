@@ -863,13 +863,7 @@ pub struct PolicySettings {
     pub redact: Vec<CustomRedaction>,
 }
 
-/// A team's own secret pattern: every match is replaced by `[REDACTED:<kind>]`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct CustomRedaction {
-    pub kind: String,
-    pub pattern: String,
-}
+pub use crate::redact::CustomRedaction;
 
 impl Default for PolicySettings {
     fn default() -> Self {

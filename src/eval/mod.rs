@@ -12,7 +12,7 @@ pub mod score;
 use crate::agent::events::Silent;
 use crate::config::Config;
 use crate::llm::ChatModel;
-use crate::tool::Registry;
+use crate::registry::Registry;
 use case::Case;
 use score::{CaseScore, Summary};
 use serde::{Deserialize, Serialize};
@@ -132,7 +132,7 @@ pub async fn run(
         };
         let registry = replay::registry(c, live);
         let started = Instant::now();
-        let inv = crate::agent::investigate(&c.report, &registry, config, &recorder, &Silent)
+        let inv = crate::reasoner::investigate(&c.report, &registry, config, &recorder, &Silent)
             .await
             .map_err(|e| format!("{}: {e}", file.display()))?;
         let s = score::score(c, truth, &inv, started.elapsed().as_millis() as u64, &risky);

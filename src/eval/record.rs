@@ -8,14 +8,15 @@ use crate::agent::events::Silent;
 use crate::collectors::changes::{Change, ChangesAnswer, RecentChangesTool};
 use crate::config::Config;
 use crate::llm::ChatModel;
-use crate::tool::{Registry, RiskClass, Tool};
+use crate::registry::Registry;
+use crate::tool::{RiskClass, Tool};
 use chrono::Utc;
 use serde_json::{Value, json};
 
 /// Redacts a recorded output exactly as prompts are redacted.
 fn redacted(v: &Value) -> Option<Value> {
     let mut v = v.clone();
-    crate::policy::redact::redact_value(&mut v);
+    crate::redact::redact_value(&mut v);
     Some(v)
 }
 
@@ -31,7 +32,7 @@ pub async fn record(
     let observed_at = Utc::now();
     let started = std::time::Instant::now();
     progress("running the investigation live");
-    let inv = crate::agent::investigate(report, registry, config, model, &Silent)
+    let inv = crate::reasoner::investigate(report, registry, config, model, &Silent)
         .await
         .map_err(|e| e.to_string())?;
     let versions: Vec<(String, u32, RiskClass, bool)> = registry
@@ -137,7 +138,7 @@ pub async fn record(
         id: id.into(),
         title: String::new(),
         provenance: "recorded".into(),
-        report: crate::policy::redact::redact(report),
+        report: crate::redact::redact(report),
         observed_at,
         context: Context {
             user_facing: inv.triage.user_facing,

@@ -9,7 +9,8 @@
 //! them without an approval.
 
 use super::case::{Case, Recording};
-use crate::tool::{DynTool, Registry, RiskClass, Tool, ToolError, ToolSpec};
+use crate::registry::Registry;
+use crate::tool::{DynTool, RiskClass, Tool, ToolError, ToolSpec};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::sync::Mutex;

@@ -29,7 +29,7 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 
 /// A connection error without the password the URL may carry.
 fn describe(e: &tokio_postgres::Error) -> String {
-    crate::policy::redact::redact(&e.to_string())
+    crate::redact::redact(&e.to_string())
 }
 
 impl PgStore {
@@ -47,7 +47,7 @@ impl PgStore {
     /// and pool settings, and runs pending migrations (one replica at a time).
     pub async fn connect_with(url: &str, s: &ServerSettings) -> Result<PgStore, StoreError> {
         let open_error = |reason: String| StoreError::Open {
-            what: crate::policy::redact::redact(url),
+            what: crate::redact::redact(url),
             reason,
         };
         let target = Target {
@@ -61,7 +61,7 @@ impl PgStore {
             settings: vec![],
         }
         .prepare()
-        .map_err(|e| open_error(crate::policy::redact::redact(&e.to_string())))?;
+        .map_err(|e| open_error(crate::redact::redact(&e.to_string())))?;
         let pool = target
             .pool(
                 s.database_pool_max_size,

@@ -11,13 +11,11 @@
 //! with backoff and jitter inside a deadline. A model only ever *asks* for tools: the agent runs
 //! them through the registry, which is where live actions are refused.
 
-pub mod offline;
 pub mod openai;
 pub mod replay;
 pub mod retry;
 pub mod tokens;
 
-use crate::config::{Config, Provider};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -178,16 +176,4 @@ pub trait ChatModel: Send + Sync {
         false
     }
     async fn complete(&self, request: &ChatRequest) -> Result<ChatReply, LlmError>;
-}
-
-/// Builds the model the configuration asks for.
-pub fn build(config: &Config) -> Result<Box<dyn ChatModel>, LlmError> {
-    let l = &config.llm;
-    Ok(match l.effective_provider() {
-        Provider::Offline | Provider::Auto => {
-            Box::new(offline::OfflineModel::new(config.thresholds.clone()))
-        }
-        Provider::Openai => Box::new(openai::OpenAiModel::new(l)?),
-        Provider::Replay => Box::new(replay::ReplayModel::from_file(&l.replay_file)?),
-    })
 }

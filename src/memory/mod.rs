@@ -295,7 +295,7 @@ impl Memory {
 
     /// Embeds and keeps one resolved incident (replacing what was kept of it before).
     pub async fn remember(&self, doc: Doc) -> Result<(), MemoryError> {
-        let text = crate::policy::redact::redact(&doc.text());
+        let text = crate::redact::redact(&doc.text());
         let v = self
             .embedder
             .embed(&[text])
@@ -322,7 +322,7 @@ impl Memory {
     /// The past incidents most similar to `text`, best first, at most `k`, none below
     /// `[memory] min_score`.
     pub async fn similar(&self, text: &str, k: usize) -> Result<Vec<Hit>, MemoryError> {
-        let text = crate::policy::redact::redact(text);
+        let text = crate::redact::redact(text);
         let q = self
             .embedder
             .embed(&[text])

@@ -11,7 +11,7 @@ use super::{Embedder, Memory};
 use crate::agent::events::Silent;
 use crate::config::Config;
 use crate::eval::case::Case;
-use crate::tool::Registry;
+use crate::registry::Registry;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -58,14 +58,14 @@ pub async fn remembered(
     config: &Config,
     live: &Registry,
 ) -> Result<Vec<(super::Doc, String)>, String> {
-    let model = crate::llm::offline::OfflineModel::new(config.thresholds.clone());
+    let model = crate::reasoner::OfflineModel::new(config.thresholds.clone());
     let mut out = vec![];
     for (file, c) in cases {
         let Some(cat) = truth_category(c) else {
             continue;
         };
         let reg = crate::eval::replay::registry(c, live);
-        let inv = crate::agent::investigate(&c.report, &reg, config, &model, &Silent)
+        let inv = crate::reasoner::investigate(&c.report, &reg, config, &model, &Silent)
             .await
             .map_err(|e| format!("{}: {e}", file.display()))?;
         let v = serde_json::to_value(&inv).map_err(|e| e.to_string())?;
@@ -85,7 +85,7 @@ pub async fn recall(
     embedder: Arc<dyn Embedder>,
     k: usize,
 ) -> Result<RecallReport, String> {
-    let model = crate::llm::offline::OfflineModel::new(config.thresholds.clone());
+    let model = crate::reasoner::OfflineModel::new(config.thresholds.clone());
     let pairs = remembered(cases, config, live).await?;
     let truth: HashMap<String, String> = pairs
         .iter()
@@ -117,7 +117,7 @@ pub async fn recall(
             crate::eval::replay::registry(c, live).with_tool(Box::new(super::tool::SimilarTool {
                 memory: Some(memory.clone()),
             }));
-        let inv = crate::agent::investigate(&c.report, &reg, config, &model, &Silent)
+        let inv = crate::reasoner::investigate(&c.report, &reg, config, &model, &Silent)
             .await
             .map_err(|e| format!("{}: {e}", c.id))?;
         let call = inv

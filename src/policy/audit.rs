@@ -273,7 +273,7 @@ impl AuditLog {
             reason,
         };
         let mut data = data;
-        super::redact::redact_value(&mut data);
+        crate::redact::redact_value(&mut data);
         let mut st = self
             .state
             .lock()

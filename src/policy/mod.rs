@@ -6,12 +6,10 @@
 //! expires. [`Approval`] has private fields and only [`approve`] creates one, so no other code can
 //! forge it; the tool registry checks it and spends it (it runs at most once).
 //!
-//! This module never runs an action; it only decides whether one may run. [`redact`] keeps
+//! This module never runs an action; it only decides whether one may run. [`crate::redact`] keeps
 //! secrets out of everything that reaches a model.
 
 pub mod audit;
-pub mod desk;
-pub mod redact;
 pub mod rules;
 
 use chrono::{DateTime, Duration, Utc};
@@ -159,9 +157,34 @@ pub struct Approval {
 }
 
 impl Approval {
+    /// The approval a recorded human decision made (an audit record or the shared store's row),
+    /// re-created for `request` when the desk restores its state. Bound, like any approval, to
+    /// the request's own tool, exact arguments and evidence. Only the desk calls this.
+    pub(crate) fn restored(
+        request: &ActionRequest,
+        approved_by: String,
+        expires_at: DateTime<Utc>,
+    ) -> Approval {
+        Approval {
+            id: request.id.clone(),
+            tool: request.tool.clone(),
+            args_hash: canonical_hash(&request.args),
+            evidence_hash: request.evidence_hash.clone(),
+            requested_by: request.requested_by.clone(),
+            approved_by,
+            expires_at,
+        }
+    }
+
     /// The request id this approval answers (an approval is spent once per id).
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The hash of the evidence the request was made on (the desk refuses an approval whose
+    /// evidence differs from the request's).
+    pub fn evidence_hash(&self) -> &str {
+        &self.evidence_hash
     }
 
     pub fn approved_by(&self) -> &str {

@@ -364,7 +364,7 @@ mod tests {
     fn the_shipped_policy_loads_and_denies_by_default() {
         let mut t = tools();
         t.extend(
-            crate::tool::Registry::builtin(std::sync::Arc::new(crate::config::Config::default()))
+            crate::app::builtin_registry(std::sync::Arc::new(crate::config::Config::default()))
                 .specs(),
         );
         let p = Policy::load(DEFAULT, "tools/policy.toml", &t).expect("the shipped policy loads");

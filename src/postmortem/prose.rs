@@ -141,7 +141,7 @@ pub async fn write(model: &dyn ChatModel, prompts: &Prompts, mut facts: Facts) -
             Message::system(
                 "You write blameless post-mortem drafts from an incident's log. Answer with JSON only.",
             ),
-            Message::user(crate::policy::redact::redact(&prompt)),
+            Message::user(crate::redact::redact(&prompt)),
         ],
         tools: vec![],
         max_completion_tokens: 1500,

@@ -52,9 +52,9 @@ pub async fn me(Extension(c): Extension<Caller>) -> Json<Value> {
 pub async fn readyz(State(st): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     if let Err(e) = st.store.ping().await {
         tracing::error!("readiness: incident store: {e}");
-        return Err(ApiError::Unavailable(crate::policy::redact::redact(
-            &format!("not ready: {e}"),
-        )));
+        return Err(ApiError::Unavailable(crate::redact::redact(&format!(
+            "not ready: {e}"
+        ))));
     }
     Ok(Json(json!({"store": "ok", "replica": st.replica})))
 }
@@ -152,9 +152,9 @@ pub(crate) async fn open_incident(
     if let Some(t) = title {
         st.check(limits::chars("title", t, limits::TITLE_CHARS))?;
     }
-    let report = crate::policy::redact::redact(report);
+    let report = crate::redact::redact(report);
     let title = title
-        .map(|t| crate::policy::redact::redact(t.trim()))
+        .map(|t| crate::redact::redact(t.trim()))
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| title_of(&report));
     let (inc, ev) = st
@@ -464,12 +464,12 @@ pub async fn request_action(
     )
     .await
     .map_err(|e| match e {
-        runner::FileError::Desk(crate::policy::desk::DeskError::Audit(m)) => ApiError::Internal(m),
+        runner::FileError::Desk(crate::desk::DeskError::Audit(m)) => ApiError::Internal(m),
         runner::FileError::Desk(other) => ApiError::BadRequest(other.to_string()),
         runner::FileError::Store(e) => ApiError::from(e),
     })?;
     // The plan is shown redacted; the desk keeps the exact one.
-    let plan = plan.as_ref().map(crate::policy::redact::redacted);
+    let plan = plan.as_ref().map(crate::redact::redacted);
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"request": request, "state": {"state": "pending"}, "plan": plan})),
@@ -532,7 +532,7 @@ async fn approvals_of(
                 "incident": e.incident,
                 "tool": e.request.tool,
                 // Shown redacted: the desk keeps the exact arguments, whose hash the approval binds.
-                "args": crate::policy::redact::redacted(&e.request.args),
+                "args": crate::redact::redacted(&e.request.args),
                 "requested_by": e.request.requested_by,
                 "on_behalf_of": e.request.on_behalf_of,
                 "requester": e.request.requester(),
@@ -540,7 +540,7 @@ async fn approvals_of(
                 "expires_at": e.request.created_at + ttl,
                 "evidence_hash": e.request.evidence_hash,
                 "state": e.state,
-                "plan": e.plan.as_ref().map(crate::policy::redact::redacted),
+                "plan": e.plan.as_ref().map(crate::redact::redacted),
             })
         })
         .filter(|v| state.is_none_or(|s| v["state"]["state"] == s))

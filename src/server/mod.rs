@@ -32,10 +32,10 @@ mod sse;
 use crate::agent::events::Silent;
 use crate::collectors::traces::store::SpanStore;
 use crate::config::Config;
+use crate::desk::Desk;
 use crate::incidents::Store;
 use crate::policy::audit::AuditLog;
-use crate::policy::desk::Desk;
-use crate::tool::Registry;
+use crate::registry::Registry;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
@@ -213,8 +213,8 @@ impl AppState {
             config.traces.max_bytes as usize,
             config.traces.retention_s,
         ));
-        let mut registry =
-            Registry::load(config.clone(), Some(spans.clone())).map_err(ServerError::Setup)?;
+        let mut registry = crate::app::load_registry(config.clone(), Some(spans.clone()))
+            .map_err(ServerError::Setup)?;
         let memory = match crate::memory::Memory::open(&config, store.clone()).await {
             Ok(m) => {
                 let m = Arc::new(m);
@@ -223,7 +223,7 @@ impl AppState {
                     m.len().await.unwrap_or(0),
                     m.describe()
                 );
-                registry = registry.with_memory(m.clone());
+                registry = crate::app::with_memory(registry, m.clone());
                 Some(m)
             }
             Err(e @ crate::memory::MemoryError::Config(_)) => {
@@ -344,7 +344,7 @@ impl AppState {
         data: serde_json::Value,
     ) -> Result<crate::incidents::Event, crate::incidents::StoreError> {
         let mut data = data;
-        crate::policy::redact::redact_value(&mut data);
+        crate::redact::redact_value(&mut data);
         let e = self.store.append(incident, kind, actor, data).await?;
         let _ = self.notify.send((incident.to_string(), e.seq));
         Ok(e)
@@ -597,7 +597,7 @@ pub(crate) fn body<T>(
 }
 
 pub(crate) fn model(st: &AppState) -> Result<Box<dyn crate::llm::ChatModel>, ApiError> {
-    crate::llm::build(&st.config).map_err(|e| ApiError::Internal(format!("model: {e}")))
+    crate::app::model(&st.config).map_err(|e| ApiError::Internal(format!("model: {e}")))
 }
 
 #[derive(serde::Deserialize)]
@@ -619,7 +619,7 @@ async fn triage(
         .investigation_slot(&c.name, "triage")
         .map_err(ApiError::OverCap)?;
     let model = model(&st)?;
-    match crate::agent::investigate(
+    match crate::reasoner::investigate(
         &req.report,
         &st.registry,
         &st.config,
@@ -633,7 +633,7 @@ async fn triage(
         Ok(inv) => {
             let mut v = serde_json::to_value(&inv)
                 .map_err(|e| ApiError::Internal(format!("the answer could not be shown: {e}")))?;
-            crate::policy::redact::redact_value(&mut v);
+            crate::redact::redact_value(&mut v);
             Ok(Json(v).into_response())
         }
         Err(crate::agent::AgentError::EmptyReport) => {

@@ -7,7 +7,7 @@
 //!   goes through one conditional transition there ([`crate::incidents::Store::approval_move`]),
 //!   so a request is decided once and runs once, on the one replica that claimed it, and one
 //!   action is in flight per incident across replicas. The desk of each replica keeps a copy
-//!   ([`crate::policy::desk::Desk::merge`]) and still makes every check it makes alone;
+//!   ([`crate::desk::Desk::merge`]) and still makes every check it makes alone;
 //! - keys already seen, with their expiry: Slack retries (`event_id`) and replayed signatures,
 //!   repeated Alertmanager notifications;
 //! - heartbeats: each replica beats every `[server] replica_timeout_s / 5` seconds and records
@@ -21,8 +21,8 @@
 //! against.
 
 use super::AppState;
+use crate::desk::{Claim, Shared, State};
 use crate::incidents::{ApprovalMove, Moved, ReplicaRow, Status, Store, StoreError};
-use crate::policy::desk::{Claim, Shared, State};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -176,7 +176,7 @@ pub(crate) async fn take_over(
             "executing" => {
                 let tool = row.request["tool"].as_str().unwrap_or_default();
                 let args = &row.request["args"];
-                let verify = crate::policy::desk::verify_by_hand(&st.registry, tool, args);
+                let verify = crate::desk::verify_by_hand(&st.registry, tool, args);
                 let state = State::OutcomeUnknown {
                     approved_by: row
                         .approval

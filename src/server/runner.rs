@@ -144,7 +144,7 @@ async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
         .filter(|e| e.kind == "investigation_started")
         .count()
         + 1;
-    let model = match crate::llm::build(&st.config) {
+    let model = match crate::app::model(&st.config) {
         Ok(m) => m,
         Err(e) => {
             st.publish(
@@ -155,7 +155,7 @@ async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
             )
             .await
             .map_err(|e| e.to_string())?;
-            Box::new(crate::llm::offline::OfflineModel::new(
+            Box::new(crate::reasoner::OfflineModel::new(
                 st.config.thresholds.clone(),
             ))
         }
@@ -208,7 +208,7 @@ async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
             }
         })
     };
-    let result = crate::agent::investigate(
+    let result = crate::reasoner::investigate(
         &text,
         &st.registry,
         &st.config,
@@ -299,7 +299,7 @@ async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
 /// Why a request was not filed, or was filed and not announced.
 pub enum FileError {
     /// The desk refused it (policy, arguments) or could not audit it: it does not exist.
-    Desk(crate::policy::desk::DeskError),
+    Desk(crate::desk::DeskError),
     /// It exists at the desk, but its `action_requested` event could not be stored.
     Store(crate::incidents::StoreError),
 }
@@ -389,7 +389,7 @@ async fn file_request(
         e.incident == incident
             && e.request.tool == tool
             && (&e.request.args == args || Some(&e.request.args) == bound.as_ref())
-            && e.state == crate::policy::desk::State::Pending
+            && e.state == crate::desk::State::Pending
     });
     if open {
         return;
@@ -435,8 +435,8 @@ pub async fn decide(
     human: &Human,
     approve: bool,
     reason: &str,
-) -> Result<crate::policy::desk::State, DecideError> {
-    use crate::policy::desk::{DeskError, State};
+) -> Result<crate::desk::State, DecideError> {
+    use crate::desk::{DeskError, State};
     // The store's word first: the request may have been filed or decided on another replica.
     super::replicas::sync(st).await.map_err(|e| {
         DecideError::Unavailable(format!("the shared store is unavailable ({e}); try again"))
@@ -562,7 +562,7 @@ async fn execute(st: &Arc<AppState>, incident: &str, request: &str, executor: &s
         })
     };
     // The start is in the incident's log (committed) before the action runs.
-    let starting: crate::policy::desk::Starting = {
+    let starting: crate::desk::Starting = {
         let (st, incident, request) = (st.clone(), incident.to_string(), request.to_string());
         let (tool, executor) = (entry.request.tool.clone(), executor.to_string());
         Box::new(move || {
@@ -621,9 +621,7 @@ async fn execute(st: &Arc<AppState>, incident: &str, request: &str, executor: &s
         }
         // Another replica claimed it first (approvals sent to several replicas at once): it
         // runs there, and that replica tells the incident.
-        Err(crate::policy::desk::DeskError::Refused(m))
-            if m.contains(crate::policy::desk::CLAIMED_ELSEWHERE) =>
-        {
+        Err(crate::desk::DeskError::Refused(m)) if m.contains(crate::desk::CLAIMED_ELSEWHERE) => {
             tracing::info!("request {request}: {m}");
         }
         Err(e) => {
@@ -635,7 +633,7 @@ async fn execute(st: &Arc<AppState>, incident: &str, request: &str, executor: &s
                     "notice",
                     "oncall",
                     json!({"message": match &e {
-                        crate::policy::desk::DeskError::AuditAfterRun(_) => format!("request {request}: {e}"),
+                        crate::desk::DeskError::AuditAfterRun(_) => format!("request {request}: {e}"),
                         _ => format!("request {request} was not run: {e}"),
                     }}),
                 )
@@ -650,8 +648,8 @@ pub async fn withdraw(
     request: &str,
     human: &Human,
     reason: &str,
-) -> Result<crate::policy::desk::State, DecideError> {
-    use crate::policy::desk::DeskError;
+) -> Result<crate::desk::State, DecideError> {
+    use crate::desk::DeskError;
     super::replicas::sync(st).await.map_err(|e| {
         DecideError::Unavailable(format!("the shared store is unavailable ({e}); try again"))
     })?;
@@ -707,7 +705,7 @@ pub async fn withdraw(
 /// its `executing` record and its result) is announced once in its incident, with what to check
 /// by hand. Returns how many were announced.
 pub async fn announce_unknown_outcomes(st: &Arc<AppState>) -> Result<usize, String> {
-    use crate::policy::desk::State;
+    use crate::desk::State;
     let mut n = 0;
     super::replicas::sync(st).await.map_err(|e| e.to_string())?;
     for e in st.desk.entries() {

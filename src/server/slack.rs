@@ -535,7 +535,7 @@ fn pretty(v: &Value) -> String {
 
 /// Progress or result text for the incident thread (escaped, clipped to one section).
 pub fn text_message(text: &str) -> Message {
-    let escaped = escape_clipped(&crate::policy::redact::redact(text), MAX_SECTION_CHARS);
+    let escaped = escape_clipped(&crate::redact::redact(text), MAX_SECTION_CHARS);
     Message {
         blocks: json!([section(escaped.clone())]),
         text: escaped,
@@ -562,7 +562,7 @@ pub enum Outcome {
 
 fn approval_blocks(view: &ApprovalView<'_>) -> Vec<Value> {
     // Shown redacted: the desk keeps the exact arguments, whose hash the approval binds.
-    use crate::policy::redact::{redact, redacted};
+    use crate::redact::{redact, redacted};
     let (args, plan, why) = (redacted(view.args), redacted(view.plan), redact(view.why));
     let mut blocks = vec![section(format!(
         "*Approval needed:* {}",
@@ -703,7 +703,7 @@ impl SlackClient {
     ) -> Result<String, SlackError> {
         let mut body = json!({
             "channel": channel,
-            "text": crate::policy::redact::redact(text),
+            "text": crate::redact::redact(text),
             "link_names": false,
             "unfurl_links": false,
             "unfurl_media": false,
@@ -712,7 +712,7 @@ impl SlackClient {
             body["thread_ts"] = json!(t);
         }
         if let Some(mut b) = blocks {
-            crate::policy::redact::redact_value(&mut b);
+            crate::redact::redact_value(&mut b);
             body["blocks"] = b;
         }
         let answer = self.call("chat.postMessage", &body).await?;
@@ -727,10 +727,10 @@ impl SlackClient {
         text: &str,
         blocks: Option<Value>,
     ) -> Result<(), SlackError> {
-        let text = crate::policy::redact::redact(text);
+        let text = crate::redact::redact(text);
         let mut body = json!({"channel": channel, "ts": ts, "text": text, "link_names": false});
         if let Some(mut b) = blocks {
-            crate::policy::redact::redact_value(&mut b);
+            crate::redact::redact_value(&mut b);
             body["blocks"] = b;
         }
         self.call("chat.update", &body).await.map(drop)

@@ -349,7 +349,7 @@ async fn command(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Byte
     let opener = format!(
         "Incident *{id}* opened by <@{}>: {}\nInvestigating; progress follows in this thread.",
         cmd.user_id,
-        slack::escape(&crate::policy::redact::redact(&cmd.text))
+        slack::escape(&crate::redact::redact(&cmd.text))
     );
     let has_client = bridge.client.is_some();
     tokio::spawn(async move {

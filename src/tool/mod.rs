@@ -2,20 +2,16 @@
 //!
 //! A tool has a name `area.verb`, a one-line description written for the model, typed arguments
 //! whose JSON schema comes from schemars (their doc comments are what the model reads), a risk
-//! class, and a typed output that serializes to compact evidence. [`registry`] holds the one
+//! class, and a typed output that serializes to compact evidence. [`crate::registry`] holds the one
 //! ordered list of tools and is the only way to call them; it refuses live actions that lack an
 //! approval bound to their exact arguments. This module never decides *whether* an action is
 //! wise: that is the policy's job.
-
-pub mod registry;
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-pub use registry::Registry;
 
 /// How much harm a tool can do, which decides whether it runs freely.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

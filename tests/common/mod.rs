@@ -108,11 +108,11 @@ pub fn postmortem_sections(md: &str) -> Vec<usize> {
 /// Investigates `report` in this process with the offline reasoner over `registry`.
 pub async fn investigate_offline(
     report: &str,
-    registry: &oncall::tool::Registry,
+    registry: &oncall::registry::Registry,
     config: &oncall::config::Config,
 ) -> oncall::agent::Investigation {
-    let model = oncall::llm::offline::OfflineModel::new(config.thresholds.clone());
-    oncall::agent::investigate(
+    let model = oncall::reasoner::OfflineModel::new(config.thresholds.clone());
+    oncall::reasoner::investigate(
         report,
         registry,
         config,

@@ -546,7 +546,7 @@ pub fn classify(name: &str, s: &PgSettings, e: &tokio_postgres::Error) -> PgProb
 
 /// A URL without its password, for messages.
 pub fn redact_url(url: &str) -> String {
-    crate::policy::redact::redact(url)
+    crate::redact::redact(url)
 }
 
 static STRING_LITERAL: LazyLock<Option<Regex>> =
@@ -576,7 +576,7 @@ pub fn evidence_sql(query: &str, max_chars: usize) -> String {
             .into_owned()
         })
         .unwrap_or(q);
-    let q = crate::policy::redact::redact(&q);
+    let q = crate::redact::redact(&q);
     if q.chars().count() > max_chars {
         format!("{}...", q.chars().take(max_chars).collect::<String>())
     } else {

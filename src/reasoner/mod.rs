@@ -5,7 +5,12 @@
 //! are the same whichever reasoner runs.
 //!
 //! It is stateless: each turn it reads the conversation and takes the next step of the protocol
-//! (measure, propose, cite, conclude). Rules live per area ([`host`] today).
+//! (measure, propose, cite, conclude). Rules live per area: [`host`], [`postgres`], [`traces`],
+//! [`fleet`], [`changes`].
+//!
+//! It is a peer of the model transport in [`crate::llm`], behind the same [`ChatModel`] trait:
+//! it never calls a collector, it reads tool outputs from the conversation as data (through the
+//! tools' published output types).
 
 pub mod changes;
 pub mod fleet;
@@ -13,15 +18,29 @@ pub mod host;
 pub mod postgres;
 pub mod traces;
 
-use super::{ChatModel, ChatReply, ChatRequest, LlmError, Role, ToolCallRequest};
 use crate::agent::board_tools::{CONCLUDE, EVIDENCE, PROPOSE};
 use crate::agent::evidence::{SeenCall, transcript};
 use crate::agent::triage::{ReportHints, read_report};
 use crate::collectors::host::UseSnapshot;
 use crate::config::Thresholds;
+use crate::llm::{ChatModel, ChatReply, ChatRequest, LlmError, Role, ToolCallRequest};
 use crate::taxonomy::Category;
 use async_trait::async_trait;
 use serde_json::{Value, json};
+
+/// Investigates `report` with `model`, this offline reasoner standing by: if the model endpoint
+/// fails, the reasoner answers instead and the log says why. With `model` itself offline, no
+/// fallback is needed.
+pub async fn investigate(
+    report: &str,
+    registry: &crate::registry::Registry,
+    config: &crate::config::Config,
+    model: &dyn ChatModel,
+    events: &dyn crate::agent::events::EventSink,
+) -> Result<crate::agent::Investigation, crate::agent::AgentError> {
+    let offline = OfflineModel::new(config.thresholds.clone());
+    crate::agent::investigate(report, registry, config, model, &offline, events).await
+}
 
 /// A citation of one tool call for or against a hypothesis.
 #[derive(Debug, Clone, PartialEq)]

@@ -268,12 +268,20 @@ static BUILTIN: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         .collect()
 });
 
+/// A team's own secret pattern: every match is replaced by `[REDACTED:<kind>]`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CustomRedaction {
+    pub kind: String,
+    pub pattern: String,
+}
+
 /// The team's own patterns (`[policy] redact`), applied after the built-in ones.
 static CUSTOM: std::sync::RwLock<Vec<Rule>> = std::sync::RwLock::new(Vec::new());
 
 /// Installs the configured custom patterns for every later redaction. A pattern that does not
 /// compile is an error naming it; nothing is installed then.
-pub fn configure(custom: &[crate::config::CustomRedaction]) -> Result<(), String> {
+pub fn configure(custom: &[CustomRedaction]) -> Result<(), String> {
     let mut rules = vec![];
     for c in custom {
         if c.kind.is_empty()

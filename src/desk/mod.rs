@@ -18,10 +18,13 @@
 //! request. Names are compared as people ([`Identities`]): a Slack user mapped to an oncall user
 //! is that user.
 
-use super::audit::AuditLog;
-use super::rules::{Actor, Effect};
-use super::{ActionRequest, Approval, Human, Identities, PolicyError, approve, canonical_hash};
-use crate::tool::{EffectCheck, Registry, RiskClass, ToolError};
+use crate::policy::audit::AuditLog;
+use crate::policy::rules::{Actor, Effect};
+use crate::policy::{
+    ActionRequest, Approval, Human, Identities, PolicyError, approve, canonical_hash,
+};
+use crate::registry::Registry;
+use crate::tool::{EffectCheck, RiskClass, ToolError};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -246,7 +249,7 @@ fn request_record(
 }
 
 /// Rebuilds the requests and where they stand from audit records.
-fn restore(records: &[super::audit::Record]) -> Vec<Entry> {
+fn restore(records: &[crate::policy::audit::Record]) -> Vec<Entry> {
     let mut entries: Vec<Entry> = vec![];
     for r in records {
         let d = &r.data;
@@ -267,15 +270,7 @@ fn restore(records: &[super::audit::Record]) -> Vec<Entry> {
                         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                         .map(|t| t.with_timezone(&Utc))
                         .unwrap_or(r.at);
-                    e.approval = Some(Approval {
-                        id: e.request.id.clone(),
-                        tool: e.request.tool.clone(),
-                        args_hash: canonical_hash(&e.request.args),
-                        evidence_hash: e.request.evidence_hash.clone(),
-                        requested_by: e.request.requested_by.clone(),
-                        approved_by: by.clone(),
-                        expires_at,
-                    });
+                    e.approval = Some(Approval::restored(&e.request, by.clone(), expires_at));
                     e.state = State::Approved { by };
                 } else {
                     e.state = State::Denied {
@@ -464,7 +459,7 @@ impl Desk {
     }
 
     /// [`Desk::request`], filed for `on_behalf_of`: the human who asked for or is driving the
-    /// investigation whose model (`who` = [`super::MODEL`]) proposed it. Under a `two_person`
+    /// investigation whose model (`who` = [`crate::policy::MODEL`]) proposed it. Under a `two_person`
     /// rule that person cannot approve it.
     #[allow(clippy::too_many_arguments)]
     pub fn request_for(
@@ -791,15 +786,7 @@ impl Desk {
                 (State::Approved { by }, Some(a)) => a["expires_at"]
                     .as_str()
                     .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                    .map(|t| Approval {
-                        id: request.id.clone(),
-                        tool: request.tool.clone(),
-                        args_hash: canonical_hash(&request.args),
-                        evidence_hash: request.evidence_hash.clone(),
-                        requested_by: request.requested_by.clone(),
-                        approved_by: by.clone(),
-                        expires_at: t.with_timezone(&Utc),
-                    }),
+                    .map(|t| Approval::restored(&request, by.clone(), t.with_timezone(&Utc))),
                 _ => None,
             };
             match at {
@@ -890,7 +877,7 @@ impl Desk {
                     ),
                 ));
             }
-            if approval.evidence_hash != e.request.evidence_hash {
+            if approval.evidence_hash() != e.request.evidence_hash {
                 return Err(self.refuse(
                     request,
                     format!(

@@ -3,7 +3,7 @@
 //! oncall turns the incident protocol (Detect -> Triage -> Stabilize -> Diagnose -> Fix ->
 //! Post-mortem) into software. The map of the crate, one line per module:
 //!
-//! - [`cli`]: the command line's shape (clap); `src/main.rs` runs it.
+//! - [`cli`]: the command line: its shape (clap) and one module per command; `src/main.rs` parses and dispatches.
 //! - [`config`]: layered settings: built-in defaults -> `oncall.toml` -> `ONCALL_*` env;
 //!   [`config::check`] explains the effective settings with secrets masked.
 //! - [`taxonomy`]: the root-cause categories every hypothesis and eval case uses.

@@ -115,7 +115,7 @@ pub fn card(inv: &Investigation) -> String {
     for s in &inv.next_steps {
         let _ = writeln!(o, "  - {}", s.why);
         for c in &s.commands {
-            let _ = writeln!(o, "      $ {c}");
+            let _ = writeln!(o, "      {c}");
         }
     }
 

@@ -272,3 +272,84 @@ fn progress_sink_tolerates_any_order() {
     p.finish();
     p.finish();
 }
+
+/// The card of a real answer changed into the cases a quiet host may not produce: nothing
+/// found, stabilize proposals, a long note on a ruled-out hypothesis.
+#[test]
+fn card_for_no_fault_and_for_stabilize_first() {
+    use oncall::agent::Investigation;
+    use oncall::agent::board::HypothesisStatus;
+    use oncall::agent::next_steps::{NextStep, ProposedAction};
+    use oncall::cli::card::card;
+
+    let mut inv: Investigation =
+        serde_json::from_value(triage_json(REPORT, &[])).expect("an Investigation");
+    assert!(!inv.hypotheses.is_empty());
+    for h in &mut inv.hypotheses {
+        h.status = HypothesisStatus::Rejected;
+        h.confidence = 0.02;
+        for e in &mut h.evidence {
+            e.supports = false;
+        }
+    }
+    inv.abstained = true;
+    inv.conclusion = "No fault found on this host".into();
+    inv.stabilize.clear();
+    inv.next_steps = vec![NextStep {
+        why: "look wider".into(),
+        commands: vec!["oncall serve".into()],
+    }];
+    let long = "x".repeat(300);
+    if let Some(e) = inv.hypotheses[0].evidence.first_mut() {
+        e.note = long.clone();
+    }
+    let c = card(&inv);
+    assert!(
+        c.contains("NO FAULT FOUND (no hypothesis reached 0.50)\n  No fault found on this host\n"),
+        "{c}"
+    );
+    for s in [
+        "CONFIRMED",
+        "LIKELY",
+        "LEADING",
+        "ALSO STANDING",
+        "Stabilize first",
+        &long,
+    ] {
+        assert!(!c.contains(s), "{s:?} in:\n{c}");
+    }
+    assert!(c.contains("RULED OUT\n  H1 "), "{c}");
+    assert!(
+        c.lines().all(|l| l.chars().count() < 260),
+        "a ruled-out note is cut to one line:\n{c}"
+    );
+    assert!(c.contains("  - look wider\n      oncall serve\n"), "{c}");
+
+    inv.stabilize = vec![
+        ProposedAction {
+            tool: "deploy.rollback".into(),
+            args: serde_json::json!({"deployment": "storefront"}),
+            why: "roll back the deploy".into(),
+            needs_approval: true,
+        },
+        ProposedAction {
+            tool: "manual".into(),
+            args: serde_json::json!({}),
+            why: "page the owner".into(),
+            needs_approval: true,
+        },
+    ];
+    let c = card(&inv);
+    let pos = |s: &str| {
+        c.find(s)
+            .unwrap_or_else(|| panic!("missing {s:?} in:\n{c}"))
+    };
+    assert!(
+        pos("DO NOW\n  Stabilize first")
+            < pos(
+                "  - request deploy.rollback {\"deployment\":\"storefront\"}: roll back the deploy\n"
+            )
+    );
+    assert!(pos("  - page the owner\n") < pos("  Then, to find the cause:\n"));
+    assert!(pos("  Then, to find the cause:\n") < pos("  - look wider"));
+}

@@ -5,7 +5,8 @@
 //!
 //! - [`app`]: the composition root: builds the tools, the registry under the policy and the
 //!   model from the configuration; nothing below it builds another module's parts.
-//! - [`cli`]: the command line's shape (clap); `src/main.rs` runs it.
+//! - [`cli`]: the command line: its shape (clap) and one module per command; `src/main.rs`
+//!   parses and dispatches.
 //! - [`config`]: layered settings: built-in defaults -> `oncall.toml` -> `ONCALL_*` env;
 //!   [`config::check`] explains the effective settings with secrets masked.
 //! - [`taxonomy`]: the root-cause categories every hypothesis and eval case uses.

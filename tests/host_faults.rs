@@ -272,9 +272,11 @@ fn quiet_machine_abstains() {
 #[test]
 fn text_output_follows_the_protocol_order() {
     let _g = serial();
+    // The long form, with its debug log, is `-v`; the default card is in tests/triage_output.rs.
     let (code, out, _) = oncall(
         &[
             "triage",
+            "-v",
             "p99 latency > 2s on /api/checkout since the deploy of v2.5.1",
         ],
         &[],

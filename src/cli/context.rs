@@ -1,0 +1,61 @@
+//! What every command starts from: the settings (with warnings for misspelt variables), logging,
+//! the async runtime, the redactor and the tool registry. Built once, before any command runs,
+//! so a broken settings, policy or action file stops every command the same way (exit 2).
+
+use super::CliError;
+use crate::config::{Config, LogFormat};
+use crate::registry::Registry;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The loaded settings and the machinery the commands share.
+pub struct Context {
+    pub config: Arc<Config>,
+    pub runtime: tokio::runtime::Runtime,
+    /// Action files and the policy are checked when it loads.
+    pub registry: Registry,
+}
+
+impl Context {
+    /// Loads the settings from `explicit` (else `$ONCALL_CONFIG`, else ./oncall.toml), starts
+    /// logging (through the same redactor as prompts) and the runtime, and loads the registry.
+    pub fn load(explicit: Option<&Path>) -> Result<Context, CliError> {
+        let loaded =
+            Config::load_explained(explicit).map_err(|e| CliError::usage(e.to_string()))?;
+        for n in loaded
+            .not_settings
+            .iter()
+            .filter(|n| n.did_you_mean.is_some())
+        {
+            eprintln!(
+                "warning: {} is not a setting; did you mean {}? (`oncall config check` lists every variable)",
+                n.name,
+                n.did_you_mean.as_deref().unwrap_or_default()
+            );
+        }
+        let config = Arc::new(loaded.config);
+        let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // Log lines pass the same redactor as prompts, in either format.
+        let logs = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(|| crate::redact::RedactingStderr);
+        match config.log_format {
+            LogFormat::Text => logs.init(),
+            LogFormat::Json => logs.json().init(),
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
+        crate::redact::configure(&config.policy.redact).map_err(CliError::usage)?;
+        // Action files and the policy are checked before anything runs: a broken one stops here.
+        let registry = crate::app::load_registry(config.clone(), None).map_err(CliError::usage)?;
+        Ok(Context {
+            config,
+            runtime,
+            registry,
+        })
+    }
+}

@@ -144,12 +144,13 @@ fn committed_tool_schemas_are_current() {
     );
 }
 
-/// The configuration block of README.md ("Configuration") is a file oncall loads as written.
+/// The configuration block of docs/configuration.md is a file oncall loads as written.
 #[test]
-fn the_readme_configuration_block_loads() {
-    let readme =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-            .expect("README.md");
+fn the_documented_configuration_block_loads() {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+    )
+    .expect("docs/configuration.md");
     let start = readme
         .find("```toml\nlog = ")
         .expect("the configuration block")
@@ -159,7 +160,10 @@ fn the_readme_configuration_block_loads() {
     let path = dir.path().join("oncall.toml");
     std::fs::write(&path, &readme[start..start + len]).unwrap();
     let (code, _, err) = oncall(&["--config", path.to_str().unwrap(), "tools"], &[]);
-    assert_eq!(code, 0, "README's configuration does not load: {err}");
+    assert_eq!(
+        code, 0,
+        "docs/configuration.md's configuration does not load: {err}"
+    );
 }
 
 #[test]

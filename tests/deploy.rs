@@ -176,9 +176,9 @@ fn main_bin() -> String {
         .to_string()
 }
 
-/// The documented default port of `oncall serve` (README: "127.0.0.1:4318").
+/// The documented default port of `oncall serve` (docs/configuration.md: "127.0.0.1:4318").
 fn documented_port() -> u16 {
-    let readme = std::fs::read_to_string(format!("{ROOT}/README.md")).unwrap();
+    let readme = std::fs::read_to_string(format!("{ROOT}/docs/configuration.md")).unwrap();
     assert!(readme.contains("listen = \"127.0.0.1:4318\""));
     assert_eq!(
         oncall::config::Config::default().server.listen,

@@ -10,7 +10,7 @@
 //!   verbatim by another test (its text appears under tests/);
 //! - an `ONCALL_<SECTION>__<KEY>` name sets that setting, and any other `ONCALL_*` name (a secret
 //!   such as `ONCALL_PG_PASSWORD`) can be set without breaking the configuration;
-//! - the README's secret-variable example runs under `oncall serve`, against a real PostgreSQL
+//! - the secret-variable example of docs/investigations.md runs under `oncall serve`, against a real PostgreSQL
 //!   with password authentication and a real HTTP flag service (a local capture server).
 
 mod common;
@@ -605,15 +605,15 @@ fn every_documented_oncall_variable_does_what_the_docs_say() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// The README's `[postgres.app]` block, pointed at a real cluster.
-fn readme_postgres_block(pg: &pg::Pg) -> String {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+/// The `[postgres.app]` block of docs/investigations.md, pointed at a real cluster.
+fn documented_postgres_block(pg: &pg::Pg) -> String {
+    let doc = std::fs::read_to_string(root().join("docs/investigations.md")).unwrap();
     let block = blocks()
         .into_iter()
         .find(|b| b.lang == "toml" && b.text.starts_with("[postgres.app]"))
-        .expect("README's [postgres.app] block")
+        .expect("the [postgres.app] block of docs/investigations.md")
         .text;
-    assert!(readme.contains(&block));
+    assert!(doc.contains(&block));
     assert!(
         block.contains("password_env = \"ONCALL_PG_PASSWORD\""),
         "{block}"
@@ -648,7 +648,7 @@ async fn flag_service() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_readme_secret_variables_work_under_oncall_serve() {
+async fn the_documented_secret_variables_work_under_oncall_serve() {
     if !pg::Pg::available() {
         panic!("PostgreSQL 15 is not installed: run scripts/setup-test-deps.sh");
     }
@@ -662,7 +662,7 @@ async fn the_readme_secret_variables_work_under_oncall_serve() {
     );
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("oncall.toml");
-    std::fs::write(&config, readme_postgres_block(&pg)).unwrap();
+    std::fs::write(&config, documented_postgres_block(&pg)).unwrap();
     let (flags_url, seen) = flag_service().await;
     let op = "operator-token-docs";
     let port = free_port();
@@ -772,4 +772,96 @@ async fn the_readme_secret_variables_work_under_oncall_serve() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// The eval suite's counts as the documents state them (README.md, docs/, eval/README.md) are the
+/// suite's: total, recorded, derived, `none` controls, unseen-style cases, and the cases the
+/// memory recall scores (a category with a sibling, `none` aside). Each kind of statement must
+/// still be there, so removing one fails too.
+#[test]
+fn the_counts_the_docs_state_match_the_repository() {
+    let mut cases: Vec<(String, Value)> = vec![];
+    for e in std::fs::read_dir(root().join("eval/cases")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "json") {
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            cases.push((name, v));
+        }
+    }
+    let prov = |kind: &str| {
+        cases
+            .iter()
+            .filter(|(_, c)| c["provenance"].as_str().unwrap_or("").starts_with(kind))
+            .count()
+    };
+    let category = |c: &Value| c["truth"]["category"].as_str().unwrap_or("").to_string();
+    let none = cases.iter().filter(|(_, c)| category(c) == "none").count();
+    let unseen = cases
+        .iter()
+        .filter(|(n, _)| n.starts_with("unseen-") || n.starts_with("none-unseen-"))
+        .count();
+    let mut by_category = std::collections::HashMap::<String, usize>::new();
+    for (_, c) in &cases {
+        *by_category.entry(category(c)).or_default() += 1;
+    }
+    let scored: usize = by_category
+        .iter()
+        .filter(|(k, n)| k.as_str() != "none" && **n > 1)
+        .map(|(_, n)| n)
+        .sum();
+    let (total, recorded, derived) = (cases.len(), prov("recorded"), prov("derived:"));
+    assert!(total >= 30, "{total} cases");
+
+    let mut texts = documents();
+    let eval_readme = std::fs::read_to_string(root().join("eval/README.md")).unwrap();
+    texts.push(("eval/README.md".into(), eval_readme));
+    // (what, pattern with the count in its first group, the count in the repository)
+    let statements: &[(&str, &str, usize)] = &[
+        ("cases", r"(\d+) incidents in `eval/cases/`", total),
+        ("cases", r"(\d+) cases, \d+ recorded and", total),
+        ("cases", r"today's (\d+) cases", total),
+        ("cases", r"(\d+) cases \((?:offline|release build)\)", total),
+        ("recorded", r"\((\d+) recorded from real", recorded),
+        ("recorded", r"\d+ cases, (\d+) recorded and", recorded),
+        (
+            "derived",
+            r"(\d+) derived from public post-mortems and",
+            derived,
+        ),
+        ("derived", r"recorded and\s+(\d+) derived", derived),
+        ("none", r"(\d+) of them `none` controls", none),
+        (
+            "unseen",
+            r"(\d+) come from `eval/scenarios/record-unseen.sh`",
+            unseen,
+        ),
+        ("unseen", r"(\d+) of them \(`unseen-\*`", unseen),
+        ("unseen", r"Of the (\d+) unseen-style cases", unseen),
+        ("scored", r"cases, (\d+) are scored", scored),
+    ];
+    let mut failures = vec![];
+    for (what, pattern, actual) in statements {
+        let re = regex::Regex::new(pattern).unwrap();
+        let mut found = 0;
+        for (name, text) in &texts {
+            for c in re.captures_iter(text) {
+                found += 1;
+                let said: usize = c[1].parse().unwrap();
+                if said != *actual {
+                    failures.push(format!(
+                        "{name}: \"{}\" says {said} {what}; eval/cases/ has {actual}",
+                        &c[0]
+                    ));
+                }
+            }
+        }
+        if found == 0 {
+            failures.push(format!(
+                "no document states the {what} count as /{pattern}/"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

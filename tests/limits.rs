@@ -478,15 +478,15 @@ fn python() -> Option<PathBuf> {
     None
 }
 
-/// The `export NAME=VALUE` lines of README.md's shell block that sets
+/// The `export NAME=VALUE` lines of docs/server.md's shell block that sets
 /// OTEL_EXPORTER_OTLP_HEADERS, as (NAME, VALUE) with the quotes removed.
-fn readme_exporter_lines() -> Vec<(String, String)> {
+fn documented_exporter_lines() -> Vec<(String, String)> {
     let readme =
-        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/server.md"))
             .unwrap();
     let at = readme
         .find("export OTEL_EXPORTER_OTLP_HEADERS=")
-        .expect("README.md sets OTEL_EXPORTER_OTLP_HEADERS");
+        .expect("docs/server.md sets OTEL_EXPORTER_OTLP_HEADERS");
     let start = readme[..at].rfind("```sh\n").expect("its shell block") + "```sh\n".len();
     let end = start + readme[start..].find("```").expect("its end");
     readme[start..end]
@@ -498,8 +498,8 @@ fn readme_exporter_lines() -> Vec<(String, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_readme_exporter_lines_send_traces_through_the_real_sdk_with_an_ingest_token() {
-    let lines = readme_exporter_lines();
+async fn the_documented_exporter_lines_send_traces_through_the_real_sdk_with_an_ingest_token() {
+    let lines = documented_exporter_lines();
     let names: Vec<&str> = lines.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         names,

@@ -315,13 +315,14 @@ fn the_docs_point_at_the_roles_file_and_their_configs_load() {
         drop(c);
     }
     assert!(blocks >= 2, "docs/postgres.md has its config examples");
-    // The README's PostgreSQL example loads too.
-    let pg_block = readme
+    // The PostgreSQL example of docs/investigations.md loads too.
+    let investigations = repo("docs/investigations.md");
+    let pg_block = investigations
         .split("```toml\n")
         .skip(1)
         .filter_map(|b| b.split("```").next())
         .find(|b| b.contains("[postgres.app]"))
-        .expect("the README's [postgres.app] example");
+        .expect("the [postgres.app] example of docs/investigations.md");
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("oncall.toml");
     std::fs::write(&file, pg_block).expect("write");
@@ -329,7 +330,9 @@ fn the_docs_point_at_the_roles_file_and_their_configs_load() {
         Some(&file),
         figment::providers::Env::prefixed("ONCALL_TEST_NONE_"),
     )
-    .unwrap_or_else(|e| panic!("README's [postgres.app] block does not load: {e}"));
+    .unwrap_or_else(|e| {
+        panic!("the [postgres.app] block of docs/investigations.md does not load: {e}")
+    });
     // The psql command in the docs names the variables the file uses.
     for var in ["monitor_password", "actions_password", "store_password"] {
         assert!(sql.contains(&format!(":'{var}'")), "{var}");

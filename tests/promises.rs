@@ -1,15 +1,15 @@
-//! The README's security promises name the tests that keep them: each named test must exist, in
+//! The security promises (docs/security.md) name the tests that keep them: each named test must exist, in
 //! the file named, so a promise can never point at a test that was renamed or removed.
 
 use regex::Regex;
 
 #[test]
 fn every_security_promise_names_a_test_that_exists() {
-    let readme = include_str!("../README.md");
-    let start = readme
-        .find("### Security promises")
-        .expect("README has a Security promises section");
-    let section = &readme[start..];
+    let doc = include_str!("../docs/security.md");
+    let start = doc
+        .find("## Security promises")
+        .expect("docs/security.md has a Security promises section");
+    let section = &doc[start..];
     let end = section[4..]
         .find("\n#")
         .map(|i| i + 4)

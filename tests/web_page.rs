@@ -1,0 +1,209 @@
+//! The web page as a browser runs it: the page the real `oncall serve` serves, in headless
+//! Chromium, over a recorded incident (tests/fixtures/incident-cpu-hog.json, the event log a real
+//! server wrote for CPU saturation). `fetch` is answered from that log and from the real server's
+//! own 404 answer, so the page's script runs to the end before Chromium dumps the DOM:
+//! - the final answer's next steps are commands with copy buttons, under the confirmed
+//!   hypothesis, and the debug log shows no raw JSON object;
+//! - a link to an incident that does not exist shows "No such incident" with the list of
+//!   incidents, and no error banner.
+//!
+//! The full flow against a live server (sign in, approve, post-mortem) is tests/web_e2e.rs.
+
+mod common;
+
+use common::serve::Serve;
+use std::path::Path;
+use std::process::Command;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Answers the page's requests from the recorded incident; records copies to the clipboard on
+/// `<body data-copied>`.
+const STUB: &str = r#"(function () {
+  const F = window.__FIXTURE;
+  sessionStorage.setItem('oncall.token', 'harness-token');
+  const resp = (status, body) => ({
+    ok: status >= 200 && status < 300, status,
+    headers: { get: (k) => k.toLowerCase() === 'content-type' ? 'application/json' : null },
+    text: () => Promise.resolve(typeof body === 'string' ? body : JSON.stringify(body)),
+    json: () => Promise.resolve(typeof body === 'string' ? JSON.parse(body) : body),
+  });
+  window.__calls = [];
+  window.fetch = (url) => {
+    const u = String(url); window.__calls.push(u);
+    const path = u.split('?')[0];
+    if (path.endsWith('/events')) return new Promise(() => {});
+    if (path === '/api/v1/me') return Promise.resolve(resp(200, { name: 'ana', role: 'approver' }));
+    if (path === '/api/v1/incidents') return Promise.resolve(resp(200, [F.incident]));
+    if (path === '/api/v1/approvals') return Promise.resolve(resp(200, []));
+    if (path === '/api/v1/incidents/' + encodeURIComponent(F.incident.id)) return Promise.resolve(resp(200, F));
+    if (path.startsWith('/api/v1/incidents/')) return Promise.resolve(resp(404, window.__NOT_FOUND));
+    return Promise.resolve(resp(500, { error: 'the harness does not know ' + u }));
+  };
+  Object.defineProperty(navigator, 'clipboard', { value: { writeText: (t) => { document.body.setAttribute('data-copied', t); return Promise.resolve(); } } });
+})();"#;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The served page with the stub before its script, and, after it, a click on the first copy
+/// button.
+fn harness(page: &str, not_found: &str) -> String {
+    let fixture =
+        std::fs::read_to_string(root().join("tests/fixtures/incident-cpu-hog.json")).unwrap();
+    let at = page
+        .find("<script>\n'use strict';")
+        .expect("the page's script");
+    let inject = format!(
+        "<script>window.__FIXTURE = {fixture};\nwindow.__NOT_FOUND = {not_found};\n{STUB}</script>\n"
+    );
+    let click = "<script>const b = document.querySelector('[data-testid=\"copy-command\"]'); if (b) b.click();</script>\n</body>";
+    format!("{}{inject}{}", &page[..at], &page[at..]).replacen("</body>", click, 1)
+}
+
+/// The DOM after the page's script ran, opened at `#fragment`.
+fn dom(file: &Path, fragment: &str) -> String {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "Chromium is not installed: run scripts/setup-test-deps.sh"
+    );
+    let out = Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            &format!(
+                "--user-data-dir={}",
+                file.parent().unwrap().join("profile").display()
+            ),
+            "--dump-dom",
+            &format!("file://{}#{fragment}", file.display()),
+        ])
+        .output()
+        .expect("run chromium");
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        dom.contains("data-testid=\"board\""),
+        "no page from chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dom
+}
+
+/// The opening tag of the element with this id.
+fn tag<'a>(dom: &'a str, id: &str) -> &'a str {
+    let at = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id}"));
+    let start = dom[..at].rfind('<').unwrap();
+    &dom[start..at + dom[at..].find('>').unwrap() + 1]
+}
+
+async fn served() -> (tempfile::TempDir, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Serve::start(&dir.path().join("data"), &[])
+        .await
+        .expect("oncall serve");
+    let page = reqwest::get(format!("{}/", srv.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (s, not_found) = srv.get("/api/v1/incidents/nope").await;
+    assert_eq!(s, 404, "{not_found}");
+    (dir, page, not_found)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_steps_are_commands_with_copy_buttons_under_the_confirmed_hypothesis() {
+    let (dir, page, not_found) = served().await;
+    let file = dir.path().join("page.html");
+    std::fs::write(&file, harness(&page, &not_found)).unwrap();
+    let dom = dom(&file, "2026-11-27-01");
+
+    // On the board: H1 (confirmed), then the next steps, then the other hypotheses.
+    let board = &dom[dom.find("id=\"board\"").unwrap()..];
+    let h1 = board
+        .find("data-testid=\"hypothesis\" data-id=\"H1\"")
+        .expect("H1 on the board");
+    let steps = board
+        .find("data-testid=\"next-steps\"")
+        .expect("next steps");
+    let next_card = board[h1 + 1..]
+        .find("data-testid=\"hypothesis\"")
+        .map(|i| i + h1 + 1)
+        .expect("more hypotheses");
+    assert!(h1 < steps && steps < next_card, "next steps not under H1");
+    assert!(board[steps..].starts_with("data-testid=\"next-steps\" data-after=\"H1\""));
+    let box_end = steps + board[steps..].find("</section>").unwrap();
+    let section = &board[steps..box_end];
+    assert!(
+        section.contains("an on-CPU flame graph of rustc (pid 1654)"),
+        "{section}"
+    );
+    // Each command exactly, each with its copy button.
+    for cmd in [
+        "perf record -F 99 -p 1654 -g -- sleep 30",
+        "perf script | stackcollapse-perf.pl | flamegraph.pl &gt; flame.svg",
+        "pidstat -t -p 1654 1 5  # which threads are hot",
+    ] {
+        assert!(
+            section.contains(&format!("<code data-testid=\"step-command\">{cmd}</code>")),
+            "{cmd} in {section}"
+        );
+    }
+    assert_eq!(section.matches("data-testid=\"copy-command\"").count(), 3);
+    // The first button copied its command.
+    let body = &dom[dom.find("<body").unwrap()..];
+    assert!(
+        body[..body.find('>').unwrap()]
+            .contains("data-copied=\"perf record -F 99 -p 1654 -g -- sleep 30\""),
+        "{}",
+        &body[..body.find('>').unwrap()]
+    );
+    assert!(section.contains(">Copied</button>"), "{section}");
+    // The debug log names the steps in words, not as a JSON object.
+    let log = &dom[dom.find("id=\"debug-log\"").unwrap()..dom.find("id=\"chat-form\"").unwrap()];
+    assert!(
+        log.contains("next steps (with their commands under H1)"),
+        "{log}"
+    );
+    assert!(!log.contains("{\"commands\""), "raw JSON in the log");
+    assert!(!log.contains("{\"args\""), "raw JSON in the log");
+    assert!(tag(&dom, "error").contains("hidden"), "an error banner");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mistyped_incident_link_shows_no_such_incident_with_the_list() {
+    let (dir, page, not_found) = served().await;
+    let file = dir.path().join("page.html");
+    std::fs::write(&file, harness(&page, &not_found)).unwrap();
+    for fragment in ["nope", "incidents/nope", "/incidents/nope"] {
+        let dom = dom(&file, fragment);
+        assert!(
+            !tag(&dom, "no-such").contains("hidden"),
+            "#{fragment}: no \"no such incident\""
+        );
+        let text = &dom[dom.find("id=\"no-such-text\"").unwrap()..];
+        assert!(
+            text.starts_with("id=\"no-such-text\">There is no incident \u{201c}nope\u{201d}."),
+            "#{fragment}: {}",
+            &text[..200.min(text.len())]
+        );
+        let list = &dom[dom.find("id=\"no-such-list\"").unwrap()..];
+        let list = &list[..list.find("</ul>").unwrap()];
+        assert!(
+            list.contains("<li data-id=\"2026-11-27-01\">")
+                && list.contains("the search api got slow a few minutes ago"),
+            "#{fragment}: {list}"
+        );
+        assert!(tag(&dom, "incident").contains("hidden"), "#{fragment}");
+        assert!(
+            tag(&dom, "error").contains("hidden"),
+            "#{fragment}: an error banner"
+        );
+    }
+}

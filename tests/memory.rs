@@ -8,7 +8,8 @@ mod common;
 
 use common::server::{start, wait_for};
 use oncall::config::Config;
-use oncall::memory::{Memory, MemoryError, recall};
+use oncall::eval::recall;
+use oncall::memory::{Memory, MemoryError};
 use oncall::policy::Role;
 use oncall::registry::Registry;
 use serde_json::{Value, json};

@@ -24,6 +24,18 @@ pub struct ProposedAction {
     pub needs_approval: bool,
 }
 
+impl ProposedAction {
+    /// One line for a person: the step itself when only a person can take it, else the request
+    /// to file (`request deploy.rollback {...}: why`).
+    pub fn line(&self) -> String {
+        if self.tool == "manual" {
+            self.why.clone()
+        } else {
+            format!("request {} {}: {}", self.tool, self.args, self.why)
+        }
+    }
+}
+
 fn step(why: impl Into<String>, commands: &[String]) -> NextStep {
     NextStep {
         why: why.into(),

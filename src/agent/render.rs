@@ -123,11 +123,7 @@ pub fn text(inv: &Investigation) -> String {
             "Stabilize first (user-facing impact; proposals only, each needs a human approver)"
         );
         for a in &inv.stabilize {
-            if a.tool == "manual" {
-                let _ = writeln!(o, "- {}", a.why);
-            } else {
-                let _ = writeln!(o, "- request {} {}: {}", a.tool, a.args, a.why);
-            }
+            let _ = writeln!(o, "- {}", a.line());
         }
     }
     let _ = writeln!(o);

@@ -99,11 +99,7 @@ pub fn card(inv: &Investigation) -> String {
             "  Stabilize first (proposals only; each needs a human approver):"
         );
         for a in &inv.stabilize {
-            if a.tool == "manual" {
-                let _ = writeln!(o, "  - {}", a.why);
-            } else {
-                let _ = writeln!(o, "  - request {} {}: {}", a.tool, a.args, a.why);
-            }
+            let _ = writeln!(o, "  - {}", a.line());
         }
     }
     if !inv.stabilize.is_empty() && !inv.next_steps.is_empty() {

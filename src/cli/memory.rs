@@ -3,7 +3,8 @@
 
 use super::{CliError, Context, EmbedderArg, MemoryRecallArgs, MemorySearchArgs, Outcome};
 use crate::config::{Config, EmbedderKind};
-use crate::memory::{Memory, recall};
+use crate::eval::recall;
+use crate::memory::Memory;
 use std::process::ExitCode;
 
 /// Incident memory over the configured store. With `create` false, a SQLite store that does

@@ -5,6 +5,7 @@
 //! [`record`] makes a case from live collectors. This module runs a suite and writes its report.
 
 pub mod case;
+pub mod recall;
 pub mod record;
 pub mod replay;
 pub mod score;

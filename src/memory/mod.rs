@@ -7,7 +7,7 @@
 //! - [`exact`]: the embedded default index: exact cosine search in process.
 //! - `qdrant` (feature `qdrant`): the same search in a Qdrant server or cluster.
 //! - [`tool`]: `memory.similar`, the tool the agent calls early in an investigation.
-//! - [`recall`]: recall@k of each embedder over the eval suite.
+//! - recall@k of each embedder over the eval suite lives with the eval: `crate::eval::recall`.
 //!
 //! The incident store is the record: each remembered incident is a row (document and vector,
 //! per embedder) in the same SQLite file or PostgreSQL database as the incidents, so memory
@@ -20,7 +20,6 @@ pub mod exact;
 pub mod minilm;
 #[cfg(feature = "qdrant")]
 pub mod qdrant;
-pub mod recall;
 pub mod tool;
 
 pub use doc::Doc;

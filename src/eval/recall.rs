@@ -7,10 +7,10 @@
 //! `truth`) equals the case's own. Cases whose category has no sibling in the suite, and cases
 //! where nothing is wrong, are not scored: there is nothing right to find.
 
-use super::{Embedder, Memory};
 use crate::agent::events::Silent;
 use crate::config::Config;
 use crate::eval::case::Case;
+use crate::memory::{Embedder, Memory};
 use crate::registry::Registry;
 use serde::Serialize;
 use serde_json::Value;
@@ -57,7 +57,7 @@ pub async fn remembered(
     cases: &[(PathBuf, Case)],
     config: &Config,
     live: &Registry,
-) -> Result<Vec<(super::Doc, String)>, String> {
+) -> Result<Vec<(crate::memory::Doc, String)>, String> {
     let model = crate::reasoner::OfflineModel::new(config.thresholds.clone());
     let mut out = vec![];
     for (file, c) in cases {
@@ -70,7 +70,14 @@ pub async fn remembered(
             .map_err(|e| format!("{}: {e}", file.display()))?;
         let v = serde_json::to_value(&inv).map_err(|e| e.to_string())?;
         out.push((
-            super::Doc::from_finished(&c.id, &c.title, &inv.report, &v, vec![], c.observed_at),
+            crate::memory::Doc::from_finished(
+                &c.id,
+                &c.title,
+                &inv.report,
+                &v,
+                vec![],
+                c.observed_at,
+            ),
             cat,
         ));
     }
@@ -91,7 +98,7 @@ pub async fn recall(
         .iter()
         .map(|(d, c)| (d.incident.clone(), c.clone()))
         .collect();
-    let docs: Vec<super::Doc> = pairs.into_iter().map(|(d, _)| d).collect();
+    let docs: Vec<crate::memory::Doc> = pairs.into_iter().map(|(d, _)| d).collect();
     let mut scored = vec![];
     let mut query_ms = vec![];
     for (_, c) in cases {
@@ -113,17 +120,18 @@ pub async fn recall(
                 .map_err(|e| e.to_string())?;
         }
         let memory = Arc::new(memory);
-        let reg =
-            crate::eval::replay::registry(c, live).with_tool(Box::new(super::tool::SimilarTool {
+        let reg = crate::eval::replay::registry(c, live).with_tool(Box::new(
+            crate::memory::tool::SimilarTool {
                 memory: Some(memory.clone()),
-            }));
+            },
+        ));
         let inv = crate::reasoner::investigate(&c.report, &reg, config, &model, &Silent)
             .await
             .map_err(|e| format!("{}: {e}", c.id))?;
         let call = inv
             .tool_calls
             .iter()
-            .find(|t| t.tool == <super::tool::SimilarTool as crate::tool::Tool>::NAME);
+            .find(|t| t.tool == <crate::memory::tool::SimilarTool as crate::tool::Tool>::NAME);
         let (query, returned, ms) = match call {
             Some(t) => (
                 t.args["text"].as_str().unwrap_or_default().to_string(),

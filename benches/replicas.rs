@@ -35,13 +35,6 @@ impl Drop for Replica {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 async fn start(url: &str, name: &str, dir: &std::path::Path) -> Replica {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_oncall"))
@@ -79,17 +72,7 @@ async fn start(url: &str, name: &str, dir: &std::path::Path) -> Replica {
 
 #[path = "common/load.rs"]
 mod load;
-use load::{Outcome, run};
-
-fn signed(c: &reqwest::Client, url: &str, ctype: &str, body: String) -> reqwest::RequestBuilder {
-    let ts = chrono::Utc::now().timestamp().to_string();
-    let sig = oncall::server::slack::sign(SECRET, &ts, body.as_bytes()).expect("sign");
-    c.post(url)
-        .header("content-type", ctype)
-        .header("x-slack-request-timestamp", ts)
-        .header("x-slack-signature", sig)
-        .body(body)
-}
+use load::{Outcome, free_port, run};
 
 fn usage_command(i: u64) -> String {
     serde_urlencoded::to_string([
@@ -114,19 +97,13 @@ fn ignored_event(i: u64) -> String {
 }
 
 fn row(name: &str, n: usize, o: &Outcome) {
-    let codes: Vec<String> = o.statuses.iter().map(|(k, v)| format!("{k}:{v}")).collect();
     println!(
-        "| {name:<36} | {n:>8} | {:>6} | {:>8.0} | {:>7.2} | {:>7.2} | {} {}",
+        "| {name:<36} | {n:>8} | {:>6} | {:>8.0} | {:>7.2} | {:>7.2} | {}",
         o.latencies.len(),
         o.rps(),
         o.pct(0.50),
         o.pct(0.99),
-        codes.join(" "),
-        if o.errors > 0 {
-            format!("errors:{}", o.errors)
-        } else {
-            String::new()
-        }
+        o.codes(),
     );
 }
 
@@ -199,8 +176,9 @@ async fn main() {
             cap,
             Arc::new(move |c, i| {
                 let url = format!("{}/slack/commands", b[i as usize % b.len()]);
-                signed(
+                load::signed(
                     c,
+                    SECRET,
                     &url,
                     "application/x-www-form-urlencoded",
                     usage_command(i),
@@ -216,7 +194,7 @@ async fn main() {
             cap,
             Arc::new(move |c, i| {
                 let url = format!("{}/slack/events", b[i as usize % b.len()]);
-                signed(c, &url, "application/json", ignored_event(i))
+                load::signed(c, SECRET, &url, "application/json", ignored_event(i))
             }),
         )
         .await;

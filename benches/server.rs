@@ -28,13 +28,6 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 async fn start(extra: &[(&str, &str)]) -> Server {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
@@ -86,16 +79,10 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[path = "common/load.rs"]
 mod load;
-use load::{Outcome, run};
+use load::{Outcome, free_port, run};
 
-fn signed(c: &reqwest::Client, url: &str, body: String) -> reqwest::RequestBuilder {
-    let ts = chrono::Utc::now().timestamp().to_string();
-    let sig = oncall::server::slack::sign(SECRET, &ts, body.as_bytes()).expect("sign");
-    c.post(url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-slack-request-timestamp", ts)
-        .header("x-slack-signature", sig)
-        .body(body)
+fn form(c: &reqwest::Client, url: &str, body: String) -> reqwest::RequestBuilder {
+    load::signed(c, SECRET, url, "application/x-www-form-urlencoded", body)
 }
 
 fn command(text: &str, i: u64) -> String {
@@ -113,20 +100,14 @@ fn command(text: &str, i: u64) -> String {
 }
 
 fn row(name: &str, o: &Outcome) {
-    let codes: Vec<String> = o.statuses.iter().map(|(k, v)| format!("{k}:{v}")).collect();
     println!(
-        "| {name:<38} | {:>6} | {:>8.0} | {:>7.2} | {:>7.2} | {:>7.2} | {} {}",
+        "| {name:<38} | {:>6} | {:>8.0} | {:>7.2} | {:>7.2} | {:>7.2} | {}",
         o.latencies.len(),
         o.rps(),
         o.pct(0.50),
         o.pct(0.99),
         o.pct(1.0),
-        codes.join(" "),
-        if o.errors > 0 {
-            format!("errors:{}", o.errors)
-        } else {
-            String::new()
-        }
+        o.codes(),
     );
 }
 
@@ -191,7 +172,7 @@ async fn main() {
         3000,
         32,
         cap,
-        Arc::new(move |c, i| signed(c, &u, command("", i))),
+        Arc::new(move |c, i| form(c, &u, command("", i))),
     )
     .await;
     row("POST /slack/commands (usage answer)", &o);
@@ -262,7 +243,7 @@ async fn main() {
         300,
         16,
         cap,
-        Arc::new(move |c, i| signed(c, &url, command("checkout is slow for users", i))),
+        Arc::new(move |c, i| form(c, &url, command("checkout is slow for users", i))),
     )
     .await;
     row("POST /slack/commands (opens incident)", &o);

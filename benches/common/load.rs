@@ -22,6 +22,19 @@ impl Outcome {
         let i = ((l.len() as f64 * p).ceil() as usize).clamp(1, l.len()) - 1;
         l[i].as_secs_f64() * 1000.0
     }
+    /// The status codes seen and the transport errors, e.g. `200:9000 429:12 errors:3`.
+    pub fn codes(&self) -> String {
+        let mut parts: Vec<String> = self
+            .statuses
+            .iter()
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect();
+        if self.errors > 0 {
+            parts.push(format!("errors:{}", self.errors));
+        }
+        parts.join(" ")
+    }
+
     pub fn rps(&self) -> f64 {
         self.latencies.len() as f64 / self.wall.as_secs_f64()
     }
@@ -71,4 +84,29 @@ pub async fn run(total: u64, workers: u64, cap: Duration, make: MakeReq) -> Outc
     }
     all.wall = t0.elapsed();
     all
+}
+
+/// A free loopback port for a server under test.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A Slack request signed with `secret` as Slack signs it, with `body` of type `ctype`.
+pub fn signed(
+    c: &reqwest::Client,
+    secret: &str,
+    url: &str,
+    ctype: &str,
+    body: String,
+) -> reqwest::RequestBuilder {
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let sig = oncall::server::slack::sign(secret, &ts, body.as_bytes()).expect("sign");
+    c.post(url)
+        .header("content-type", ctype)
+        .header("x-slack-request-timestamp", ts)
+        .header("x-slack-signature", sig)
+        .body(body)
 }

@@ -304,30 +304,6 @@ async fn sigkill_mid_investigation_loses_no_acknowledged_event_approval_or_audit
     c.wait(&b, "investigation_finished", 60).await;
 }
 
-/// A live action that appends a line to a file per run: the number of lines is the number of
-/// times it ran.
-fn counting_action(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let actions = dir.join("actions");
-    std::fs::create_dir_all(&actions).unwrap();
-    let count = dir.join("runs.txt");
-    std::fs::write(
-        actions.join("count-run.toml"),
-        format!(
-            r#"name = "count.run"
-description = "Appends a line to a file each time it runs (a test action)."
-risk = "live_action"
-
-[command]
-argv = ["/bin/sh", "-c", "echo ran >> {}"]
-timeout_s = 10
-"#,
-            count.display()
-        ),
-    )
-    .unwrap();
-    (actions, count)
-}
-
 fn runs(count: &Path) -> usize {
     std::fs::read_to_string(count)
         .map(|t| t.lines().count())
@@ -354,7 +330,7 @@ async fn wait_file(path: &Path, secs: u64) {
 async fn a_crash_between_the_write_ahead_record_and_the_result_never_runs_an_action_twice() {
     let dir = tempfile::tempdir().unwrap();
     let bo = token(dir.path(), "bo", "approver");
-    let (actions, count) = counting_action(dir.path());
+    let (actions, count) = common::counting_action(dir.path());
     let port = free_port();
     let c = Client {
         base: format!("http://127.0.0.1:{port}"),

@@ -9,6 +9,7 @@ mod common;
 
 use common::ONCALL;
 use common::pg::Pg;
+use common::serve::free_port;
 use oncall::server::slack;
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -33,13 +34,6 @@ impl Drop for Replica {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// The cluster: a database, a directory per replica, the counting action.
 struct Cluster {
     _pg: Pg,
@@ -56,24 +50,7 @@ impl Cluster {
         let url = pg.url("app", "incidents");
         let dir = tempfile::tempdir().expect("tempdir");
         // A live action that appends a line per run: the lines are the runs.
-        let actions = dir.path().join("actions");
-        std::fs::create_dir_all(&actions).expect("actions dir");
-        let count = dir.path().join("runs.txt");
-        std::fs::write(
-            actions.join("count-run.toml"),
-            format!(
-                r#"name = "count.run"
-description = "Appends a line to a file each time it runs (a test action)."
-risk = "live_action"
-
-[command]
-argv = ["/bin/sh", "-c", "echo ran >> {}"]
-timeout_s = 10
-"#,
-                count.display()
-            ),
-        )
-        .expect("action");
+        let (actions, count) = common::counting_action(dir.path());
         Cluster {
             _pg: pg,
             url,

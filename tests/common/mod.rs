@@ -400,3 +400,27 @@ impl Drop for Victim {
         let _ = self.0.wait();
     }
 }
+
+/// A live action that appends a line to a file per run: the number of lines is the number of
+/// times it ran.
+pub fn counting_action(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let actions = dir.join("actions");
+    std::fs::create_dir_all(&actions).expect("the counting action");
+    let count = dir.join("runs.txt");
+    std::fs::write(
+        actions.join("count-run.toml"),
+        format!(
+            r#"name = "count.run"
+description = "Appends a line to a file each time it runs (a test action)."
+risk = "live_action"
+
+[command]
+argv = ["/bin/sh", "-c", "echo ran >> {}"]
+timeout_s = 10
+"#,
+            count.display()
+        ),
+    )
+    .expect("the counting action");
+    (actions, count)
+}

@@ -250,3 +250,27 @@ fn source_files_stay_under_500_lines_before_their_tests() {
         "split now, remove from STILL_TOO_LONG: {split:?}"
     );
 }
+
+/// The incident flow writes events and knows none of their readers: Slack and the web page
+/// subscribe to the bus (`server::bus`) like any client. Only the Slack modules, the bus's
+/// subscribers and the state that holds the bridge may name Slack.
+#[test]
+fn the_incident_flow_knows_nothing_about_slack() {
+    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/server");
+    let mut files = vec![];
+    rust_files(&server, &mut files);
+    let mut knows = vec![];
+    for p in &files {
+        let name = p.strip_prefix(&server).unwrap_or(p).display().to_string();
+        if name.starts_with("slack") || name == "mod.rs" {
+            continue;
+        }
+        let code = code(p);
+        if code.contains("slack_bridge") || code.contains("st.slack") || code.contains(".slack.") {
+            knows.push(name);
+        }
+    }
+    assert!(knows.is_empty(), "these know about Slack: {knows:?}");
+    // The check sees a call into the bridge when there is one.
+    assert!(code(&server.join("mod.rs")).contains("slack_bridge::follow"));
+}

@@ -12,7 +12,7 @@ mod common;
 
 use async_trait::async_trait;
 use oncall::agent::prompts::Prompts;
-use oncall::incidents::{Event, Incident};
+use oncall::incidents::{Event, EventKind, Incident};
 use oncall::llm::{ChatModel, ChatReply, ChatRequest, LlmError};
 use oncall::postmortem::{self, Fact, blameless, prose};
 use serde_json::{Value, json};
@@ -31,7 +31,7 @@ fn recorded() -> (Incident, Vec<Event>) {
 fn seq_of(events: &[Event], kind: &str) -> i64 {
     events
         .iter()
-        .find(|e| e.kind == kind)
+        .find(|e| e.kind == EventKind::parse(kind))
         .unwrap_or_else(|| panic!("no {kind} in the fixture"))
         .seq
 }
@@ -42,7 +42,7 @@ fn the_draft_of_a_recorded_incident_is_its_log_section_by_section() {
     let f = postmortem::facts(&inc, &events);
     let finished = events
         .iter()
-        .find(|e| e.kind == "investigation_finished")
+        .find(|e| e.kind == EventKind::InvestigationFinished)
         .unwrap();
     let (rseq, report) = (finished.seq, &events[0]);
     // Summary: the round's conclusion, citing the round.

@@ -299,6 +299,17 @@ async fn a_slash_command_is_acknowledged_at_once_and_the_thread_gets_the_result_
             .any(|(m, b)| m == "chat.update" && b["ts"] == msg_ts.as_str())
     })
     .await;
+    // What the action did reaches the thread too (Slack follows the incident's events).
+    wait_calls(&calls, "the measured effect", |c| {
+        c.iter().any(|(m, b)| {
+            m == "chat.postMessage"
+                && b["thread_ts"] == "1700000000.000001"
+                && b["text"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("host.signal_process ran: "))
+        })
+    })
+    .await;
     // The post-mortem draft goes into the thread: summary, cause and resolution, cited.
     let (s, v) = srv
         .post(

@@ -63,7 +63,13 @@ async fn two_replicas_number_incidents_and_append_without_collisions() {
         let s = if i % 2 == 0 { a.clone() } else { b.clone() };
         let id = target.clone();
         tasks.push(tokio::spawn(async move {
-            s.append(&id, "notice", "t", json!({"i": i})).await
+            s.append(
+                &id,
+                oncall::incidents::EventKind::Notice,
+                "t",
+                json!({"i": i}),
+            )
+            .await
         }));
     }
     for t in tasks {

@@ -11,8 +11,11 @@
 //! Migrations run when a store opens. An append is acknowledged only after its transaction
 //! committed: an acknowledged event survives a crash of the process.
 
+mod event;
 pub mod postgres;
 pub mod sqlite;
+
+pub use event::EventKind;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -84,7 +87,7 @@ pub struct Event {
     /// 1, 2, 3, ... within the incident, without gaps.
     pub seq: i64,
     pub at: DateTime<Utc>,
-    pub kind: String,
+    pub kind: EventKind,
     /// Who caused it: a person's name, `oncall` for the agent, `slack:U123`.
     pub actor: String,
     pub data: Value,
@@ -158,7 +161,7 @@ pub trait Store: Send + Sync {
     async fn append(
         &self,
         incident: &str,
-        kind: &str,
+        kind: EventKind,
         actor: &str,
         data: Value,
     ) -> Result<Event, StoreError>;
@@ -423,7 +426,7 @@ pub mod contract {
             .await
             .expect("create");
         assert_eq!(first.seq, 1);
-        assert_eq!(first.kind, "report");
+        assert_eq!(first.kind, EventKind::Report);
         assert_eq!(inc.status, Status::Investigating);
         assert!(inc.id.len() == 13, "{}", inc.id);
         let (second, _) = store
@@ -439,7 +442,7 @@ pub mod contract {
         assert_ne!(inc.id, second.id);
         for i in 0..5 {
             let e = store
-                .append(&inc.id, "notice", "oncall", json!({"i": i}))
+                .append(&inc.id, EventKind::Notice, "oncall", json!({"i": i}))
                 .await
                 .expect("append");
             assert_eq!(e.seq, i + 2);
@@ -451,7 +454,9 @@ pub mod contract {
         );
         assert_eq!(after[0].data, json!({"i": 2}));
         assert!(matches!(
-            store.append("1999-01-01-01", "x", "y", json!({})).await,
+            store
+                .append("1999-01-01-01", EventKind::Notice, "y", json!({}))
+                .await,
             Err(StoreError::NoSuchIncident(_))
         ));
         assert_eq!(
@@ -477,7 +482,10 @@ pub mod contract {
                 .is_empty()
         );
         let last = store.events(&inc.id, 0, 100).await.expect("events");
-        assert_eq!(last.last().map(|e| e.kind.as_str()), Some("status_changed"));
+        assert_eq!(
+            last.last().map(|e| &e.kind),
+            Some(&EventKind::StatusChanged)
+        );
         let list = store.list(10).await.expect("list");
         assert_eq!(list.len(), 2);
         assert_eq!(list[0].id, second.id, "newest first");
@@ -697,14 +705,21 @@ pub mod contract {
         );
         let got = store.incident(&inc.id).await.expect("get").expect("some");
         assert_eq!(got.status, Status::Interrupted);
-        let kinds: Vec<String> = store
+        let kinds: Vec<EventKind> = store
             .events(&inc.id, 0, 100)
             .await
             .expect("events")
             .into_iter()
             .map(|e| e.kind)
             .collect();
-        assert_eq!(kinds, ["report", "interrupted", "status_changed"]);
+        assert_eq!(
+            kinds,
+            [
+                EventKind::Report,
+                EventKind::Interrupted,
+                EventKind::StatusChanged
+            ]
+        );
     }
 
     /// Concurrent appends to one incident get distinct, gapless sequence numbers.
@@ -724,7 +739,7 @@ pub mod contract {
             let s = store.clone();
             let id = inc.id.clone();
             tasks.push(tokio::spawn(async move {
-                s.append(&id, "notice", "t", json!({"i": i})).await
+                s.append(&id, EventKind::Notice, "t", json!({"i": i})).await
             }));
         }
         for t in tasks {
@@ -910,7 +925,7 @@ pub(crate) fn event_from(
     Ok(Event {
         seq,
         at: parse_ts(&at)?,
-        kind,
+        kind: EventKind::parse(&kind),
         actor,
         data: serde_json::from_str(&data)
             .map_err(|e| StoreError::Backend(format!("bad event data in the store: {e}")))?,

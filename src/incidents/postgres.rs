@@ -171,7 +171,7 @@ const INCIDENT_COLS: &str =
 async fn append_in(
     tx: &tokio_postgres::Transaction<'_>,
     incident: &str,
-    kind: &str,
+    kind: EventKind,
     actor: &str,
     data: &Value,
     at: DateTime<Utc>,
@@ -196,7 +196,14 @@ async fn append_in(
         .get(0);
     tx.execute(
         "INSERT INTO events (incident, seq, at, kind, actor, data) VALUES ($1, $2, $3, $4, $5, $6)",
-        &[&incident, &seq, &ts(at), &kind, &actor, &data.to_string()],
+        &[
+            &incident,
+            &seq,
+            &ts(at),
+            &kind.as_str(),
+            &actor,
+            &data.to_string(),
+        ],
     )
     .await
     .map_err(backend)?;
@@ -209,7 +216,7 @@ async fn append_in(
     Ok(Event {
         seq,
         at,
-        kind: kind.to_string(),
+        kind,
         actor: actor.to_string(),
         data: data.clone(),
     })
@@ -241,7 +248,7 @@ impl Store for PgStore {
         )
         .await
         .map_err(backend)?;
-        let ev = append_in(&tx, &id, "report", &new.actor, &new.report, now).await?;
+        let ev = append_in(&tx, &id, EventKind::Report, &new.actor, &new.report, now).await?;
         tx.commit().await.map_err(backend)?;
         Ok((new.opened(id, now), ev))
     }
@@ -249,7 +256,7 @@ impl Store for PgStore {
     async fn append(
         &self,
         incident: &str,
-        kind: &str,
+        kind: EventKind,
         actor: &str,
         data: Value,
     ) -> Result<Event, StoreError> {
@@ -323,7 +330,7 @@ impl Store for PgStore {
         append_in(
             &tx,
             id,
-            "status_changed",
+            EventKind::StatusChanged,
             "oncall",
             &serde_json::json!({"status": status}),
             Utc::now(),
@@ -679,7 +686,7 @@ impl Store for PgStore {
         append_in(
             &tx,
             id,
-            "interrupted",
+            EventKind::Interrupted,
             "oncall",
             &serde_json::json!({"reason": reason, "by": by, "owner": owner}),
             now,
@@ -688,7 +695,7 @@ impl Store for PgStore {
         append_in(
             &tx,
             id,
-            "status_changed",
+            EventKind::StatusChanged,
             "oncall",
             &serde_json::json!({"status": Status::Interrupted}),
             now,

@@ -162,7 +162,7 @@ fn query_incidents(
 fn append_in(
     tx: &rusqlite::Transaction<'_>,
     incident: &str,
-    kind: &str,
+    kind: EventKind,
     actor: &str,
     data: &Value,
     at: DateTime<Utc>,
@@ -187,7 +187,14 @@ fn append_in(
         .map_err(backend)?;
     tx.execute(
         "INSERT INTO events (incident, seq, at, kind, actor, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![incident, seq, ts(at), kind, actor, data.to_string()],
+        params![
+            incident,
+            seq,
+            ts(at),
+            kind.as_str(),
+            actor,
+            data.to_string()
+        ],
     )
     .map_err(backend)?;
     tx.execute(
@@ -198,7 +205,7 @@ fn append_in(
     Ok(Event {
         seq,
         at,
-        kind: kind.to_string(),
+        kind,
         actor: actor.to_string(),
         data: data.clone(),
     })
@@ -227,7 +234,7 @@ impl Store for SqliteStore {
                 params![id, day, n, new.title, new.source, ts(now), new.owner],
             )
             .map_err(backend)?;
-            let ev = append_in(&tx, &id, "report", &new.actor, &new.report, now)?;
+            let ev = append_in(&tx, &id, EventKind::Report, &new.actor, &new.report, now)?;
             tx.commit().map_err(backend)?;
             let inc = new.opened(id, now);
             Ok((inc, ev))
@@ -238,16 +245,16 @@ impl Store for SqliteStore {
     async fn append(
         &self,
         incident: &str,
-        kind: &str,
+        kind: EventKind,
         actor: &str,
         data: Value,
     ) -> Result<Event, StoreError> {
-        let (incident, kind, actor) = (incident.to_string(), kind.to_string(), actor.to_string());
+        let (incident, actor) = (incident.to_string(), actor.to_string());
         Self::with(&self.writer, move |c| {
             let tx = c
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            let ev = append_in(&tx, &incident, &kind, &actor, &data, Utc::now())?;
+            let ev = append_in(&tx, &incident, kind, &actor, &data, Utc::now())?;
             tx.commit().map_err(backend)?;
             Ok(ev)
         })
@@ -337,7 +344,7 @@ impl Store for SqliteStore {
             append_in(
                 &tx,
                 &id,
-                "status_changed",
+                EventKind::StatusChanged,
                 "oncall",
                 &serde_json::json!({"status": status}),
                 Utc::now(),
@@ -712,7 +719,7 @@ impl Store for SqliteStore {
             append_in(
                 &tx,
                 &id,
-                "interrupted",
+                EventKind::Interrupted,
                 "oncall",
                 &serde_json::json!({"reason": reason, "by": by, "owner": owner}),
                 now,
@@ -720,7 +727,7 @@ impl Store for SqliteStore {
             append_in(
                 &tx,
                 &id,
-                "status_changed",
+                EventKind::StatusChanged,
                 "oncall",
                 &serde_json::json!({"status": Status::Interrupted}),
                 now,

@@ -2,7 +2,7 @@
 //! of the evidence and what fixed it. Built from the incident's own log (server) or from an
 //! investigation (eval), always from already-redacted text.
 
-use crate::incidents::{Event, Incident};
+use crate::incidents::{Event, EventKind, Incident};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -126,25 +126,25 @@ impl Doc {
         let finished = events
             .iter()
             .rev()
-            .find(|e| e.kind == "investigation_finished")?;
+            .find(|e| e.kind == EventKind::InvestigationFinished)?;
         let report = events
             .iter()
-            .find(|e| e.kind == "report")
+            .find(|e| e.kind == EventKind::Report)
             .map(|e| s(&e.data, "text").to_string())
             .unwrap_or_default();
         let executed = events
             .iter()
-            .filter(|e| e.kind == "action_executed" && e.data["ok"] == Value::Bool(true))
+            .filter(|e| e.kind == EventKind::ActionExecuted && e.data["ok"] == Value::Bool(true))
             .map(|e| {
                 let id = s(&e.data, "request");
                 let effect = events
                     .iter()
-                    .find(|v| v.kind == "action_verified" && s(&v.data, "request") == id)
+                    .find(|v| v.kind == EventKind::ActionVerified && s(&v.data, "request") == id)
                     .map(|v| format!("; effect: {}", s(&v.data, "effect")))
                     .unwrap_or_default();
                 let args = events
                     .iter()
-                    .find(|q| q.kind == "action_requested" && s(&q.data, "request") == id)
+                    .find(|q| q.kind == EventKind::ActionRequested && s(&q.data, "request") == id)
                     .map(|q| q.data["args"].to_string())
                     .unwrap_or_default();
                 format!("ran {} {args}{effect}", s(&e.data, "tool"))

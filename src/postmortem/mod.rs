@@ -10,7 +10,7 @@ pub mod blameless;
 pub mod prose;
 
 use crate::agent::prompts::{PromptError, Prompts};
-use crate::incidents::{Event, Incident};
+use crate::incidents::{Event, EventKind, Incident};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -23,32 +23,32 @@ fn last_round(events: &[Event]) -> Option<&Event> {
     events
         .iter()
         .rev()
-        .find(|e| e.kind == "investigation_finished")
+        .find(|e| e.kind == EventKind::InvestigationFinished)
 }
 
 /// One line of the timeline for an event, or none for events too small to matter.
 fn timeline_line(e: &Event) -> Option<Fact> {
     let d = &e.data;
-    let what = match e.kind.as_str() {
-        "report" => format!("Reported: {}", first_line(s(d, "text"))),
-        "message" => format!("Message from a responder: {}", first_line(s(d, "text"))),
-        "investigation_started" => format!(
+    let what = match e.kind {
+        EventKind::Report => format!("Reported: {}", first_line(s(d, "text"))),
+        EventKind::Message => format!("Message from a responder: {}", first_line(s(d, "text"))),
+        EventKind::InvestigationStarted => format!(
             "Investigation round {} started ({})",
             d["round"],
             s(d, "reasoner")
         ),
-        "hypothesis_changed" if s(d, "status") != "proposed" => format!(
+        EventKind::HypothesisChanged if s(d, "status") != "proposed" => format!(
             "{} {} ({:.2}): {}",
             s(d, "id"),
             s(d, "status").to_uppercase(),
             d["confidence"].as_f64().unwrap_or_default(),
             s(d, "statement")
         ),
-        "investigation_finished" => format!("Diagnosis: {}", s(d, "conclusion")),
-        "action_requested" => format!("Action requested: {} {}", s(d, "tool"), d["args"]),
-        "action_approved" => format!("Action {} approved by an approver", s(d, "request")),
-        "action_denied" => format!("Action {} denied: {}", s(d, "request"), s(d, "reason")),
-        "action_executed" => format!(
+        EventKind::InvestigationFinished => format!("Diagnosis: {}", s(d, "conclusion")),
+        EventKind::ActionRequested => format!("Action requested: {} {}", s(d, "tool"), d["args"]),
+        EventKind::ActionApproved => format!("Action {} approved by an approver", s(d, "request")),
+        EventKind::ActionDenied => format!("Action {} denied: {}", s(d, "request"), s(d, "reason")),
+        EventKind::ActionExecuted => format!(
             "Action {} {} ({})",
             s(d, "tool"),
             if d["ok"] == Value::Bool(true) {
@@ -58,8 +58,8 @@ fn timeline_line(e: &Event) -> Option<Fact> {
             },
             s(d, "request")
         ),
-        "action_verified" => format!("Effect measured: {}", s(d, "effect")),
-        "interrupted" => "oncall stopped mid-investigation (interrupted)".to_string(),
+        EventKind::ActionVerified => format!("Effect measured: {}", s(d, "effect")),
+        EventKind::Interrupted => "oncall stopped mid-investigation (interrupted)".to_string(),
         _ => return None,
     };
     Some(Fact::new(
@@ -148,8 +148,11 @@ pub fn facts(inc: &Incident, events: &[Event]) -> Facts {
             .unwrap_or_default()
     };
     let (confirmed, rejected) = (hyps("confirmed"), hyps("rejected"));
-    let of_kind = |k: &str| -> Vec<&Event> { events.iter().filter(|e| e.kind == k).collect() };
-    let (executed, verified) = (of_kind("action_executed"), of_kind("action_verified"));
+    let of_kind = |k: EventKind| -> Vec<&Event> { events.iter().filter(|e| e.kind == k).collect() };
+    let (executed, verified) = (
+        of_kind(EventKind::ActionExecuted),
+        of_kind(EventKind::ActionVerified),
+    );
     let mut f = Facts {
         incident: inc.id.clone(),
         title: inc.title.clone(),
@@ -270,7 +273,7 @@ pub fn facts(inc: &Incident, events: &[Event]) -> Facts {
             rseq,
         ));
     }
-    let requested = of_kind("action_requested");
+    let requested = of_kind(EventKind::ActionRequested);
     if requested.is_empty() {
         f.resolution
             .push(Fact::bare("No live action was requested through oncall."));
@@ -278,12 +281,11 @@ pub fn facts(inc: &Incident, events: &[Event]) -> Facts {
     for q in &requested {
         let id = s(&q.data, "request");
         let mut fact = Fact::new(format!("{} {}", s(&q.data, "tool"), q.data["args"]), q.seq);
-        let decided = events.iter().find(|e| {
-            (e.kind == "action_approved" || e.kind == "action_denied")
-                && s(&e.data, "request") == id
-        });
+        let decided = events
+            .iter()
+            .find(|e| e.kind.is_decision() && s(&e.data, "request") == id);
         match decided {
-            Some(d) if d.kind == "action_approved" => fact.text.push_str(": approved"),
+            Some(d) if d.kind == EventKind::ActionApproved => fact.text.push_str(": approved"),
             Some(d) => fact
                 .text
                 .push_str(&format!(": denied: {}", s(&d.data, "reason"))),
@@ -329,7 +331,7 @@ pub fn facts(inc: &Incident, events: &[Event]) -> Facts {
             e.seq,
         ));
     }
-    if let Some(e) = events.iter().find(|e| e.kind == "interrupted") {
+    if let Some(e) = events.iter().find(|e| e.kind == EventKind::Interrupted) {
         f.went_badly.push(Fact::new(
             "The investigation was interrupted and had to be resumed.",
             e.seq,
@@ -341,7 +343,7 @@ pub fn facts(inc: &Incident, events: &[Event]) -> Facts {
             None => Fact::bare("No cause was confirmed."),
         });
     }
-    if let Some(e) = events.iter().find(|e| e.kind == "action_denied") {
+    if let Some(e) = events.iter().find(|e| e.kind == EventKind::ActionDenied) {
         f.went_badly.push(Fact::new(
             "A proposed action was denied; see Resolution for why.",
             e.seq,

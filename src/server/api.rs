@@ -6,7 +6,7 @@ use super::auth::{Caller, role_name};
 use super::limits::{self, Slot};
 use super::runner::{self, DecideError};
 use super::{ApiError, AppState, body, start_round_holding};
-use crate::incidents::{NewIncident, Status, title_of};
+use crate::incidents::{EventKind, NewIncident, Status, title_of};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -167,7 +167,7 @@ pub(crate) async fn open_incident(
             owner: Some(st.replica.clone()),
         })
         .await?;
-    let _ = st.notify.send((inc.id.clone(), ev.seq));
+    st.bus.event(&inc.id, ev);
     Ok(inc.id)
 }
 
@@ -357,7 +357,7 @@ pub(crate) async fn post_message(
         Err(e) => return Err(ApiError::OverCap(e)),
     };
     let e = st
-        .publish(id, "message", actor, json!({"text": text}))
+        .publish(id, EventKind::Message, actor, json!({"text": text}))
         .await?;
     let started = slot.is_some_and(|s| start_round_holding(st, id, s));
     Ok((
@@ -641,24 +641,15 @@ pub async fn draft_postmortem(
     let md = crate::postmortem::render(&prompts, &facts)
         .map_err(|e| ApiError::Internal(format!("post-mortem template: {e}")))?;
     let findings = crate::postmortem::blameless::check(&md);
+    let brief = crate::postmortem::brief(&facts);
     let e = st
         .publish(
             &id,
-            "postmortem_drafted",
+            EventKind::PostmortemDrafted,
             &c.name,
-            json!({"markdown": md, "blameless_findings": findings, "written_by": facts.written_by, "notes": facts.notes, "dropped": facts.dropped}),
+            json!({"markdown": md, "brief": brief, "blameless_findings": findings, "written_by": facts.written_by, "notes": facts.notes, "dropped": facts.dropped}),
         )
         .await?;
-    if let Some(slack) = &st.slack {
-        let mut text = crate::postmortem::brief(&facts);
-        if !findings.is_empty() {
-            text.push_str(&format!(
-                "\n_{} blameless-language finding(s) to fix before publishing._",
-                findings.len()
-            ));
-        }
-        slack.say(&st, &id, &text).await;
-    }
     Ok((
         StatusCode::CREATED,
         Json(json!({"seq": e.seq, "markdown": md, "blameless_findings": findings, "written_by": facts.written_by, "notes": facts.notes, "dropped": facts.dropped})),
@@ -701,7 +692,7 @@ pub async fn set_status(
             .events(&id, 0, 100_000)
             .await?
             .iter()
-            .any(|e| e.kind == "postmortem_drafted");
+            .any(|e| e.kind == EventKind::PostmortemDrafted);
         if !drafted {
             return Err(ApiError::Conflict(format!(
                 "incident {id} has no post-mortem draft; draft it first (POST /api/v1/incidents/{id}/postmortem)"
@@ -723,7 +714,11 @@ pub async fn postmortem(
     let inc = incident_or_404(&st, &id).await?;
     let events = st.store.events(&id, 0, 100_000).await?;
     // The last draft made (it may carry the model's checked prose), else one from the log now.
-    let md = match events.iter().rev().find(|e| e.kind == "postmortem_drafted") {
+    let md = match events
+        .iter()
+        .rev()
+        .find(|e| e.kind == EventKind::PostmortemDrafted)
+    {
         Some(e) => e.data["markdown"].as_str().unwrap_or_default().to_string(),
         None => crate::postmortem::render(
             &crate::agent::prompts::Prompts::load(&st.config.llm.prompts_dir),

@@ -5,9 +5,13 @@
 //!   Slack's routes check Slack's signature instead.
 //! - `api`: incidents (open from a report or an Alertmanager webhook, read, message, resume),
 //!   action requests and decisions, the post-mortem draft, tools, OpenAPI, readiness, metrics.
-//! - `sse`: an incident's events live, resumable with `Last-Event-ID`.
+//! - `bus`: every stored event, for the subscribers below; the runner writes events and knows
+//!   none of them.
+//! - `sse`: an incident's events live, resumable with `Last-Event-ID` (the web page and API
+//!   clients).
 //! - `runner`: investigations and approved actions in the background, every step an event.
-//! - [`slack`] (verification, parsing, messages, Web API client) and `slack_bridge` (routes).
+//! - [`slack`] (verification, parsing, messages, Web API client) and `slack_bridge` (routes, and
+//!   the subscriber that posts an incident's events into its thread).
 //! - [`metrics`]: Prometheus text at `/metrics`.
 //! - `otlp`: OpenTelemetry traces in (`POST /v1/traces`) to the bounded span store.
 //! - [`limits`]: the longest text each field may carry, and what one caller may hold open
@@ -20,6 +24,7 @@
 
 mod api;
 pub mod auth;
+mod bus;
 pub mod limits;
 pub mod metrics;
 mod otlp;
@@ -33,7 +38,7 @@ use crate::agent::events::Silent;
 use crate::collectors::traces::store::SpanStore;
 use crate::config::Config;
 use crate::desk::Desk;
-use crate::incidents::Store;
+use crate::incidents::{EventKind, Store};
 use crate::policy::audit::AuditLog;
 use crate::registry::Registry;
 use axum::error_handling::HandleErrorLayer;
@@ -46,7 +51,7 @@ use axum::{Json, Router};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::{Semaphore, broadcast, watch};
+use tokio::sync::{Semaphore, watch};
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
@@ -170,8 +175,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// This replica's name; it owns the investigations it runs.
     pub replica: String,
-    /// `(incident, seq)` of every event this replica appended: wakes the event streams.
-    notify: broadcast::Sender<(String, i64)>,
+    /// Every event this replica stored, for its subscribers: the event streams and Slack.
+    bus: bus::Bus,
     /// Incidents with a round of investigation running here.
     running: RunningSet,
     investigations: Semaphore,
@@ -272,7 +277,7 @@ impl AppState {
                 store_pool.into_iter().chain(pg_pools).collect(),
             )),
             replica,
-            notify: broadcast::channel(4096).0,
+            bus: bus::Bus::new(4096),
             running: RunningSet::new(),
             investigations: Semaphore::new(s.max_investigations.max(1)),
             streams: Arc::new(Semaphore::new(s.max_streams.max(1))),
@@ -304,6 +309,8 @@ impl AppState {
             }),
             config,
         });
+        // Slack follows the incidents like any client of the bus, from before the first event.
+        slack_bridge::follow(&st);
         // Requests from this replica's audit log that the store does not have yet (a log from
         // before the store kept them), then the store's word on every request.
         replicas::backfill(&st)
@@ -339,14 +346,14 @@ impl AppState {
     pub async fn publish(
         &self,
         incident: &str,
-        kind: &str,
+        kind: EventKind,
         actor: &str,
         data: serde_json::Value,
     ) -> Result<crate::incidents::Event, crate::incidents::StoreError> {
         let mut data = data;
         crate::redact::redact_value(&mut data);
         let e = self.store.append(incident, kind, actor, data).await?;
-        let _ = self.notify.send((incident.to_string(), e.seq));
+        self.bus.event(incident, e.clone());
         Ok(e)
     }
 
@@ -387,13 +394,13 @@ impl AppState {
                     serde_json::json!({"error": e, "memory": memory.describe()})
                 }
             };
-            let _ = st.publish(&id, "remembered", "oncall", data).await;
+            let _ = st.publish(&id, EventKind::Remembered, "oncall", data).await;
         });
     }
 
     /// Wakes the event streams of `incident` on this replica (after a write made elsewhere).
     pub(crate) fn wake(&self, incident: &str) {
-        let _ = self.notify.send((incident.to_string(), i64::MAX));
+        self.bus.changed(incident);
     }
 
     /// Sets an incident's status (a `status_changed` event) and wakes its streams.
@@ -408,7 +415,7 @@ impl AppState {
         self.store
             .set_status(incident, status, severity, owner)
             .await?;
-        let _ = self.notify.send((incident.to_string(), i64::MAX));
+        self.bus.changed(incident);
         Ok(())
     }
 

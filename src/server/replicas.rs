@@ -22,7 +22,7 @@
 
 use super::AppState;
 use crate::desk::{Claim, Shared, State};
-use crate::incidents::{ApprovalMove, Moved, ReplicaRow, Status, Store, StoreError};
+use crate::incidents::{ApprovalMove, EventKind, Moved, ReplicaRow, Status, Store, StoreError};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -212,20 +212,11 @@ pub(crate) async fn take_over(
                 let _ = st
                     .publish(
                         &row.incident,
-                        "action_outcome_unknown",
+                        EventKind::ActionOutcomeUnknown,
                         "oncall",
                         json!({"request": row.id, "tool": tool, "verify": verify, "replica": dead}),
                     )
                     .await;
-                if let Some(slack) = &st.slack {
-                    slack
-                        .say(
-                            st,
-                            &row.incident,
-                            &format!("{tool} (request {}): {verify}", row.id),
-                        )
-                        .await;
-                }
             }
             // It ran and its result is in: only the measure of its effect was cut.
             _ => {

@@ -10,7 +10,7 @@
 
 use super::AppState;
 use crate::agent::events::{Event as AgentEvent, EventSink};
-use crate::incidents::{Event, Status};
+use crate::incidents::{Event, EventKind, Status};
 use crate::policy::Human;
 use crate::policy::rules::Actor;
 use crate::tool::RiskClass;
@@ -28,14 +28,21 @@ impl EventSink for Forward {
 }
 
 /// The incident event for an agent event: its kind and data (the agent's own fields).
-fn as_incident_event(e: &AgentEvent) -> Option<(String, Value)> {
+fn as_incident_event(e: &AgentEvent) -> Option<(EventKind, Value)> {
+    let kind = match e {
+        // Written by the round itself, with more to say.
+        AgentEvent::Started { .. } | AgentEvent::Finished { .. } => return None,
+        AgentEvent::ModelStep { .. } => EventKind::ModelStep,
+        AgentEvent::ToolCalled { .. } => EventKind::ToolCalled,
+        AgentEvent::ToolAnswered { .. } => EventKind::ToolAnswered,
+        AgentEvent::HypothesisChanged { .. } => EventKind::HypothesisChanged,
+        AgentEvent::Notice { .. } => EventKind::Notice,
+    };
     let mut v = serde_json::to_value(e).ok()?;
-    let kind = v.get("event")?.as_str()?.to_string();
     if let Some(o) = v.as_object_mut() {
         o.remove("event");
     }
-    // `started` and `finished` are written by the round itself, with more to say.
-    (kind != "started" && kind != "finished").then_some((kind, v))
+    Some((kind, v))
 }
 
 /// What a new round investigates: the report, then every message people posted since.
@@ -43,12 +50,12 @@ pub fn round_text(events: &[Event]) -> String {
     let mut text = String::new();
     for e in events {
         let t = e.data["text"].as_str().unwrap_or_default();
-        match e.kind.as_str() {
-            "report" => {
+        match e.kind {
+            EventKind::Report => {
                 text.push_str(t);
                 text.push('\n');
             }
-            "message" => {
+            EventKind::Message => {
                 text.push_str(&format!("Follow-up from {}: {t}\n", e.actor));
             }
             _ => {}
@@ -63,7 +70,7 @@ pub fn driver(events: &[Event]) -> Option<String> {
     events
         .iter()
         .rev()
-        .find(|e| (e.kind == "report" || e.kind == "message") && e.actor != "oncall")
+        .find(|e| e.kind.is_said() && e.actor != "oncall")
         .map(|e| e.actor.clone())
 }
 
@@ -97,7 +104,7 @@ pub fn start_round(st: &Arc<AppState>, incident: &str) -> bool {
             let _ = st
                 .publish(
                     &incident,
-                    "notice",
+                    EventKind::Notice,
                     "oncall",
                     json!({"message": format!("the investigation stopped: {e}")}),
                 )
@@ -119,7 +126,7 @@ async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
         Err(_) => {
             st.publish(
                 incident,
-                "notice",
+                EventKind::Notice,
                 "oncall",
                 json!({"message": "every investigator is busy; this one starts when one is free"}),
             )
@@ -141,7 +148,7 @@ async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
     let driver = driver(&history);
     let n = history
         .iter()
-        .filter(|e| e.kind == "investigation_started")
+        .filter(|e| e.kind == EventKind::InvestigationStarted)
         .count()
         + 1;
     let model = match crate::app::model(&st.config) {
@@ -149,7 +156,7 @@ async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
         Err(e) => {
             st.publish(
                 incident,
-                "notice",
+                EventKind::Notice,
                 "oncall",
                 json!({"message": format!("the model is not available ({e}); the offline reasoner investigates")}),
             )
@@ -162,7 +169,7 @@ async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
     };
     st.publish(
         incident,
-        "investigation_started",
+        EventKind::InvestigationStarted,
         "oncall",
         json!({"round": n, "reasoner": model.name()}),
     )
@@ -201,7 +208,7 @@ async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
                     _ => {}
                 }
                 if let Some((kind, data)) = as_incident_event(&e)
-                    && let Err(err) = st.publish(&incident, &kind, "oncall", data).await
+                    && let Err(err) = st.publish(&incident, kind, "oncall", data).await
                 {
                     tracing::error!("incident {incident}: event not stored: {err}");
                 }
@@ -229,7 +236,7 @@ async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
                 .count(&st.metrics.investigations, &[("outcome", "failed")]);
             st.publish(
                 incident,
-                "notice",
+                EventKind::Notice,
                 "oncall",
                 json!({"message": format!("the investigation failed: {e}")}),
             )
@@ -250,7 +257,7 @@ async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
     );
     st.publish(
         incident,
-        "investigation_finished",
+        EventKind::InvestigationFinished,
         "oncall",
         json!({
             "round": n,
@@ -290,9 +297,6 @@ async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
     st.set_status(incident, Status::Waiting, Some(&inv.triage.severity))
         .await
         .map_err(|e| e.to_string())?;
-    if let Some(slack) = &st.slack {
-        slack.round_finished(st, incident, &inv).await;
-    }
     Ok(())
 }
 
@@ -350,15 +354,12 @@ pub async fn file(
     let announced = st
         .publish(
             incident,
-            "action_requested",
+            EventKind::ActionRequested,
             who,
             json!({"request": req.id, "tool": tool, "args": req.args, "plan": plan, "why": why,
                    "requested_by": req.requested_by, "on_behalf_of": req.on_behalf_of}),
         )
         .await;
-    if let Some(slack) = &st.slack {
-        slack.approval_requested(st, incident, &req.id).await;
-    }
     announced.map_err(FileError::Store)?;
     Ok((req.id, plan))
 }
@@ -410,7 +411,7 @@ async fn file_request(
         let _ = st
             .publish(
                 incident,
-                "notice",
+                EventKind::Notice,
                 "oncall",
                 json!({"message": format!("{tool} {args} could not be filed for approval: {e}")}),
             )
@@ -502,25 +503,17 @@ pub async fn decide(
     );
     let (kind, data) = if approve {
         (
-            "action_approved",
+            EventKind::ActionApproved,
             json!({"request": request, "by": human.name}),
         )
     } else {
         (
-            "action_denied",
+            EventKind::ActionDenied,
             json!({"request": request, "by": human.name, "reason": reason}),
         )
     };
-    if let Err(e) = st.publish(&incident, kind, &human.name, data).await {
+    if let Err(e) = st.publish(&incident, kind.clone(), &human.name, data).await {
         tracing::error!("incident {incident}: {kind} not stored: {e}");
-    }
-    if st.slack.is_some() {
-        let (st, request, by) = (st.clone(), request.to_string(), human.name.clone());
-        tokio::spawn(async move {
-            if let Some(slack) = &st.slack {
-                slack.decided(&st, &request, &by, approve).await;
-            }
-        });
     }
     Ok(state)
 }
@@ -557,7 +550,7 @@ async fn execute(st: &Arc<AppState>, incident: &str, request: &str, executor: &s
                 Err(e) => json!({"request": request, "tool": tool, "ok": false, "error": e}),
             };
             let _ = st
-                .publish(&incident, "action_executed", &executor, data)
+                .publish(&incident, EventKind::ActionExecuted, &executor, data)
                 .await;
         })
     };
@@ -569,7 +562,7 @@ async fn execute(st: &Arc<AppState>, incident: &str, request: &str, executor: &s
             Box::pin(async move {
                 st.publish(
                     &incident,
-                    "action_executing",
+                    EventKind::ActionExecuting,
                     &executor,
                     json!({"request": request, "tool": tool}),
                 )
@@ -599,25 +592,12 @@ async fn execute(st: &Arc<AppState>, incident: &str, request: &str, executor: &s
             let _ = st
                 .publish(
                     incident,
-                    "action_verified",
+                    EventKind::ActionVerified,
                     "oncall",
-                    json!({"request": request, "effect": x.effect}),
+                    json!({"request": request, "tool": entry.request.tool,
+                           "ok": x.output.is_ok(), "effect": x.effect}),
                 )
                 .await;
-            if let Some(slack) = &st.slack {
-                slack
-                    .say(
-                        st,
-                        incident,
-                        &format!(
-                            "{} {}: {}",
-                            entry.request.tool,
-                            if x.output.is_ok() { "ran" } else { "failed" },
-                            x.effect
-                        ),
-                    )
-                    .await;
-            }
         }
         // Another replica claimed it first (approvals sent to several replicas at once): it
         // runs there, and that replica tells the incident.
@@ -630,7 +610,7 @@ async fn execute(st: &Arc<AppState>, incident: &str, request: &str, executor: &s
             let _ = st
                 .publish(
                     incident,
-                    "notice",
+                    EventKind::Notice,
                     "oncall",
                     json!({"message": match &e {
                         crate::desk::DeskError::AuditAfterRun(_) => format!("request {request}: {e}"),
@@ -675,27 +655,21 @@ pub async fn withdraw(
     st.metrics
         .count(&st.metrics.approvals, &[("event", "withdrawn")]);
     if let Some(entry) = st.desk.entry(request) {
-        let data = json!({"request": request, "by": human.name, "reason": reason});
+        let data = json!({"request": request, "tool": entry.request.tool, "by": human.name,
+                          "reason": reason});
         if let Err(e) = st
-            .publish(&entry.incident, "action_withdrawn", &human.name, data)
+            .publish(
+                &entry.incident,
+                EventKind::ActionWithdrawn,
+                &human.name,
+                data,
+            )
             .await
         {
             tracing::error!(
                 "incident {}: action_withdrawn not stored: {e}",
                 entry.incident
             );
-        }
-        if let Some(slack) = &st.slack {
-            slack
-                .say(
-                    st,
-                    &entry.incident,
-                    &format!(
-                        "{} withdrew the request for {}",
-                        human.name, entry.request.tool
-                    ),
-                )
-                .await;
         }
     }
     Ok(state)
@@ -718,28 +692,19 @@ pub async fn announce_unknown_outcomes(st: &Arc<AppState>) -> Result<usize, Stri
             .await
             .map_err(|e| e.to_string())?;
         let told = events.iter().any(|ev| {
-            ev.kind == "action_outcome_unknown" && ev.data["request"] == json!(e.request.id)
+            ev.kind == EventKind::ActionOutcomeUnknown && ev.data["request"] == json!(e.request.id)
         });
         if told {
             continue;
         }
         st.publish(
             &e.incident,
-            "action_outcome_unknown",
+            EventKind::ActionOutcomeUnknown,
             "oncall",
             json!({"request": e.request.id, "tool": e.request.tool, "verify": verify}),
         )
         .await
         .map_err(|e| e.to_string())?;
-        if let Some(slack) = &st.slack {
-            slack
-                .say(
-                    st,
-                    &e.incident,
-                    &format!("{} (request {}): {verify}", e.request.tool, e.request.id),
-                )
-                .await;
-        }
         n += 1;
     }
     Ok(n)

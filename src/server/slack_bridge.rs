@@ -9,6 +9,7 @@
 
 use super::slack::{self, Interaction, SlackClient};
 use super::{AppState, api, limits, runner};
+use crate::incidents::{Event, EventKind};
 use crate::policy::{Human, Role};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -19,6 +20,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast::error::RecvError;
 
 /// Slack's side of the server: the signing secret, the Web API client, who may approve.
 pub struct Bridge {
@@ -97,29 +99,71 @@ impl Bridge {
         }
     }
 
-    /// The result of a round of investigation, in the thread.
-    pub async fn round_finished(
-        &self,
-        st: &AppState,
-        incident: &str,
-        inv: &crate::agent::Investigation,
-    ) {
-        let mut text = format!("*{}* {}\n{}", inv.triage.severity, incident, inv.conclusion);
-        for h in inv.hypotheses.iter().take(3) {
-            text.push_str(&format!(
-                "\n• {} {} {:.2} `{}`: {}",
-                h.id,
-                crate::agent::outcome_word(h),
-                h.confidence,
-                h.category.label(),
-                h.statement
-            ));
+    /// Posts what an incident event means for its thread: a round's result, an approval
+    /// message with buttons, its replacement once decided, what an action did, a withdrawal,
+    /// an action whose outcome is unknown, a post-mortem draft. Other events stay on the page.
+    async fn on_event(&self, st: &AppState, incident: &str, e: &Event) {
+        let d = &e.data;
+        let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+        match e.kind {
+            EventKind::InvestigationFinished => {
+                let hypotheses: Vec<crate::agent::board::Hypothesis> =
+                    serde_json::from_value(d["hypotheses"].clone()).unwrap_or_default();
+                let mut text = format!("*{}* {}\n{}", s("severity"), incident, s("conclusion"));
+                for h in hypotheses.iter().take(3) {
+                    text.push_str(&format!(
+                        "\n• {} {} {:.2} `{}`: {}",
+                        h.id,
+                        crate::agent::outcome_word(h),
+                        h.confidence,
+                        h.category.label(),
+                        h.statement
+                    ));
+                }
+                self.say(st, incident, &text).await;
+            }
+            EventKind::ActionRequested => {
+                self.approval_requested(st, incident, &s("request")).await
+            }
+            EventKind::ActionApproved | EventKind::ActionDenied => {
+                let reason = Some(s("reason")).filter(|r| !r.is_empty());
+                let approve = e.kind == EventKind::ActionApproved;
+                self.decided(st, &s("request"), &s("by"), approve, reason)
+                    .await;
+            }
+            EventKind::ActionVerified => {
+                let done = if d["ok"] == Value::Bool(true) {
+                    "ran"
+                } else {
+                    "failed"
+                };
+                let text = format!("{} {done}: {}", s("tool"), s("effect"));
+                self.say(st, incident, &text).await;
+            }
+            EventKind::ActionWithdrawn => {
+                let text = format!("{} withdrew the request for {}", s("by"), s("tool"));
+                self.say(st, incident, &text).await;
+            }
+            EventKind::ActionOutcomeUnknown => {
+                let text = format!("{} (request {}): {}", s("tool"), s("request"), s("verify"));
+                self.say(st, incident, &text).await;
+            }
+            EventKind::PostmortemDrafted => {
+                let mut text = s("brief");
+                let findings = d["blameless_findings"].as_array().map_or(0, Vec::len);
+                if findings > 0 {
+                    text.push_str(&format!(
+                        "\n_{findings} blameless-language finding(s) to fix before publishing._"
+                    ));
+                }
+                self.say(st, incident, &text).await;
+            }
+            _ => {}
         }
-        self.say(st, incident, &text).await;
     }
 
     /// An approval message with buttons, in the thread.
-    pub async fn approval_requested(&self, st: &AppState, incident: &str, request: &str) {
+    async fn approval_requested(&self, st: &AppState, incident: &str, request: &str) {
         let Some((c, ts)) = self.thread(st, incident).await else {
             return;
         };
@@ -146,7 +190,14 @@ impl Bridge {
     }
 
     /// Replaces the approval message once the request is decided (from Slack or the web).
-    pub async fn decided(&self, st: &AppState, request: &str, by: &str, approve: bool) {
+    async fn decided(
+        &self,
+        st: &AppState,
+        request: &str,
+        by: &str,
+        approve: bool,
+        reason: Option<String>,
+    ) {
         let Some(client) = &self.client else { return };
         let at = self
             .approval_messages
@@ -174,7 +225,7 @@ impl Bridge {
         let outcome = if approve {
             slack::Outcome::Approved { by }
         } else {
-            slack::Outcome::Denied { by, reason: None }
+            slack::Outcome::Denied { by, reason }
         };
         let m = slack::decided_message(&view, &outcome);
         if let Err(err) = client
@@ -199,6 +250,32 @@ impl Bridge {
         slack::verify(&self.secret, &h(slack::HEADER_TIMESTAMP), &sig, body, now)?;
         self.replays.refuse_replay(&sig, now)
     }
+}
+
+/// Slack as a subscriber of the incident events this replica stores: each one that matters to
+/// a thread is posted there, in order, in the background. Does nothing when Slack is off.
+pub fn follow(st: &Arc<AppState>) {
+    let Some(bridge) = st.slack.clone() else {
+        return;
+    };
+    let mut rx = st.bus.subscribe();
+    let st = Arc::downgrade(st);
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(p) => {
+                    let (Some(e), Some(st)) = (p.event, st.upgrade()) else {
+                        continue;
+                    };
+                    bridge.on_event(&st, &p.incident, &e).await;
+                }
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!("Slack fell behind and did not post {n} incident event(s)");
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
 }
 
 /// `/slack/commands`, `/slack/events`, `/slack/interactions`.

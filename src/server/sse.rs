@@ -46,7 +46,7 @@ struct Cursor {
     incident: String,
     after: i64,
     queue: VecDeque<crate::incidents::Event>,
-    rx: tokio::sync::broadcast::Receiver<(String, i64)>,
+    rx: tokio::sync::broadcast::Receiver<super::bus::Published>,
     _open: Open,
 }
 
@@ -87,7 +87,7 @@ pub async fn events(
     };
     st.metrics.streams.inc();
     let cursor = Cursor {
-        rx: st.notify.subscribe(),
+        rx: st.bus.subscribe(),
         _open: Open(st.clone(), permit, slot),
         st,
         incident: id,
@@ -101,7 +101,7 @@ pub async fn events(
                 let data = serde_json::to_string(&e).unwrap_or_else(|_| "{}".into());
                 let msg = SseEvent::default()
                     .id(e.seq.to_string())
-                    .event(e.kind.clone())
+                    .event(e.kind.as_str())
                     .data(data);
                 return Some((Ok::<_, Infallible>(msg), c));
             }
@@ -119,7 +119,7 @@ pub async fn events(
             let wait = async {
                 loop {
                     match c.rx.recv().await {
-                        Ok((inc, _)) if inc == c.incident => return,
+                        Ok(p) if p.incident == c.incident => return,
                         Ok(_) => {}
                         Err(RecvError::Lagged(_)) => return,
                         Err(RecvError::Closed) => {

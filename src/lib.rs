@@ -50,6 +50,8 @@
 //! - [`server`]: `oncall serve`: bearer tokens with roles, the incident API with live events
 //!   (SSE), approvals that run an action once and record its effect, Slack, the web page,
 //!   metrics, and OTLP/HTTP trace ingest into the span store.
+//! - [`telemetry`]: oncall's own log lines (redacted) and, when the standard `OTEL_EXPORTER_OTLP_*`
+//!   variables name a receiver, its own spans (investigation, model call, tool call) over OTLP.
 //!
 //! ## The flow of one investigation
 //!
@@ -92,4 +94,5 @@ pub mod redact;
 pub mod registry;
 pub mod server;
 pub mod taxonomy;
+pub mod telemetry;
 pub mod tool;

@@ -141,7 +141,34 @@ impl Registry {
 
     /// Calls a tool by name. Tools that need approval are refused unless `approval` covers this
     /// exact call; an approval is spent by its first successful check.
+    ///
+    /// Each call is a `tool_call` span (tool name, whether it worked, milliseconds); its
+    /// arguments and output stay out of the span.
     pub async fn call(
+        &self,
+        name: &str,
+        args: Value,
+        approval: Option<&Approval>,
+    ) -> Result<Value, ToolError> {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "tool_call",
+            tool = name,
+            approved = approval.is_some(),
+            ok = tracing::field::Empty,
+            ms = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        let out = self
+            .call_checked(name, args, approval)
+            .instrument(span.clone())
+            .await;
+        span.record("ok", out.is_ok());
+        span.record("ms", started.elapsed().as_millis() as u64);
+        out
+    }
+
+    async fn call_checked(
         &self,
         name: &str,
         args: Value,

@@ -104,20 +104,19 @@ impl Category {
     }
 
     /// Parses a label, naming the valid ones when it is not one of them.
-    pub fn parse(label: &str) -> Result<Category, String> {
+    pub fn parse(label: &str) -> Result<Category, UnknownCategory> {
         Category::ALL
             .iter()
             .copied()
             .find(|c| c.label() == label)
-            .ok_or_else(|| {
-                let all: Vec<&str> = Category::ALL.iter().map(|c| c.label()).collect();
-                format!(
-                    "unknown category `{label}`; expected one of: {}",
-                    all.join(", ")
-                )
-            })
+            .ok_or_else(|| UnknownCategory(label.to_string()))
     }
 }
+
+/// A label that is not a root-cause category; its message lists the valid ones.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("unknown category `{0}`; expected one of: {labels}", labels = Category::ALL.iter().map(|c| c.label()).collect::<Vec<_>>().join(", "))]
+pub struct UnknownCategory(pub String);
 
 impl fmt::Display for Category {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -141,6 +140,6 @@ mod tests {
     #[test]
     fn unknown_label_names_the_valid_ones() {
         let err = Category::parse("host.cpu").unwrap_err();
-        assert!(err.contains("host.cpu_saturation"), "{err}");
+        assert!(err.to_string().contains("host.cpu_saturation"), "{err}");
     }
 }

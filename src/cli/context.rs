@@ -3,7 +3,7 @@
 //! so a broken settings, policy or action file stops every command the same way (exit 2).
 
 use super::CliError;
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
 use crate::registry::Registry;
 use std::path::Path;
 use std::sync::Arc;
@@ -14,6 +14,8 @@ pub struct Context {
     pub runtime: tokio::runtime::Runtime,
     /// Action files and the policy are checked when it loads.
     pub registry: Registry,
+    /// Log output and, when asked for, oncall's own spans over OTLP; flushed when dropped.
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 impl Context {
@@ -34,16 +36,7 @@ impl Context {
             );
         }
         let config = Arc::new(loaded.config);
-        let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-        // Log lines pass the same redactor as prompts, in either format.
-        let logs = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(|| crate::redact::RedactingStderr);
-        match config.log_format {
-            LogFormat::Text => logs.init(),
-            LogFormat::Json => logs.json().init(),
-        }
+        let telemetry = crate::telemetry::init(&config);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -56,6 +49,7 @@ impl Context {
             config,
             runtime,
             registry,
+            telemetry,
         })
     }
 }

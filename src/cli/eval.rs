@@ -63,7 +63,7 @@ pub fn run(args: EvalArgs, ctx: &Context) -> Outcome {
                 )
             },
         ))
-        .map_err(CliError::usage)?;
+        .map_err(|e| CliError::usage(e.to_string()))?;
     print!("{}", eval::markdown(&report));
     if let Some(old) = compare {
         let o: Report = read(&old, |t| serde_json::from_str(t).map_err(|e| e.to_string()))

@@ -15,6 +15,8 @@ pub fn run(args: TriageArgs, ctx: Context) -> Outcome {
         config,
         runtime,
         registry,
+        // Held to the end of the command: the last spans are sent when it drops.
+        telemetry: _telemetry,
     } = ctx;
     let report = args.report.join(" ");
     // Incident memory, when a store with remembered incidents exists (never created here).

@@ -130,7 +130,7 @@ pub fn load(file: &Path, tools: &[ToolSpec]) -> Result<Case, CaseError> {
         }
     }
     if let Some(cat) = raw.pointer("/truth/category").and_then(Value::as_str) {
-        Category::parse(cat).map_err(|e| field(file, "truth.category", e))?;
+        Category::parse(cat).map_err(|e| field(file, "truth.category", e.to_string()))?;
     }
     // The path of the offending field goes into the message (`context.recent_changes[0].kind`).
     let case: Case = serde_path_to_error::deserialize(raw).map_err(|e| {

@@ -65,6 +65,31 @@ impl ChatModel for Recorder<'_> {
     }
 }
 
+/// Why an eval run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("{}: no recorded model turns for {n} case(s): {missing}; record them with `oncall eval --model openai --record-turns {}`", dir.display(), dir.display())]
+    NoTurns {
+        dir: PathBuf,
+        missing: String,
+        n: usize,
+    },
+    #[error("{}: field `truth` is empty: fill it in (category, component, summary, culprit_any) before scoring", .0.display())]
+    NoTruth(PathBuf),
+    #[error("{}: {source}", file.display())]
+    Replay {
+        file: PathBuf,
+        source: crate::llm::LlmError,
+    },
+    #[error("{}: {source}", file.display())]
+    Investigation {
+        file: PathBuf,
+        source: crate::agent::AgentError,
+    },
+    #[error(transparent)]
+    RecordTurns(#[from] crate::llm::replay::WriteError),
+}
+
 /// Runs every case through the model and scores it. With `record_turns`, each case's model
 /// replies are written to `DIR/<case id>.json`, so `Models::Replay` can run them again without
 /// the model. `progress` hears about each case.
@@ -75,7 +100,7 @@ pub async fn run(
     models: Models<'_>,
     record_turns: Option<&std::path::Path>,
     mut progress: impl FnMut(usize, &CaseScore),
-) -> Result<Report, String> {
+) -> Result<Report, EvalError> {
     let risky: Vec<(String, crate::tool::RiskClass)> = live
         .specs()
         .into_iter()
@@ -88,35 +113,35 @@ pub async fn run(
             .filter(|id| !dir.join(format!("{id}.json")).exists())
             .collect();
         if !missing.is_empty() {
-            return Err(format!(
-                "{}: no recorded model turns for {} case(s): {}; record them with `oncall eval --model openai --record-turns {}`",
-                dir.display(),
-                missing.len(),
-                missing.join(", "),
-                dir.display()
-            ));
+            return Err(EvalError::NoTurns {
+                dir: dir.to_path_buf(),
+                missing: missing.join(", "),
+                n: missing.len(),
+            });
         }
     }
     let mut scores = vec![];
     let mut reasoner = String::new();
     for (i, (file, c)) in cases.iter().enumerate() {
-        let truth = c.truth.as_ref().ok_or_else(|| format!("{}: field `truth` is empty: fill it in (category, component, summary, culprit_any) before scoring", file.display()))?;
+        let truth = c
+            .truth
+            .as_ref()
+            .ok_or_else(|| EvalError::NoTruth(file.clone()))?;
         let owned: Box<dyn ChatModel>;
         let model: &dyn ChatModel = match &models {
             Models::Shared(m) => *m,
             Models::Replay(dir) => {
                 let f = dir.join(format!("{}.json", c.id));
                 if !f.exists() {
-                    return Err(format!(
-                        "{}: no recorded model turns for case {}; record them with `oncall eval --model openai --record-turns {}`",
-                        f.display(),
-                        c.id,
-                        dir.display()
-                    ));
+                    return Err(EvalError::NoTurns {
+                        dir: dir.to_path_buf(),
+                        missing: c.id.clone(),
+                        n: 1,
+                    });
                 }
                 owned = Box::new(
                     crate::llm::replay::ReplayModel::from_file(&f)
-                        .map_err(|e| format!("{}: {e}", f.display()))?,
+                        .map_err(|source| EvalError::Replay { file: f, source })?,
                 );
                 owned.as_ref()
             }
@@ -135,7 +160,10 @@ pub async fn run(
         let started = Instant::now();
         let inv = crate::reasoner::investigate(&c.report, &registry, config, &recorder, &Silent)
             .await
-            .map_err(|e| format!("{}: {e}", file.display()))?;
+            .map_err(|source| EvalError::Investigation {
+                file: file.clone(),
+                source,
+            })?;
         let s = score::score(c, truth, &inv, started.elapsed().as_millis() as u64, &risky);
         if let Some(dir) = record_turns {
             let turns = recorder.turns.lock().map(|t| t.clone()).unwrap_or_default();

@@ -56,15 +56,37 @@ impl ReplayModel {
     }
 }
 
+/// Why recorded turns could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("cannot create {}: {source}", dir.display())]
+    Dir {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the turns cannot be written as JSON: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
 /// Writes recorded turns as an `oncall-replay/1` file (creating its directory).
-pub fn write_file(path: &Path, turns: &[ChatReply]) -> Result<(), String> {
+pub fn write_file(path: &Path, turns: &[ChatReply]) -> Result<(), WriteError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| WriteError::Dir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
     }
     let doc = serde_json::json!({"format": "oncall-replay/1", "turns": turns});
-    let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
-    std::fs::write(path, text + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))
+    let text = serde_json::to_string_pretty(&doc)?;
+    std::fs::write(path, text + "\n").map_err(|source| WriteError::File {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 #[async_trait]

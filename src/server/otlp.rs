@@ -79,7 +79,7 @@ pub async fn export(
     };
     let req = match decode(format, &body) {
         Ok(r) => r,
-        Err(e) => return fail(StatusCode::BAD_REQUEST, Some(format), 3, &e),
+        Err(e) => return fail(StatusCode::BAD_REQUEST, Some(format), 3, &e.to_string()),
     };
     let converted = convert(&req);
     let n = converted.spans.len() as f64;

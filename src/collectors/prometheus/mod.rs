@@ -56,6 +56,32 @@ struct VectorItem {
     value: (f64, String),
 }
 
+
+/// Why a query gave no samples, in words a responder can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum PromError {
+    #[error("Prometheus at {url} did not answer within {seconds} s")]
+    Timeout { url: String, seconds: u64 },
+    #[error("Prometheus at {url} is unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("Prometheus at {url}: {reason}")]
+    Transport { url: String, reason: String },
+    #[error(
+        "Prometheus at {url} answered HTTP {status} with something that is not its API's JSON: {body}"
+    )]
+    NotItsApi {
+        url: String,
+        status: reqwest::StatusCode,
+        body: String,
+    },
+    #[error("Prometheus refused the query ({kind}): {error}")]
+    Refused { kind: String, error: String },
+    #[error("Prometheus answered success without data")]
+    NoData,
+    #[error("expected an instant vector, Prometheus answered a {0}")]
+    NotAVector(String),
+}
+
 impl Prometheus {
     /// None when no URL is configured.
     pub fn from_settings(s: &PrometheusSettings) -> Option<Prometheus> {
@@ -81,55 +107,53 @@ impl Prometheus {
     }
 
     /// One instant query; the error says what went wrong in words a responder can act on.
-    pub async fn query(&self, promql: &str) -> Result<Vec<Sample>, String> {
+    pub async fn query(&self, promql: &str) -> Result<Vec<Sample>, PromError> {
         let timeout = format!("{}s", self.settings.timeout_s);
+        let url = self.url().to_string();
         let mut req = self
             .http
-            .get(format!("{}/api/v1/query", self.url()))
+            .get(format!("{url}/api/v1/query"))
             .query(&[("query", promql), ("timeout", timeout.as_str())]);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
         }
         let resp = req.send().await.map_err(|e| {
             if e.is_timeout() {
-                format!(
-                    "Prometheus at {} did not answer within {} s",
-                    self.url(),
-                    self.settings.timeout_s
-                )
+                PromError::Timeout {
+                    url: url.clone(),
+                    seconds: self.settings.timeout_s,
+                }
             } else if e.is_connect() {
-                format!("Prometheus at {} is unreachable: {e}", self.url())
+                PromError::Unreachable {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                }
             } else {
-                format!("Prometheus at {}: {e}", self.url())
+                PromError::Transport {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                }
             }
         })?;
         let status = resp.status();
-        let body = resp
-            .text()
-            .await
-            .map_err(|e| format!("Prometheus at {}: reading the answer: {e}", self.url()))?;
-        let reply: Reply = serde_json::from_str(&body).map_err(|_| {
-            let short: String = body.chars().take(200).collect();
-            format!(
-                "Prometheus at {} answered HTTP {status} with something that is not its API's JSON: {short}",
-                self.url()
-            )
+        let body = resp.text().await.map_err(|e| PromError::Transport {
+            url: url.clone(),
+            reason: format!("reading the answer: {e}"),
+        })?;
+        let reply: Reply = serde_json::from_str(&body).map_err(|_| PromError::NotItsApi {
+            url: url.clone(),
+            status,
+            body: body.chars().take(200).collect(),
         })?;
         if reply.status != "success" {
-            return Err(format!(
-                "Prometheus refused the query ({}): {}",
-                reply.error_type.unwrap_or_default(),
-                reply.error.unwrap_or_default()
-            ));
+            return Err(PromError::Refused {
+                kind: reply.error_type.unwrap_or_default(),
+                error: reply.error.unwrap_or_default(),
+            });
         }
-        let data = reply
-            .data
-            .ok_or_else(|| "Prometheus answered success without data".to_string())?;
+        let data = reply.data.ok_or(PromError::NoData)?;
         if data.result_type != "vector" {
-            return Err(format!(
-                "expected an instant vector, Prometheus answered a {}",
-                data.result_type
-            ));
+            return Err(PromError::NotAVector(data.result_type));
         }
         Ok(data
             .result
@@ -150,7 +174,7 @@ impl Prometheus {
     }
 
     /// Every expression, bounded in series, queried at once; the answers in the same order.
-    pub async fn query_all(&self, exprs: &[String]) -> Vec<Result<Vec<Sample>, String>> {
+    pub async fn query_all(&self, exprs: &[String]) -> Vec<Result<Vec<Sample>, PromError>> {
         futures::future::join_all(
             exprs
                 .iter()

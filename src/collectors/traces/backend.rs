@@ -29,6 +29,43 @@ pub struct Backend {
     timeout_s: u64,
 }
 
+/// Why the team's trace backend gave no traces.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("{who} did not answer {path} within {seconds} s")]
+    Timeout {
+        who: String,
+        path: String,
+        seconds: u64,
+    },
+    #[error("{who} is unreachable: {reason}")]
+    Unreachable { who: String, reason: String },
+    #[error("{who}: {path}: {reason}")]
+    Transport {
+        who: String,
+        path: String,
+        reason: String,
+    },
+    #[error("{who} answered {path} with HTTP {status}: {body}")]
+    Status {
+        who: String,
+        path: String,
+        status: reqwest::StatusCode,
+        body: String,
+    },
+    #[error("{who} sent {path} as something other than JSON: {reason}")]
+    NotJson {
+        who: String,
+        path: String,
+        reason: String,
+    },
+    /// A trace the backend sent that is not a trace as its API defines it.
+    #[error("{0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Decode(#[from] otlp::DecodeError),
+}
+
 impl Backend {
     /// None for the embedded store.
     pub fn from_settings(s: &TraceSettings) -> Option<Backend> {
@@ -59,7 +96,7 @@ impl Backend {
         }
     }
 
-    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, String> {
+    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, BackendError> {
         let mut req = self
             .http
             .get(format!("{}{path}", self.url))
@@ -69,30 +106,50 @@ impl Backend {
             req = req.bearer_auth(t);
         }
         let who = format!("{} at {}", self.name(), self.url);
+        let path_s = path.to_string();
         let resp = req.send().await.map_err(|e| {
             if e.is_timeout() {
-                format!("{who} did not answer {path} within {} s", self.timeout_s)
+                BackendError::Timeout {
+                    who: who.clone(),
+                    path: path_s.clone(),
+                    seconds: self.timeout_s,
+                }
             } else if e.is_connect() {
-                format!("{who} is unreachable: {e}")
+                BackendError::Unreachable {
+                    who: who.clone(),
+                    reason: e.to_string(),
+                }
             } else {
-                format!("{who}: {path}: {e}")
+                BackendError::Transport {
+                    who: who.clone(),
+                    path: path_s.clone(),
+                    reason: e.to_string(),
+                }
             }
         })?;
         let status = resp.status();
-        let body = resp
-            .text()
-            .await
-            .map_err(|e| format!("{who}: reading {path}: {e}"))?;
+        let body = resp.text().await.map_err(|e| BackendError::Transport {
+            who: who.clone(),
+            path: format!("reading {path}"),
+            reason: e.to_string(),
+        })?;
         if !status.is_success() {
-            let short: String = body.chars().take(200).collect();
-            return Err(format!("{who} answered {path} with HTTP {status}: {short}"));
+            return Err(BackendError::Status {
+                who,
+                path: path_s,
+                status,
+                body: body.chars().take(200).collect(),
+            });
         }
-        serde_json::from_str(&body)
-            .map_err(|e| format!("{who} sent {path} as something other than JSON: {e}"))
+        serde_json::from_str(&body).map_err(|e| BackendError::NotJson {
+            who,
+            path: path_s,
+            reason: e.to_string(),
+        })
     }
 
     /// The spans of the traces in `[from_ns, to_ns)`, in a fresh store.
-    pub async fn fetch(&self, from_ns: u64, to_ns: u64) -> Result<Arc<SpanStore>, String> {
+    pub async fn fetch(&self, from_ns: u64, to_ns: u64) -> Result<Arc<SpanStore>, BackendError> {
         let window_s = (to_ns.saturating_sub(from_ns) / 1_000_000_000).max(1) + 60;
         let store = Arc::new(SpanStore::new(128 << 20, window_s));
         match self.kind {
@@ -102,7 +159,12 @@ impl Backend {
         Ok(store)
     }
 
-    async fn fetch_tempo(&self, from_ns: u64, to_ns: u64, store: &SpanStore) -> Result<(), String> {
+    async fn fetch_tempo(
+        &self,
+        from_ns: u64,
+        to_ns: u64,
+        store: &SpanStore,
+    ) -> Result<(), BackendError> {
         let found = self
             .get(
                 "/api/search",
@@ -122,7 +184,7 @@ impl Backend {
                     .collect()
             })
             .unwrap_or_default();
-        let traces: Vec<Result<Value, String>> = futures::stream::iter(ids)
+        let traces: Vec<Result<Value, BackendError>> = futures::stream::iter(ids)
             .map(|id| async move { self.get(&format!("/api/traces/{id}"), &[]).await })
             .buffer_unordered(8)
             .collect()
@@ -152,7 +214,7 @@ impl Backend {
         from_ns: u64,
         to_ns: u64,
         store: &SpanStore,
-    ) -> Result<(), String> {
+    ) -> Result<(), BackendError> {
         let services: Vec<String> = self.get("/api/services", &[]).await?["data"]
             .as_array()
             .map(|a| {
@@ -164,7 +226,7 @@ impl Backend {
             })
             .unwrap_or_default();
         let per = (self.max_traces / services.len().max(1)).max(1);
-        let answers: Vec<Result<Value, String>> = futures::stream::iter(services)
+        let answers: Vec<Result<Value, BackendError>> = futures::stream::iter(services)
             .map(|svc| async move {
                 self.get(
                     "/api/traces",
@@ -221,13 +283,13 @@ fn id_hex(s: &str, bytes: usize) -> Option<String> {
 /// Tempo's trace-by-id answer as an OTLP export request.
 fn tempo_to_otlp(
     v: &Value,
-) -> Result<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest, String> {
+) -> Result<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest, BackendError> {
     // v1: {"batches": [...]}; v2: {"trace": {"resourceSpans": [...]}}.
     let mut rs = ["/batches", "/trace/resourceSpans", "/resourceSpans"]
         .iter()
         .find_map(|p| v.pointer(p))
         .cloned()
-        .ok_or("a Tempo trace without batches")?;
+        .ok_or_else(|| BackendError::Malformed("a Tempo trace without batches".into()))?;
     for b in rs.as_array_mut().into_iter().flatten() {
         if let Some(obj) = b.as_object_mut()
             && let Some(old) = obj.remove("instrumentationLibrarySpans")
@@ -239,7 +301,9 @@ fn tempo_to_otlp(
                 for (k, n) in [("traceId", 16), ("spanId", 8), ("parentSpanId", 8)] {
                     if let Some(id) = sp[k].as_str().filter(|s| !s.is_empty()) {
                         let h = id_hex(id, n).ok_or_else(|| {
-                            format!("a span's {k} {id:?} is neither hex nor base64 of {n} bytes")
+                            BackendError::Malformed(format!(
+                                "a span's {k} {id:?} is neither hex nor base64 of {n} bytes"
+                            ))
                         })?;
                         sp[k] = Value::String(h);
                     }
@@ -268,7 +332,10 @@ fn tempo_to_otlp(
         }
     }
     let body = serde_json::json!({ "resourceSpans": rs });
-    otlp::decode(otlp::Format::Json, body.to_string().as_bytes())
+    Ok(otlp::decode(
+        otlp::Format::Json,
+        body.to_string().as_bytes(),
+    )?)
 }
 
 /// One Jaeger span, owned, until it is inserted.

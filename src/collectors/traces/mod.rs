@@ -58,7 +58,7 @@ impl Traces {
             return b
                 .fetch(from.saturating_sub(to.saturating_sub(from)), to)
                 .await
-                .map_err(fail);
+                .map_err(|e| fail(e.to_string()));
         }
         self.store.clone().ok_or_else(|| {
             fail("no span store here: traces are received by `oncall serve`, or set [traces] backend".into())

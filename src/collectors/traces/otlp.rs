@@ -42,15 +42,21 @@ impl Format {
     }
 }
 
+/// A request body that is not an OTLP export request.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("the body is not a valid OTLP protobuf ExportTraceServiceRequest: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    #[error("the body is not valid OTLP/JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
 /// Decodes a request body.
-pub fn decode(format: Format, body: &[u8]) -> Result<ExportTraceServiceRequest, String> {
-    match format {
-        Format::Protobuf => ExportTraceServiceRequest::decode(body).map_err(|e| {
-            format!("the body is not a valid OTLP protobuf ExportTraceServiceRequest: {e}")
-        }),
-        Format::Json => serde_json::from_slice(body)
-            .map_err(|e| format!("the body is not valid OTLP/JSON: {e}")),
-    }
+pub fn decode(format: Format, body: &[u8]) -> Result<ExportTraceServiceRequest, DecodeError> {
+    Ok(match format {
+        Format::Protobuf => ExportTraceServiceRequest::decode(body)?,
+        Format::Json => serde_json::from_slice(body)?,
+    })
 }
 
 fn str_attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
@@ -260,6 +266,7 @@ mod tests {
         assert!(
             decode(Format::Protobuf, &body[..body.len() - 3])
                 .unwrap_err()
+                .to_string()
                 .contains("not a valid OTLP protobuf")
         );
     }

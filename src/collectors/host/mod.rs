@@ -24,234 +24,19 @@ pub mod process;
 pub mod signal;
 pub mod sockets;
 
-use crate::config::{Config, HostSettings, Thresholds};
-use crate::tool::{RiskClass, Tool, ToolError, in_range};
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+mod counters;
+mod use_snapshot;
+
+use crate::config::{HostSettings, Thresholds};
+use chrono::Utc;
+use counters::{Proc, pair, read_counters};
 use signal::{ResourceReport, Status, Unreadable};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use process::{ProcessInfo, ProcessReport};
-
-/// The evidence of one host snapshot.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UseSnapshot {
-    pub host: String,
-    pub taken_at: DateTime<Utc>,
-    /// The one window over which every rate was measured, in ms (measured, not requested).
-    pub window_ms: u64,
-    pub cores: usize,
-    /// One line per signal that is not normal, worst first. Empty means every resource was normal.
-    pub abnormal: Vec<String>,
-    /// USE view per resource; normal resources are listed too (what was looked at).
-    pub resources: Vec<ResourceReport>,
-    pub processes: ProcessReport,
-    /// Per-socket TCP view: the peers (or local service ports) whose connections retransmit,
-    /// judged on their lifetime counters, worst first. Empty when none looks lossy.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub lossy_peers: Vec<sockets::LossyPeer>,
-    /// Signals that could not be read, and why.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unreadable: Vec<Unreadable>,
-}
-
-impl UseSnapshot {
-    /// A resource by name (`cpu`, `memory`, `fs:/`, ...).
-    pub fn resource(&self, name: &str) -> Option<&ResourceReport> {
-        self.resources.iter().find(|r| r.resource == name)
-    }
-
-    /// Resources whose name starts with a prefix (`disk:`, `fs:`, `net:`).
-    pub fn resources_of<'a>(
-        &'a self,
-        prefix: &'a str,
-    ) -> impl Iterator<Item = &'a ResourceReport> + 'a {
-        self.resources
-            .iter()
-            .filter(move |r| r.resource.starts_with(prefix))
-    }
-}
-
-/// Arguments of `host.use_snapshot`.
-#[derive(Debug, Default, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SnapshotArgs {
-    /// Sampling window in milliseconds, 100 to 1000. Every rate and utilization is measured over
-    /// this one window. Omit it to use the configured window (1000 ms by default).
-    #[serde(default)]
-    pub window_ms: Option<u64>,
-    /// How many processes to list by CPU, by memory and by open files, 1 to 50. Omit for the
-    /// configured number (5 by default).
-    #[serde(default)]
-    pub top: Option<usize>,
-}
-
-/// `host.use_snapshot`: the all-in-one USE snapshot of this host.
-pub struct HostUseSnapshot {
-    config: Arc<Config>,
-    /// A snapshot with the configured defaults started ahead of the call, and when.
-    prefetched: std::sync::Mutex<Option<(Instant, std::thread::JoinHandle<UseSnapshot>)>>,
-}
-
-/// A prefetched snapshot older than this is not used: the call measures afresh.
-const PREFETCH_FRESH: Duration = Duration::from_secs(10);
-
-impl HostUseSnapshot {
-    pub fn new(config: Arc<Config>) -> Self {
-        HostUseSnapshot {
-            config,
-            prefetched: std::sync::Mutex::new(None),
-        }
-    }
-
-    fn take_default(config: &Config) -> UseSnapshot {
-        take(
-            &config.host,
-            &config.thresholds,
-            Duration::from_millis(config.host.window_ms),
-            config.host.top_processes,
-        )
-    }
-}
-
-#[async_trait]
-impl Tool for HostUseSnapshot {
-    const NAME: &'static str = "host.use_snapshot";
-    const DESCRIPTION: &'static str = "USE method snapshot of this host over one sampling window (<= 1 s): utilization, saturation and errors for CPU, memory, each disk, filesystem, network interface, TCP and file descriptors, plus PSI, tasks in D state, the top processes by CPU, memory growth, disk I/O and open files, the same totals per program (a pool of workers is one program, named by its executable or the script, jar or main class it runs; a growing program with its nearest memory limit), and the TCP connections that retransmit (peer, port, process, over the sockets' lifetimes). Start every host investigation with it.";
-    const RISK: RiskClass = RiskClass::Read;
-    type Args = SnapshotArgs;
-    type Output = UseSnapshot;
-
-    fn prefetch(&self) {
-        let config = self.config.clone();
-        let handle = std::thread::Builder::new()
-            .name("oncall-prefetch".into())
-            .spawn(move || HostUseSnapshot::take_default(&config));
-        if let (Ok(h), Ok(mut slot)) = (handle, self.prefetched.lock()) {
-            *slot = Some((Instant::now(), h));
-        }
-    }
-
-    async fn call(&self, args: SnapshotArgs) -> Result<UseSnapshot, ToolError> {
-        // A snapshot prefetched with the defaults serves a call with the defaults, once.
-        let ready = if args.window_ms.is_none() && args.top.is_none() {
-            self.prefetched
-                .lock()
-                .ok()
-                .and_then(|mut slot| slot.take())
-                .filter(|(at, _)| at.elapsed() < PREFETCH_FRESH)
-        } else {
-            None
-        };
-        if let Some((_, handle)) = ready
-            && let Ok(Ok(snap)) = tokio::task::spawn_blocking(move || handle.join()).await
-        {
-            return Ok(snap);
-        }
-        let window_ms = in_range(
-            Self::NAME,
-            "window_ms",
-            args.window_ms.unwrap_or(self.config.host.window_ms),
-            100..=1000,
-        )?;
-        let top = in_range(
-            Self::NAME,
-            "top",
-            args.top.unwrap_or(self.config.host.top_processes),
-            1..=50,
-        )?;
-        let config = self.config.clone();
-        tokio::task::spawn_blocking(move || {
-            take(
-                &config.host,
-                &config.thresholds,
-                Duration::from_millis(window_ms),
-                top,
-            )
-        })
-        .await
-        .map_err(|e| ToolError::Failed {
-            tool: Self::NAME.into(),
-            message: format!("the sampling thread died: {e}"),
-        })
-    }
-}
-
-/// Reads files under a /proc root, turning failures into [`Unreadable`] entries.
-struct Proc<'a> {
-    root: &'a Path,
-}
-
-impl Proc<'_> {
-    fn path(&self, rel: &str) -> PathBuf {
-        self.root.join(rel)
-    }
-
-    fn display(&self, rel: &str) -> String {
-        self.path(rel).display().to_string()
-    }
-
-    fn read(&self, rel: &str) -> Result<String, String> {
-        std::fs::read_to_string(self.path(rel)).map_err(|e| format!("cannot read: {e}"))
-    }
-
-    /// Reads and parses; on failure records why and returns None.
-    fn parse<T>(
-        &self,
-        rel: &str,
-        signal: &str,
-        f: impl Fn(&str) -> Result<T, String>,
-        un: &mut Vec<Unreadable>,
-    ) -> Option<T> {
-        match self.read(rel).and_then(|t| f(&t)) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                un.push(Unreadable::new(signal, &self.display(rel), e));
-                None
-            }
-        }
-    }
-}
-
-/// The counters read at each end of the window.
-struct Counters {
-    stat: Option<cpu::Stat>,
-    vmstat: Option<memory::VmStat>,
-    diskstats: Option<HashMap<String, disk::DiskCounters>>,
-    netdev: Option<HashMap<String, network::IfCounters>>,
-    tcp: Option<HashMap<String, i64>>,
-    psi: [Option<pressure::Psi>; 3],
-}
-
-const PSI_FILES: [&str; 3] = ["pressure/cpu", "pressure/memory", "pressure/io"];
-
-fn read_counters(p: &Proc<'_>, un: &mut Vec<Unreadable>) -> Counters {
-    let tcp = p
-        .parse("net/snmp", "tcp", network::parse_pairs, un)
-        .map(|mut snmp| {
-            if let Some(ext) = p.parse("net/netstat", "tcp.ext", network::parse_pairs, un) {
-                snmp.extend(ext);
-            }
-            snmp
-        });
-    Counters {
-        stat: p.parse("stat", "cpu", cpu::parse_stat, un),
-        vmstat: p.parse("vmstat", "memory.paging", memory::parse_vmstat, un),
-        diskstats: p.parse("diskstats", "disk", disk::parse_diskstats, un),
-        netdev: p.parse("net/dev", "net", network::parse_net_dev, un),
-        tcp,
-        psi: PSI_FILES.map(|f| p.parse(f, f, pressure::parse, un)),
-    }
-}
-
-fn pair<T: Clone>(a: &Option<T>, b: &Option<T>) -> Option<(T, T)> {
-    Some((a.clone()?, b.clone()?))
-}
+pub use use_snapshot::{HostUseSnapshot, SnapshotArgs, UseSnapshot};
 
 /// Takes one snapshot (blocking for the window). Never fails: what cannot be read is listed.
 pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usize) -> UseSnapshot {
@@ -603,6 +388,7 @@ pub fn take(settings: &HostSettings, th: &Thresholds, window: Duration, top: usi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     #[test]
     fn snapshot_of_this_host_reads_every_room() {

@@ -142,6 +142,40 @@ pub async fn investigate(
     standby: &dyn ChatModel,
     events: &dyn EventSink,
 ) -> Result<Investigation, AgentError> {
+    use tracing::Instrument;
+    use tracing::field::Empty;
+    // One span per investigation: its model and tool calls are its children. Names and numbers
+    // only: the report stays out of it.
+    let span = tracing::info_span!(
+        "investigation",
+        reasoner = %model.name(),
+        steps = Empty,
+        tools = Empty,
+        prompt_tokens = Empty,
+        completion_tokens = Empty,
+        abstained = Empty,
+    );
+    let out = investigate_in_span(report, registry, config, model, standby, events)
+        .instrument(span.clone())
+        .await;
+    if let Ok(inv) = &out {
+        span.record("steps", inv.steps);
+        span.record("tools", inv.tool_calls.len());
+        span.record("prompt_tokens", inv.tokens.prompt_tokens);
+        span.record("completion_tokens", inv.tokens.completion_tokens);
+        span.record("abstained", inv.abstained);
+    }
+    out
+}
+
+async fn investigate_in_span(
+    report: &str,
+    registry: &Registry,
+    config: &Config,
+    model: &dyn ChatModel,
+    standby: &dyn ChatModel,
+    events: &dyn EventSink,
+) -> Result<Investigation, AgentError> {
     // The report is redacted once, here: the answer, the debug log, every event and every prompt
     // only ever hold the redacted text.
     let redacted = crate::redact::redact(report.trim());

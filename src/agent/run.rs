@@ -9,6 +9,7 @@ use crate::llm::retry::{RetryPolicy, retry};
 use crate::llm::tokens::{CountedBy, StepTokens};
 use crate::llm::{ChatModel, ChatRequest, LlmError, Message, ToolDef};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 impl Run<'_> {
     pub(super) fn notice(&mut self, message: String) {
@@ -123,7 +124,24 @@ impl Run<'_> {
                     && !(client_retries
                         && matches!(e, LlmError::Server { .. } | LlmError::RateLimited(_)))
             };
-            let r = retry(policy, transient, || model.complete(&req)).await;
+            // One span per model turn (its retries inside): the model, the step, the tokens.
+            let span = tracing::info_span!(
+                "model_call",
+                model = %model.name(),
+                step,
+                ok = tracing::field::Empty,
+                failures = tracing::field::Empty,
+                prompt_tokens = tracing::field::Empty,
+                completion_tokens = tracing::field::Empty,
+                tool_calls = tracing::field::Empty,
+                ms = tracing::field::Empty,
+            );
+            let r = retry(policy, transient, || model.complete(&req))
+                .instrument(span.clone())
+                .await;
+            span.record("ok", r.result.is_ok());
+            span.record("failures", r.failures.len());
+            span.record("ms", started.elapsed().as_millis() as u64);
             for f in &r.failures {
                 self.notice(format!("model step {step} failed: {f}"));
             }
@@ -153,6 +171,9 @@ impl Run<'_> {
                 },
             };
             self.tokens.add(st, l);
+            span.record("prompt_tokens", st.prompt_tokens);
+            span.record("completion_tokens", st.completion_tokens);
+            span.record("tool_calls", reply.tool_calls.len());
             self.events.emit(&Event::ModelStep {
                 step,
                 prompt_tokens: st.prompt_tokens,

@@ -56,7 +56,6 @@ struct VectorItem {
     value: (f64, String),
 }
 
-
 /// Why a query gave no samples, in words a responder can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum PromError {

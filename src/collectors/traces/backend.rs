@@ -283,7 +283,8 @@ fn id_hex(s: &str, bytes: usize) -> Option<String> {
 /// Tempo's trace-by-id answer as an OTLP export request.
 fn tempo_to_otlp(
     v: &Value,
-) -> Result<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest, BackendError> {
+) -> Result<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest, BackendError>
+{
     // v1: {"batches": [...]}; v2: {"trace": {"resourceSpans": [...]}}.
     let mut rs = ["/batches", "/trace/resourceSpans", "/resourceSpans"]
         .iter()

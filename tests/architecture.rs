@@ -201,7 +201,6 @@ const STILL_TOO_LONG: &[&str] = &[
     "collectors/host/sockets.rs",
     "collectors/postgres/explain.rs",
     "collectors/postgres/mod.rs",
-    "desk/mod.rs",
     "incidents/mod.rs",
     "incidents/postgres.rs",
     "incidents/sqlite.rs",

@@ -204,7 +204,6 @@ const STILL_TOO_LONG: &[&str] = &[
     "incidents/postgres.rs",
     "incidents/sqlite.rs",
     "ops/backup.rs",
-    "policy/audit.rs",
     "reasoner/host.rs",
     "reasoner/mod.rs",
     "redact.rs",

@@ -192,15 +192,8 @@ fn the_layers_hold() {
 /// 20). This list may only shrink: a file not on it that grows past 500 lines fails, and so does
 /// a file on it that has been split (remove it from the list then).
 const STILL_TOO_LONG: &[&str] = &[
-    "actions/declarative.rs",
-    "bin/oncall-fault.rs",
-    "config/mod.rs",
-    "desk/mod.rs",
     "incidents/postgres.rs",
     "incidents/sqlite.rs",
-    "ops/backup.rs",
-    "policy/audit.rs",
-    "redact.rs",
     "server/api.rs",
     "server/mod.rs",
     "server/runner.rs",

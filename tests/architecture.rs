@@ -214,7 +214,6 @@ const STILL_TOO_LONG: &[&str] = &[
     "server/api.rs",
     "server/mod.rs",
     "server/runner.rs",
-    "server/slack.rs",
     "server/slack_bridge.rs",
 ];
 

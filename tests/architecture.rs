@@ -213,7 +213,6 @@ const STILL_TOO_LONG: &[&str] = &[
     "redact.rs",
     "server/api.rs",
     "server/mod.rs",
-    "server/runner.rs",
     "server/slack_bridge.rs",
 ];
 

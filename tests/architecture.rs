@@ -205,7 +205,6 @@ const STILL_TOO_LONG: &[&str] = &[
     "desk/mod.rs",
     "incidents/mod.rs",
     "incidents/postgres.rs",
-    "incidents/sqlite.rs",
     "ops/backup.rs",
     "policy/audit.rs",
     "reasoner/host.rs",

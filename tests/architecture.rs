@@ -211,11 +211,8 @@ const STILL_TOO_LONG: &[&str] = &[
     "reasoner/host.rs",
     "reasoner/mod.rs",
     "redact.rs",
-    "server/api.rs",
-    "server/mod.rs",
     "server/runner.rs",
     "server/slack.rs",
-    "server/slack_bridge.rs",
 ];
 
 #[test]
@@ -252,8 +249,9 @@ fn source_files_stay_under_500_lines_before_their_tests() {
 }
 
 /// The incident flow writes events and knows none of their readers: Slack and the web page
-/// subscribe to the bus (`server::bus`) like any client. Only the Slack modules, the bus's
-/// subscribers and the state that holds the bridge may name Slack.
+/// subscribe to the bus (`server::bus`) like any client. Only the Slack modules (`slack*.rs`:
+/// the bridge, its routes, the client), the module root and the state that holds the bridge and
+/// subscribes it (`state.rs`) may name Slack; the runner and the API handlers never do.
 #[test]
 fn the_incident_flow_knows_nothing_about_slack() {
     let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/server");
@@ -262,7 +260,7 @@ fn the_incident_flow_knows_nothing_about_slack() {
     let mut knows = vec![];
     for p in &files {
         let name = p.strip_prefix(&server).unwrap_or(p).display().to_string();
-        if name.starts_with("slack") || name == "mod.rs" {
+        if name.starts_with("slack") || name == "mod.rs" || name == "state.rs" {
             continue;
         }
         let code = code(p);
@@ -272,5 +270,5 @@ fn the_incident_flow_knows_nothing_about_slack() {
     }
     assert!(knows.is_empty(), "these know about Slack: {knows:?}");
     // The check sees a call into the bridge when there is one.
-    assert!(code(&server.join("mod.rs")).contains("slack_bridge::follow"));
+    assert!(code(&server.join("state.rs")).contains("slack_bridge::follow"));
 }

@@ -5,7 +5,9 @@
 //! - the final answer's next steps are commands with copy buttons, under the confirmed
 //!   hypothesis, and the debug log shows no raw JSON object;
 //! - a link to an incident that does not exist shows "No such incident" with the list of
-//!   incidents, and no error banner.
+//!   incidents, and no error banner;
+//! - the API's page (`/api/v1/docs`), given the document the server serves, shows every
+//!   operation under its tag, with its role and its schemas' references followed.
 //!
 //! The full flow against a live server (sign in, approve, post-mortem) is tests/web_e2e.rs.
 
@@ -64,6 +66,16 @@ fn harness(page: &str, not_found: &str) -> String {
 
 /// The DOM after the page's script ran, opened at `#fragment`.
 fn dom(file: &Path, fragment: &str) -> String {
+    let (dom, stderr) = chromium_dom(file, fragment);
+    assert!(
+        dom.contains("data-testid=\"board\""),
+        "no page from chromium: {stderr}"
+    );
+    dom
+}
+
+/// What headless Chromium dumps of `file` once its scripts ran, and what it said on stderr.
+fn chromium_dom(file: &Path, fragment: &str) -> (String, String) {
     assert!(
         Path::new(CHROMIUM).exists(),
         "Chromium is not installed: run scripts/setup-test-deps.sh"
@@ -83,13 +95,10 @@ fn dom(file: &Path, fragment: &str) -> String {
         ])
         .output()
         .expect("run chromium");
-    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        dom.contains("data-testid=\"board\""),
-        "no page from chromium: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dom
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The opening tag of the element with this id.
@@ -205,5 +214,100 @@ async fn a_mistyped_incident_link_shows_no_such_incident_with_the_list() {
             tag(&dom, "error").contains("hidden"),
             "#{fragment}: an error banner"
         );
+    }
+}
+
+/// The API's page over the document the real server serves (its `fetch` answered with it): every
+/// operation is shown under its tag with its method, path and role, and the schemas of its
+/// answers are shown with their `$ref`s followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_page_shows_every_operation_of_the_served_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Serve::start(&dir.path().join("data"), &[])
+        .await
+        .expect("oncall serve");
+    let page = reqwest::get(format!("{}/api/v1/docs", srv.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (s, doc) = srv.get("/api/v1/openapi.json").await;
+    assert_eq!(s, 200, "{doc}");
+    let stub = r#"(function () {
+  sessionStorage.setItem('oncall.token', 'harness-token');
+  window.fetch = (url, init) => {
+    const auth = init && init.headers && init.headers.Authorization;
+    const ok = String(url) === '/api/v1/openapi.json' && auth === 'Bearer harness-token';
+    const body = ok ? JSON.stringify(window.__DOC) : '{"error": "the harness does not know ' + url + '"}';
+    return Promise.resolve({ ok, status: ok ? 200 : 404, text: () => Promise.resolve(body) });
+  };
+  URL.createObjectURL = () => 'blob:harness';
+})();"#;
+    let at = page
+        .find("<script>\n'use strict';")
+        .expect("the page's script");
+    let html = format!(
+        "{}<script>window.__DOC = {doc};\n{stub}</script>\n{}",
+        &page[..at],
+        &page[at..]
+    );
+    let file = dir.path().join("docs.html");
+    std::fs::write(&file, html).unwrap();
+    let (dom, stderr) = chromium_dom(&file, "");
+    assert!(dom.contains("id=\"operations\""), "no page: {stderr}");
+    assert!(
+        tag(&dom, "docs-error").contains("hidden"),
+        "an error banner"
+    );
+    assert!(
+        tag(&dom, "token-form").contains("hidden"),
+        "asked for a token"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    let mut n = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let Some(id) = op["operationId"].as_str() else {
+                continue;
+            };
+            n += 1;
+            let role = op["x-required-role"].as_str().unwrap();
+            let tag_name = op["tags"][0].as_str().unwrap();
+            let opening = format!(
+                "data-testid=\"operation\" data-operation-id=\"{id}\" data-method=\"{}\" data-path=\"{path}\" data-role=\"{role}\"",
+                method.to_uppercase()
+            );
+            let at = dom.find(&opening).unwrap_or_else(|| {
+                panic!("{} {path} ({id}) is not on the page", method.to_uppercase())
+            });
+            let section = dom[..at]
+                .rfind("data-testid=\"tag\"")
+                .expect("in a tag section");
+            assert!(
+                dom[section..at]
+                    .starts_with(&format!("data-testid=\"tag\" data-tag=\"{tag_name}\"")),
+                "{id} is not under its tag {tag_name}"
+            );
+        }
+    }
+    assert!(n >= 25, "{n} operations");
+    // showIncident's answer: IncidentDetail, its events (Event, then EventKind's names) and the
+    // approvals' state, each reference followed.
+    let at = dom.find("data-operation-id=\"showIncident\"").unwrap();
+    let op = &dom[at..];
+    let op = &op[..op.find("data-testid=\"operation\"").unwrap_or(op.len())];
+    for shown in [
+        "IncidentDetail",
+        "Incident",
+        "Event",
+        "ApprovalState",
+        "investigation_finished",
+        "401",
+        "403",
+        "429",
+        "503",
+    ] {
+        assert!(op.contains(shown), "showIncident does not show {shown}");
     }
 }

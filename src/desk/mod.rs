@@ -39,6 +39,8 @@ use std::sync::{Arc, Mutex};
 /// Where a request stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
+#[derive(utoipa::ToSchema)]
+#[schema(as = ApprovalState)]
 pub enum State {
     Pending,
     Approved {

@@ -7,11 +7,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
 macro_rules! kinds {
-    ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
+    ($($(#[doc = $doc:literal])* $variant:ident = $name:literal [$($field:ident),*],)*) => {
         /// What an incident event records.
         #[derive(Debug, Clone, PartialEq, Eq, Hash)]
         pub enum EventKind {
-            $($(#[$doc])* $variant,)*
+            $($(#[doc = $doc])* $variant,)*
             /// A kind this version does not know (written by a newer replica sharing the
             /// store); kept as written and shown as it is.
             Other(String),
@@ -36,53 +36,73 @@ macro_rules! kinds {
                     other => EventKind::Other(other.to_string()),
                 }
             }
+
+            /// What the kind records, in words (its doc comment).
+            pub fn meaning(&self) -> &'static str {
+                match self {
+                    $(EventKind::$variant => concat!($($doc),*).trim_ascii(),)*
+                    EventKind::Other(_) => "a kind this version does not know",
+                }
+            }
+
+            /// The fields of an event's `data` for this kind.
+            pub fn data_fields(&self) -> &'static [&'static str] {
+                match self {
+                    $(EventKind::$variant => &[$(stringify!($field)),*],)*
+                    EventKind::Other(_) => &[],
+                }
+            }
         }
     };
 }
 
 kinds! {
-    /// The report that opened the incident (`text`).
-    Report = "report",
-    /// A person's follow-up (`text`); it starts a new round of investigation.
-    Message = "message",
-    /// Something a responder should know: a retry, a fallback, a refusal (`message`).
-    Notice = "notice",
-    /// The incident's status moved (`status`, `severity`).
-    StatusChanged = "status_changed",
-    /// oncall stopped in the middle of an investigation.
-    Interrupted = "interrupted",
-    /// A round of investigation began (`round`, `reasoner`).
-    InvestigationStarted = "investigation_started",
-    /// A round ended with its answer (`conclusion`, `triage`, `hypotheses`, `next_steps`, ...).
-    InvestigationFinished = "investigation_finished",
-    /// The model (or the offline reasoner) finished one step (`tokens`, `ms`).
-    ModelStep = "model_step",
-    /// A tool was called (`call`, `tool`, `args`).
-    ToolCalled = "tool_called",
-    /// A tool answered (`call`, `tool`, `ok`, `ms`, `summary`).
-    ToolAnswered = "tool_answered",
+    /// The report that opened the incident.
+    Report = "report" [text],
+    /// A person's follow-up; it starts a new round of investigation.
+    Message = "message" [text],
+    /// Something a responder should know: a retry, a fallback, a refusal.
+    Notice = "notice" [message],
+    /// The incident's status moved.
+    StatusChanged = "status_changed" [status],
+    /// oncall stopped in the middle of an investigation (`owner`: the replica that ran it).
+    Interrupted = "interrupted" [reason, by, owner],
+    /// A round of investigation began.
+    InvestigationStarted = "investigation_started" [round, reasoner],
+    /// A round ended with its answer (`severity` is the triage's; `abstained`: no hypothesis
+    /// reached the confidence threshold).
+    InvestigationFinished = "investigation_finished" [round, reasoner, conclusion, severity, triage,
+        hypotheses, abstained, stabilize, next_steps, debug_log, answer, notices, tokens],
+    /// The model (or the offline reasoner) finished one step.
+    ModelStep = "model_step" [step, prompt_tokens, completion_tokens, tool_calls, ms],
+    /// A tool was called.
+    ToolCalled = "tool_called" [call, tool, args],
+    /// A tool answered.
+    ToolAnswered = "tool_answered" [call, tool, ok, ms, summary],
     /// A hypothesis was proposed or its confidence moved with evidence.
-    HypothesisChanged = "hypothesis_changed",
-    /// A live action was requested and waits for an approver (`request`, `tool`, `args`).
-    ActionRequested = "action_requested",
-    /// An approver approved a request (`request`, `by`).
-    ActionApproved = "action_approved",
-    /// An approver denied a request (`request`, `by`, `reason`).
-    ActionDenied = "action_denied",
-    /// The requester took a request back (`request`, `by`, `reason`).
-    ActionWithdrawn = "action_withdrawn",
+    HypothesisChanged = "hypothesis_changed" [id, category, component, status, confidence, statement],
+    /// A live action was requested and waits for an approver (`plan`: its dry run).
+    ActionRequested = "action_requested" [request, tool, args, plan, why, requested_by, on_behalf_of],
+    /// An approver approved a request.
+    ActionApproved = "action_approved" [request, by],
+    /// An approver denied a request.
+    ActionDenied = "action_denied" [request, by, reason],
+    /// The requester took a request back.
+    ActionWithdrawn = "action_withdrawn" [request, tool, by, reason],
     /// An approved action is starting (written before it runs).
-    ActionExecuting = "action_executing",
-    /// An approved action returned (`ok`, `output` or `error`).
-    ActionExecuted = "action_executed",
-    /// The effect of an action, measured after it settled (`effect`).
-    ActionVerified = "action_verified",
-    /// oncall stopped between an action's start and its result: check by hand (`verify`).
-    ActionOutcomeUnknown = "action_outcome_unknown",
-    /// A post-mortem draft was written from the log (`markdown`, `brief`).
-    PostmortemDrafted = "postmortem_drafted",
-    /// The resolved incident went into incident memory (`cause` or `error`).
-    Remembered = "remembered",
+    ActionExecuting = "action_executing" [request, tool],
+    /// An approved action returned (`output` when `ok`, else `error`).
+    ActionExecuted = "action_executed" [request, tool, ok, output, error],
+    /// The effect of an action, measured after it settled.
+    ActionVerified = "action_verified" [request, tool, ok, effect],
+    /// oncall stopped between an action's start and its result: check by hand (`verify` says
+    /// what; `replica`: the replica that stopped, when another one noticed).
+    ActionOutcomeUnknown = "action_outcome_unknown" [request, tool, verify, replica],
+    /// A post-mortem draft was written from the log, with the blameless check's findings.
+    PostmortemDrafted = "postmortem_drafted" [markdown, brief, blameless_findings, written_by,
+        notes, dropped],
+    /// The resolved incident went into incident memory (`cause`, or `error` when it could not).
+    Remembered = "remembered" [cause, error, memory],
 }
 
 impl fmt::Display for EventKind {
@@ -102,6 +122,43 @@ impl<'de> Deserialize<'de> for EventKind {
         let name = String::deserialize(d)?;
         Ok(EventKind::parse(&name))
     }
+}
+
+/// The kind as the API documents it: a string, one of [`EventKind::ALL`]'s names.
+impl utoipa::PartialSchema for EventKind {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let mut description = String::from(
+            "What the event records (its `event:` name on the event stream). A replica of a \
+             newer version may write kinds not listed here.",
+        );
+        for k in EventKind::ALL {
+            description.push_str(&format!("\n- `{k}`: {}", k.meaning()));
+        }
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(EventKind::ALL.iter().map(EventKind::as_str)))
+            .description(Some(description))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EventKind {}
+
+/// The schema of an event's `data`: an object whose fields depend on the kind, each kind's
+/// fields listed in its description.
+pub fn data_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let mut description =
+        String::from("The kind's data (redacted before it is stored). Its fields, by kind:");
+    for k in EventKind::ALL {
+        let fields: Vec<String> = k.data_fields().iter().map(|f| format!("`{f}`")).collect();
+        description.push_str(&format!("\n- `{k}`: {{{}}}", fields.join(", ")));
+    }
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(description))
+        .build()
 }
 
 impl EventKind {

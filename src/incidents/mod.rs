@@ -27,9 +27,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
 
-/// Where an incident stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where an incident stands: `investigating` (a round runs), `waiting` (the investigation is
+/// done; people decide), `interrupted` (the server stopped mid-investigation: resume it),
+/// `resolved`, `closed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = IncidentStatus)]
 pub enum Status {
     /// An investigation is running.
     Investigating,
@@ -65,7 +68,7 @@ impl Status {
 }
 
 /// One incident (its summary row; the story is in its events).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Incident {
     /// `YYYY-MM-DD-NN`: the day it was opened and its number that day.
     pub id: String,
@@ -73,7 +76,7 @@ pub struct Incident {
     pub status: Status,
     /// P0-P4 once triage ran, empty before.
     pub severity: String,
-    /// `web`, `api`, `alert`, `slack`.
+    /// Where it came from: `web`, `api`, `alert`, `slack`.
     pub source: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -85,8 +88,8 @@ pub struct Incident {
     pub slack_thread: Option<String>,
 }
 
-/// One entry of an incident's log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One entry of an incident's append-only log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// 1, 2, 3, ... within the incident, without gaps.
     pub seq: i64,
@@ -94,6 +97,7 @@ pub struct Event {
     pub kind: EventKind,
     /// Who caused it: a person's name, `oncall` for the agent, `slack:U123`.
     pub actor: String,
+    #[schema(schema_with = event::data_schema)]
     pub data: Value,
 }
 

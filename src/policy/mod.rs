@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "snake_case")]
+#[derive(utoipa::ToSchema)]
 pub enum Role {
     Viewer,
     Responder,

@@ -13,7 +13,7 @@ use serde::Serialize;
 use std::sync::LazyLock;
 
 /// One place where the draft reads as blame.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Finding {
     /// 1-based line number in the checked text.
     pub line: usize,

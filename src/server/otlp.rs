@@ -34,6 +34,85 @@ fn fail(status: StatusCode, format: Option<Format>, grpc_code: i32, message: &st
     r
 }
 
+/// `google.rpc.Status` in OTLP/JSON: an export refused.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // documents what `error_body` writes
+pub(crate) struct OtlpStatus {
+    /// The gRPC status code (3 invalid argument, 8 resource exhausted, 14 unavailable).
+    code: i32,
+    message: String,
+}
+
+/// A refusal before the export is read (authentication, rate limit, overload: the JSON
+/// `Error`), or of the export itself (`OtlpStatus`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // documents the two bodies one status can carry
+pub(crate) enum OtlpRefusal {
+    Error(super::error::ErrorBody),
+    Otlp(OtlpStatus),
+}
+
+/// An `ExportTraceServiceRequest` in OTLP/JSON.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the JSON encoding of the request
+pub(crate) struct OtlpJsonRequest {
+    /// The spans, by resource and instrumentation scope.
+    #[schema(rename = "resourceSpans")]
+    resource_spans: Vec<serde_json::Value>,
+}
+
+/// An `ExportTraceServiceResponse` in OTLP/JSON.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the JSON encoding of the response
+pub(crate) struct OtlpJsonResponse {
+    /// Present when some spans were rejected: `rejectedSpans` and `errorMessage`.
+    #[schema(rename = "partialSuccess")]
+    partial_success: Option<serde_json::Value>,
+}
+
+/// OTLP/HTTP trace export
+///
+/// OpenTelemetry traces into the bounded span store, as the OTLP/HTTP specification says:
+/// protobuf or JSON `ExportTraceServiceRequest`, optionally `Content-Encoding: gzip` (the body
+/// limit applies after decompression too). Errors carry a `google.rpc.Status` in the request's
+/// encoding; 429 and 503 carry Retry-After. (401, 403 and 429 from authentication carry the
+/// JSON `Error`.)
+#[utoipa::path(
+    post,
+    path = "/v1/traces",
+    operation_id = "otlpTraces",
+    tag = "traces",
+    request_body(content(
+        (Vec<u8> = "application/x-protobuf"),
+        (OtlpJsonRequest = "application/json"),
+    ), description = "opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest"),
+    responses(
+        (status = 200, description = "Stored (a partial success names the rejected spans).", content(
+            (Vec<u8> = "application/x-protobuf"),
+            (OtlpJsonResponse = "application/json"),
+        )),
+        (status = 400, description = "The body is not a valid ExportTraceServiceRequest.", content(
+            (Vec<u8> = "application/x-protobuf"),
+            (OtlpStatus = "application/json"),
+        )),
+        (status = 413, description = "The body (after decompression) is over `[server] max_body_bytes`: send smaller batches.", content(
+            (Vec<u8> = "application/x-protobuf"),
+            (OtlpStatus = "application/json"),
+        )),
+        (status = 415, description = "The Content-Type is neither application/x-protobuf nor application/json (answered in JSON).", body = OtlpStatus),
+        (status = 429, description = "Over the caller's request rate (JSON `Error`), or over `[server] max_spans_per_s` spans per second (OTLP status). Retry after the delay.",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying.")), content(
+            (Vec<u8> = "application/x-protobuf"),
+            (OtlpRefusal = "application/json"),
+        )),
+        (status = 503, description = "Too many exports in flight (`[server] max_concurrent_exports`, OTLP status), or the server is overloaded or the token store unavailable (JSON `Error`). Retry after the delay.",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying.")), content(
+            (Vec<u8> = "application/x-protobuf"),
+            (OtlpRefusal = "application/json"),
+        )),
+    )
+)]
 pub async fn export(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,

@@ -22,8 +22,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct After {
+    /// Send the events with a seq greater than this (default 0: all).
+    #[param(minimum = 0, default = 0)]
     after: Option<i64>,
 }
 
@@ -50,6 +53,34 @@ struct Cursor {
     _open: Open,
 }
 
+/// The incident's events as Server-Sent Events
+///
+/// The events after `after` (or the `Last-Event-ID` header, which wins) from the store, then
+/// live. Each message is `id: <seq>`, `event: <kind>`, `data: <Event JSON>`; a `: keep-alive`
+/// comment comes every 15 s. A client reconnecting with Last-Event-ID misses nothing and sees
+/// nothing twice. Read it with fetch() and a ReadableStream: EventSource cannot send the
+/// Authorization header. Streams beyond `[server] max_streams` get 503.
+///
+/// A caller with `[server] max_streams_per_user` streams open gets 429 naming them; a closed
+/// stream or dropped connection frees its slot.
+#[utoipa::path(
+    get,
+    path = "/api/v1/incidents/{id}/events",
+    operation_id = "incidentEvents",
+    tag = "incidents",
+    params(
+        ("id" = String, Path, description = "The incident id, `YYYY-MM-DD-NN`.", example = "2026-11-27-01"),
+        After,
+        ("Last-Event-ID" = Option<i64>, Header, description = "The last seq the client saw (SSE reconnection); takes precedence over `after`.", minimum = 0),
+    ),
+    responses(
+        (status = 200, description = "The stream (it does not end while the client listens): each message's `data` is an `Event`.",
+            body = String, content_type = "text/event-stream",
+            example = json!("id: 1\nevent: report\ndata: {\"seq\":1,\"at\":\"2026-11-27T04:40:00Z\",\"kind\":\"report\",\"actor\":\"ana\",\"data\":{\"text\":\"checkout p99 > 2s\"}}\n\n")),
+        (status = 400, description = "`after` or `Last-Event-ID` is not an integer.", body = super::error::ErrorBody),
+        (status = 404, description = "No incident with this id.", body = super::error::ErrorBody),
+    )
+)]
 pub async fn events(
     State(st): State<Arc<AppState>>,
     Extension(c): Extension<Caller>,

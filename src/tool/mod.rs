@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// How much harm a tool can do, which decides whether it runs freely.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RiskClass {
     /// Only reads; runs freely.
@@ -55,7 +57,8 @@ pub enum ToolError {
 }
 
 /// The description of a tool that is shown to the model and listed by `oncall tools`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[schema(as = Tool)]
 pub struct ToolSpec {
     pub name: &'static str,
     pub description: &'static str,

@@ -48,8 +48,9 @@
 //! - [`ops`]: operating it: `oncall backup` (a consistent online copy of the store and the
 //!   audit log, with a manifest) and `oncall restore` (into a stopped, empty data directory).
 //! - [`server`]: `oncall serve`: bearer tokens with roles, the incident API with live events
-//!   (SSE), approvals that run an action once and record its effect, Slack, the web page,
-//!   metrics, and OTLP/HTTP trace ingest into the span store.
+//!   (SSE), approvals that run an action once and record its effect, Slack and the web page as
+//!   subscribers of the incident event bus, metrics, OTLP/HTTP trace ingest into the span store,
+//!   and the OpenAPI document generated from the handlers (browsable at `/api/v1/docs`).
 //! - [`telemetry`]: oncall's own log lines (redacted) and, when the standard `OTEL_EXPORTER_OTLP_*`
 //!   variables name a receiver, its own spans (investigation, model call, tool call) over OTLP.
 //!

@@ -311,3 +311,64 @@ async fn the_api_page_shows_every_operation_of_the_served_document() {
         assert!(op.contains(shown), "showIncident does not show {shown}");
     }
 }
+
+/// An address no route serves: a browser gets a page that points to the incidents and the API
+/// docs (with a link to the incident when the path ends in an incident id, and nothing of the
+/// path echoed otherwise); an API client gets the JSON error naming the route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_address_gets_a_page_that_points_to_the_incidents() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Serve::start(&dir.path().join("data"), &[])
+        .await
+        .expect("oncall serve");
+    let http = reqwest::Client::new();
+    let get = |path: &str, accept: &str| {
+        http.get(format!("{}{path}", srv.base))
+            .header("accept", accept)
+            .send()
+    };
+    let r = get(
+        "/incidents/2026-11-27-01",
+        "text/html,application/xhtml+xml",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(r.headers().contains_key("content-security-policy"));
+    let page = r.text().await.unwrap();
+    for link in [
+        "href=\"/#2026-11-27-01\"",
+        "href=\"/\"",
+        "href=\"/api/v1/docs\"",
+    ] {
+        assert!(page.contains(link), "{link} missing from {page}");
+    }
+    // Whatever the path holds is never written into the page.
+    let r = get(
+        "/incidents/%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        "text/html",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 404);
+    let page = r.text().await.unwrap();
+    assert!(
+        !page.contains("alert(1)") && !page.contains("href=\"/#"),
+        "{page}"
+    );
+    // An API client is told what was not found, as JSON.
+    let r = get("/api/v1/incident", "application/json").await.unwrap();
+    assert_eq!(r.status(), 404);
+    let v: serde_json::Value = r.json().await.unwrap();
+    let e = v["error"].as_str().unwrap();
+    assert!(
+        e.contains("GET /api/v1/incident") && e.contains("/api/v1/docs"),
+        "{e}"
+    );
+}

@@ -366,6 +366,17 @@ pub(crate) fn incident_id(at: DateTime<Utc>, n: i64) -> String {
     format!("{}-{n:02}", at.format("%Y-%m-%d"))
 }
 
+/// Whether `s` has the shape of an incident id: `YYYY-MM-DD-NN` (digits, two or more for NN).
+pub fn is_incident_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 13
+        && b.len() <= 16
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 | 10 => *c == b'-',
+            _ => c.is_ascii_digit(),
+        })
+}
+
 /// A short title from a report: its first line, at most 80 characters.
 pub fn title_of(report: &str) -> String {
     let first = report.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
@@ -412,5 +423,28 @@ pub fn parse_grant(s: &str) -> Option<Grant> {
     match s {
         "ingest" => Some(Grant::Ingest),
         other => parse_role(other).map(Grant::Person),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incident_ids_have_one_shape() {
+        let now = "2026-11-27T03:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        assert!(is_incident_id(&incident_id(now, 1)));
+        assert!(is_incident_id(&incident_id(now, 123)));
+        for bad in [
+            "",
+            "nope",
+            "2026-11-27",
+            "2026-11-27-",
+            "2026-11-27-1x",
+            "2026/11/27-01",
+            "<script>2026-1",
+        ] {
+            assert!(!is_incident_id(bad), "{bad}");
+        }
     }
 }

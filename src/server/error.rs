@@ -167,3 +167,45 @@ pub(crate) fn overloaded() -> Response {
         Some("1"),
     )
 }
+
+/// What a path no route serves answers. A browser (a `GET` that accepts HTML) gets a small page
+/// pointing to the incidents and the API docs, with a link to the incident when the path ends in
+/// an incident id (`/incidents/2026-11-27-01`, an old or hand-made link); anyone else gets the
+/// JSON error naming the method and path. The page holds no data, so it needs no token.
+pub(crate) async fn no_route(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let path = uri.path();
+    let html = method == axum::http::Method::GET
+        && headers
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+    if !html {
+        return ApiError::NotFound(format!(
+            "no route {method} {path}: the API is listed at /api/v1/docs"
+        ))
+        .into_response();
+    }
+    let link = path
+        .rsplit('/')
+        .find(|s| !s.is_empty())
+        .filter(|s| crate::incidents::is_incident_id(s))
+        .map(|id| format!("<li><a href=\"/#{id}\">Incident {id}</a> on the incidents page.</li>"))
+        .unwrap_or_default();
+    let page = include_str!("web/not_found.html").replace("<!--INCIDENT-->", &link);
+    (
+        StatusCode::NOT_FOUND,
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                super::api::meta::PAGE_CSP,
+            ),
+        ],
+        page,
+    )
+        .into_response()
+}

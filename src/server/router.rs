@@ -99,6 +99,7 @@ pub fn app(st: Arc<AppState>) -> Router {
         )),
     });
     router
+        .fallback(error::no_route)
         .layer(Extension(Arc::new(openapi::Served::new(&doc))))
         .layer(middleware::from_fn_with_state(
             st.metrics.clone(),

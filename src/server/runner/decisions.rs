@@ -83,7 +83,7 @@ pub async fn decide(
     };
     let incident = entry.incident.clone();
     // The decision is in the audit log: the execution starts now, whatever happens to this
-    // request's answer; the event and the Slack update below are best effort.
+    // request's answer; the event below is best effort.
     if approve {
         spawn_execute(st, &incident, request, &human.name);
     }

@@ -17,7 +17,7 @@ pub enum FileError {
 }
 
 /// Files a request for `tool` at the desk and announces it: the `action_requested` event with
-/// its dry run, the metric, and the approval message in the incident's Slack thread. Shared by
+/// its dry run, and the metric (the event's subscribers, Slack among them, show it). Shared by
 /// the agent's proposals (`who` = the model, `on_behalf_of` the human driving) and people's
 /// requests. Returns the request id and its plan.
 #[allow(clippy::too_many_arguments)]

@@ -372,3 +372,61 @@ async fn an_unknown_address_gets_a_page_that_points_to_the_incidents() {
         "{e}"
     );
 }
+
+/// The picture of the web page in README.md is this page, as the real server serves it, over
+/// the recorded incident, drawn by Chromium at 1280×900. Redraw it after a change to the page:
+/// `UPDATE_SCREENSHOT=1 cargo nextest run --test web_page readme`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_screenshot_is_the_served_page_over_a_recorded_incident() {
+    let (dir, page, not_found) = served().await;
+    let file = dir.path().join("page.html");
+    std::fs::write(&file, harness(&page, &not_found)).unwrap();
+    let shot = dir.path().join("shot.png");
+    let out = Command::new(CHROMIUM)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--force-device-scale-factor=1",
+            "--window-size=1280,900",
+            "--virtual-time-budget=3000",
+            &format!("--user-data-dir={}", dir.path().join("profile").display()),
+            &format!("--screenshot={}", shot.display()),
+            &format!("file://{}#2026-11-27-01", file.display()),
+        ])
+        .output()
+        .expect("run chromium");
+    let png = std::fs::read(&shot).unwrap_or_else(|e| {
+        panic!(
+            "no screenshot ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let size = |b: &[u8]| -> (u32, u32) {
+        assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+        let n = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        (n(16), n(20))
+    };
+    assert_eq!(size(&png), (1280, 900));
+    // A drawn page, not a blank one: many distinct colours.
+    assert!(
+        png.len() > 40_000,
+        "a near-empty picture: {} bytes",
+        png.len()
+    );
+    let kept = root().join("docs/img/web-page.png");
+    if std::env::var("UPDATE_SCREENSHOT").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
+        std::fs::write(&kept, &png).unwrap();
+    }
+    let kept_png = std::fs::read(&kept)
+        .expect("docs/img/web-page.png: draw it with UPDATE_SCREENSHOT=1 (see this test)");
+    assert_eq!(size(&kept_png), (1280, 900));
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(
+        readme.contains("](docs/img/web-page.png)"),
+        "README.md does not show docs/img/web-page.png"
+    );
+}

@@ -38,34 +38,51 @@ pub fn registry_with_span_store(config: Arc<Config>, store: Option<Arc<SpanStore
     })
 }
 
+/// Why the tools could not be loaded: a file of the team's, named with what is wrong in it.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Action(#[from] crate::actions::declarative::ActionFileError),
+    #[error("{file}: {name} is a built-in tool; choose another name")]
+    ShadowsBuiltin { file: String, name: String },
+    #[error("cannot read the policy {}: {source}", path.display())]
+    PolicyUnreadable {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Policy(#[from] crate::policy::rules::PolicyFileError),
+}
+
 /// Every built-in tool plus the declarative actions (`[actions] dir`, else the shipped ones),
 /// under the policy (`[policy] file`, else the shipped one) in `[policy] environment`. A broken
 /// action file or policy is an error naming the file and the line or field.
 pub fn load_registry(
     config: Arc<Config>,
     store: Option<Arc<SpanStore>>,
-) -> Result<Registry, String> {
-    let actions = crate::actions::declarative::load(config.actions.dir.as_deref())
-        .map_err(|e| e.to_string())?;
+) -> Result<Registry, LoadError> {
+    let actions = crate::actions::declarative::load(config.actions.dir.as_deref())?;
     let dbs = Databases::from_config(&config);
     let pg_pools = dbs.pools();
     let mut tools = builtin_tools(&config, dbs, store);
     let secrets = crate::actions::declarative::configured_secret_variables(&config);
     for a in actions {
-        a.check_secrets(&secrets).map_err(|e| e.to_string())?;
+        a.check_secrets(&secrets)?;
         let name = a.spec().name;
         if tools.iter().any(|t| t.spec().name == name) {
-            return Err(format!(
-                "{}: {name} is a built-in tool; choose another name",
-                a.file
-            ));
+            return Err(LoadError::ShadowsBuiltin {
+                file: a.file.to_string(),
+                name: name.to_string(),
+            });
         }
         tools.push(Box::new(a));
     }
     let (text, file) = match &config.policy.file {
         Some(p) => (
-            std::fs::read_to_string(p)
-                .map_err(|e| format!("cannot read the policy {}: {e}", p.display()))?,
+            std::fs::read_to_string(p).map_err(|source| LoadError::PolicyUnreadable {
+                path: p.clone(),
+                source,
+            })?,
             p.display().to_string(),
         ),
         None => (
@@ -74,7 +91,7 @@ pub fn load_registry(
         ),
     };
     let specs: Vec<_> = tools.iter().map(|t| t.spec()).collect();
-    let policy = Policy::load(&text, &file, &specs).map_err(|e| e.to_string())?;
+    let policy = Policy::load(&text, &file, &specs)?;
     Ok(Registry::new(
         tools,
         Some(Arc::new(policy)),

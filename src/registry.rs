@@ -216,7 +216,7 @@ impl Registry {
                 .covers(spec.name, &args, chrono::Utc::now())
                 .map_err(|why| ToolError::ApprovalMismatch {
                     tool: spec.name.to_string(),
-                    why,
+                    why: why.to_string(),
                 })?;
             let mut spent = self.spent.lock().map_err(|_| ToolError::Failed {
                 tool: spec.name.to_string(),

@@ -922,7 +922,8 @@ async fn a_command_action_gets_only_its_declared_environment() {
         std::fs::write(dir.path().join("env-dump.toml"), action(env)).unwrap();
         let e = oncall::app::load_registry(config.clone(), None)
             .err()
-            .expect("refused at load");
+            .expect("refused at load")
+            .to_string();
         assert!(
             e.contains("env-dump.toml") && e.contains(needle),
             "{env}: {e}"

@@ -42,9 +42,11 @@ impl Context {
             .enable_all()
             .build()
             .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
-        crate::redact::configure(&config.policy.redact).map_err(CliError::usage)?;
+        crate::redact::configure(&config.policy.redact)
+            .map_err(|e| CliError::usage(e.to_string()))?;
         // Action files and the policy are checked before anything runs: a broken one stops here.
-        let registry = crate::app::load_registry(config.clone(), None).map_err(CliError::usage)?;
+        let registry = crate::app::load_registry(config.clone(), None)
+            .map_err(|e| CliError::usage(e.to_string()))?;
         Ok(Context {
             config,
             runtime,

@@ -6,7 +6,7 @@ use crate::server::auth;
 use std::process::ExitCode;
 
 pub fn add(args: TokenAddArgs, ctx: &Context) -> Outcome {
-    let grant = auth::parse_grant(&args.role).map_err(CliError::usage)?;
+    let grant = auth::parse_grant(&args.role).map_err(|e| CliError::usage(e.to_string()))?;
     // Names that are not people, or are someone else: the agent, the model, the operator's
     // token, Slack users.
     let n = args.name.trim();

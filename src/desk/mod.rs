@@ -26,7 +26,7 @@ mod shared;
 use records::restore;
 
 pub use execute::verify_by_hand;
-pub use shared::{CLAIMED_ELSEWHERE, Claim, Shared};
+pub use shared::{CLAIMED_ELSEWHERE, Claim, Shared, SharedError};
 
 use crate::policy::audit::AuditLog;
 use crate::policy::{ActionRequest, Approval, Identities, PolicyError};

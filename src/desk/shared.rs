@@ -23,19 +23,29 @@ pub enum Claim {
     Gone(String),
 }
 
+/// Why the shared store did not take a step of an execution.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedError {
+    #[error(transparent)]
+    Store(#[from] crate::incidents::StoreError),
+    /// The request was not in the phase this replica left it in.
+    #[error("it was no longer executing here ({0}): another replica took this one for dead")]
+    TakenOver(String),
+}
+
 /// The shared store's side of an execution, when several replicas share one store: the claim
 /// (`approved` -> `executing`, one in flight per incident) is what makes a request run once
 /// across replicas; the desk's own checks and its audit records stay as they are.
 #[async_trait::async_trait]
 pub trait Shared: Send + Sync {
     /// Claims `request` for `executor`: it runs here, and nowhere else.
-    async fn claim(&self, request: &str, executor: &str) -> Result<Claim, String>;
+    async fn claim(&self, request: &str, executor: &str) -> Result<Claim, SharedError>;
     /// Gives a claimed request back (`approved`, as `state`): nothing was run.
-    async fn unclaim(&self, request: &str, state: &State) -> Result<(), String>;
+    async fn unclaim(&self, request: &str, state: &State) -> Result<(), SharedError>;
     /// Records a claimed request's result (`executed`); it stays in flight.
-    async fn finished(&self, request: &str, state: &State) -> Result<(), String>;
+    async fn finished(&self, request: &str, state: &State) -> Result<(), SharedError>;
     /// Its effect is recorded: the incident's next action may run.
-    async fn release(&self, request: &str) -> Result<(), String>;
+    async fn release(&self, request: &str) -> Result<(), SharedError>;
 }
 
 impl Desk {

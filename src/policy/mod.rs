@@ -198,18 +198,33 @@ impl Approval {
     }
 
     /// Checks that this approval covers calling `tool` with `args` at `now`.
-    pub fn covers(&self, tool: &str, args: &Value, now: DateTime<Utc>) -> Result<(), String> {
+    pub fn covers(&self, tool: &str, args: &Value, now: DateTime<Utc>) -> Result<(), NotCovered> {
         if self.tool != tool {
-            return Err(format!("it approves `{}`, not `{tool}`", self.tool));
+            return Err(NotCovered::OtherTool {
+                approved: self.tool.clone(),
+                called: tool.to_string(),
+            });
         }
         if self.args_hash != canonical_hash(args) {
-            return Err("the arguments differ from the ones that were approved".into());
+            return Err(NotCovered::OtherArguments);
         }
         if now >= self.expires_at {
-            return Err(format!("it expired at {}", self.expires_at.to_rfc3339()));
+            return Err(NotCovered::Expired(self.expires_at));
         }
         Ok(())
     }
+}
+
+/// Why an approval does not cover a call: it is bound to one tool, its exact arguments and a
+/// time limit.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NotCovered {
+    #[error("it approves `{approved}`, not `{called}`")]
+    OtherTool { approved: String, called: String },
+    #[error("the arguments differ from the ones that were approved")]
+    OtherArguments,
+    #[error("it expired at {}", .0.to_rfc3339())]
+    Expired(DateTime<Utc>),
 }
 
 /// Turns a request into an approval, if `approver` may approve it.
@@ -317,6 +332,7 @@ mod tests {
                 later
             )
             .unwrap_err()
+            .to_string()
             .contains("expired")
         );
     }

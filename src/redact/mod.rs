@@ -69,9 +69,20 @@ pub struct CustomRedaction {
 /// The team's own patterns (`[policy] redact`), applied after the built-in ones.
 static CUSTOM: std::sync::RwLock<Vec<Rule>> = std::sync::RwLock::new(Vec::new());
 
+/// A custom pattern of `[policy] redact` that cannot be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigureError {
+    #[error("[policy] redact: kind {0:?} must be letters, digits or _")]
+    Kind(String),
+    #[error("[policy] redact: pattern for {kind:?}: {source}")]
+    Pattern { kind: String, source: regex::Error },
+    #[error("the redactor's custom patterns are unavailable")]
+    Unavailable,
+}
+
 /// Installs the configured custom patterns for every later redaction. A pattern that does not
 /// compile is an error naming it; nothing is installed then.
-pub fn configure(custom: &[CustomRedaction]) -> Result<(), String> {
+pub fn configure(custom: &[CustomRedaction]) -> Result<(), ConfigureError> {
     let mut rules = vec![];
     for c in custom {
         if c.kind.is_empty()
@@ -80,13 +91,12 @@ pub fn configure(custom: &[CustomRedaction]) -> Result<(), String> {
                 .chars()
                 .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
         {
-            return Err(format!(
-                "[policy] redact: kind {:?} must be letters, digits or _",
-                c.kind
-            ));
+            return Err(ConfigureError::Kind(c.kind.clone()));
         }
-        let re = Regex::new(&c.pattern)
-            .map_err(|e| format!("[policy] redact: pattern for {:?}: {e}", c.kind))?;
+        let re = Regex::new(&c.pattern).map_err(|source| ConfigureError::Pattern {
+            kind: c.kind.clone(),
+            source,
+        })?;
         rules.push(Rule {
             kind: c.kind.clone(),
             re,
@@ -94,9 +104,7 @@ pub fn configure(custom: &[CustomRedaction]) -> Result<(), String> {
             check: None,
         });
     }
-    let mut slot = CUSTOM
-        .write()
-        .map_err(|_| "the redactor's custom patterns are unavailable".to_string())?;
+    let mut slot = CUSTOM.write().map_err(|_| ConfigureError::Unavailable)?;
     *slot = rules;
     Ok(())
 }

@@ -78,18 +78,26 @@ pub fn new_token() -> String {
     format!("oc_{body}")
 }
 
-/// The role word (`viewer`, `responder`, `approver`) or a message listing them.
-pub fn parse_role(s: &str) -> Result<Role, String> {
-    crate::incidents::parse_role(s.trim())
-        .ok_or_else(|| format!("unknown role {s:?}: use viewer, responder or approver"))
+/// A role word that names no role; its message lists the ones there are.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UnknownRole {
+    #[error("unknown role {0:?}: use viewer, responder or approver")]
+    Person(String),
+    #[error(
+        "unknown role {0:?}: use viewer, responder or approver, or ingest for an OpenTelemetry exporter"
+    )]
+    Grant(String),
+}
+
+/// The role word (`viewer`, `responder`, `approver`).
+pub fn parse_role(s: &str) -> Result<Role, UnknownRole> {
+    crate::incidents::parse_role(s.trim()).ok_or_else(|| UnknownRole::Person(s.to_string()))
 }
 
 /// What `oncall token add --role` takes: a person's role, or `ingest` for an OpenTelemetry
 /// exporter (it may only send traces).
-pub fn parse_grant(s: &str) -> Result<Grant, String> {
-    crate::incidents::parse_grant(s.trim()).ok_or_else(|| {
-        format!("unknown role {s:?}: use viewer, responder or approver, or ingest for an OpenTelemetry exporter")
-    })
+pub fn parse_grant(s: &str) -> Result<Grant, UnknownRole> {
+    crate::incidents::parse_grant(s.trim()).ok_or_else(|| UnknownRole::Grant(s.to_string()))
 }
 
 pub(crate) fn role_name(r: Role) -> &'static str {
@@ -449,10 +457,16 @@ mod tests {
         assert!(
             parse_role("admin")
                 .unwrap_err()
+                .to_string()
                 .contains("viewer, responder or approver")
         );
         assert_eq!(parse_grant("ingest"), Ok(Grant::Ingest));
         assert_eq!(parse_grant("viewer"), Ok(Grant::Person(Role::Viewer)));
-        assert!(parse_grant("root").unwrap_err().contains("ingest"));
+        assert!(
+            parse_grant("root")
+                .unwrap_err()
+                .to_string()
+                .contains("ingest")
+        );
     }
 }

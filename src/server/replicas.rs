@@ -21,7 +21,7 @@
 //! against.
 
 use super::AppState;
-use crate::desk::{Claim, Shared, State};
+use crate::desk::{Claim, Shared, SharedError, State};
 use crate::incidents::{ApprovalMove, EventKind, Moved, ReplicaRow, Status, Store, StoreError};
 use serde_json::json;
 use std::sync::Arc;
@@ -38,7 +38,7 @@ fn state_json(s: &State) -> serde_json::Value {
 
 #[async_trait::async_trait]
 impl Shared for StoreShared {
-    async fn claim(&self, request: &str, executor: &str) -> Result<Claim, String> {
+    async fn claim(&self, request: &str, executor: &str) -> Result<Claim, SharedError> {
         let to = ApprovalMove {
             phase: "executing".into(),
             state: state_json(&State::Executing {
@@ -54,11 +54,11 @@ impl Shared for StoreShared {
             Ok(Moved::Stale(phase)) => Ok(Claim::Gone(
                 phase.unwrap_or_else(|| "not filed".to_string()),
             )),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.into()),
         }
     }
 
-    async fn unclaim(&self, request: &str, state: &State) -> Result<(), String> {
+    async fn unclaim(&self, request: &str, state: &State) -> Result<(), SharedError> {
         let to = ApprovalMove {
             phase: "approved".into(),
             state: state_json(state),
@@ -70,10 +70,10 @@ impl Shared for StoreShared {
             .approval_move(request, &["executing"], &to)
             .await
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(SharedError::from)
     }
 
-    async fn finished(&self, request: &str, state: &State) -> Result<(), String> {
+    async fn finished(&self, request: &str, state: &State) -> Result<(), SharedError> {
         let to = ApprovalMove {
             phase: "executed".into(),
             state: state_json(state),
@@ -83,18 +83,13 @@ impl Shared for StoreShared {
         };
         match self.store.approval_move(request, &["executing"], &to).await {
             Ok(Moved::Moved) => Ok(()),
-            Ok(other) => Err(format!(
-                "it was no longer executing here ({other:?}): another replica took this one for dead"
-            )),
-            Err(e) => Err(e.to_string()),
+            Ok(other) => Err(SharedError::TakenOver(format!("{other:?}"))),
+            Err(e) => Err(e.into()),
         }
     }
 
-    async fn release(&self, request: &str) -> Result<(), String> {
-        self.store
-            .approval_release(request)
-            .await
-            .map_err(|e| e.to_string())
+    async fn release(&self, request: &str) -> Result<(), SharedError> {
+        Ok(self.store.approval_release(request).await?)
     }
 }
 

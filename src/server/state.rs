@@ -163,7 +163,7 @@ impl AppState {
             config.traces.retention_s,
         ));
         let mut registry = crate::app::load_registry(config.clone(), Some(spans.clone()))
-            .map_err(ServerError::Setup)?;
+            .map_err(|e| ServerError::Setup(e.to_string()))?;
         let memory = match crate::memory::Memory::open(&config, store.clone()).await {
             Ok(m) => {
                 let m = Arc::new(m);

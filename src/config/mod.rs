@@ -384,6 +384,7 @@ mod tests {
         assert!(
             split_tls_params("postgres://u@db/app?sslmode=strict")
                 .unwrap_err()
+                .to_string()
                 .contains("sslmode=strict")
         );
         Jail::expect_with(|jail| {

@@ -107,9 +107,16 @@ impl Default for PgSettings {
     }
 }
 
+/// An `sslmode` that libpq does not define.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("sslmode={0} is not one of disable, prefer, require, verify-ca, verify-full")]
+pub struct UnknownSslMode(pub String);
+
 /// Splits libpq's `sslmode` and `sslrootcert` off a `postgres://` URL's query (tokio-postgres
 /// does not know `verify-ca` and `verify-full`): the URL without them, and their values.
-pub fn split_tls_params(url: &str) -> Result<(String, Option<SslMode>, Option<PathBuf>), String> {
+pub fn split_tls_params(
+    url: &str,
+) -> Result<(String, Option<SslMode>, Option<PathBuf>), UnknownSslMode> {
     let Some((base, query)) = url.split_once('?') else {
         return Ok((url.to_string(), None, None));
     };
@@ -126,11 +133,7 @@ pub fn split_tls_params(url: &str) -> Result<(String, Option<SslMode>, Option<Pa
         match k {
             "sslmode" => {
                 let v = decoded();
-                mode = Some(SslMode::parse(&v).ok_or_else(|| {
-                    format!(
-                        "sslmode={v} is not one of disable, prefer, require, verify-ca, verify-full"
-                    )
-                })?);
+                mode = Some(SslMode::parse(&v).ok_or_else(|| UnknownSslMode(v.clone()))?);
             }
             "sslrootcert" => root = Some(PathBuf::from(decoded())),
             _ => rest.push(pair),

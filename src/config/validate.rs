@@ -190,7 +190,8 @@ fn check_tls(
     mode: Option<SslMode>,
     rootcert: Option<&Path>,
 ) -> Result<(), ConfigError> {
-    let (_, url_mode, url_root) = split_tls_params(url).map_err(ConfigError::Invalid)?;
+    let (_, url_mode, url_root) =
+        split_tls_params(url).map_err(|e| ConfigError::Invalid(e.to_string()))?;
     if let (Some(a), Some(b)) = (url_mode, mode)
         && a != b
     {

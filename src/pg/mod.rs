@@ -63,7 +63,8 @@ impl Target<'_> {
             what: self.what.to_string(),
             reason,
         };
-        let (url, url_mode, url_root) = split_tls_params(self.url).map_err(bad)?;
+        let (url, url_mode, url_root) =
+            split_tls_params(self.url).map_err(|e| bad(e.to_string()))?;
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e: tokio_postgres::Error| bad(e.to_string()))?;

@@ -140,19 +140,14 @@ pub(crate) async fn take_over(
     st: &Arc<AppState>,
     dead: &str,
     reason: &str,
-) -> Result<usize, String> {
-    let stale = st
-        .store
-        .owned(dead, Status::Investigating)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<usize, StoreError> {
+    let stale = st.store.owned(dead, Status::Investigating).await?;
     let mut marked = 0;
     for inc in &stale {
         if st
             .store
             .interrupt(&inc.id, dead, reason, &st.replica)
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
         {
             marked += 1;
             st.wake(&inc.id);
@@ -162,7 +157,7 @@ pub(crate) async fn take_over(
             );
         }
     }
-    let rows = st.store.approval_rows().await.map_err(|e| e.to_string())?;
+    let rows = st.store.approval_rows().await?;
     for row in rows
         .iter()
         .filter(|r| r.in_flight && r.replica.as_deref() == Some(dead))
@@ -189,11 +184,7 @@ pub(crate) async fn take_over(
                     replica: None,
                     in_flight: false,
                 };
-                let moved = st
-                    .store
-                    .approval_move(&row.id, &["executing"], &to)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let moved = st.store.approval_move(&row.id, &["executing"], &to).await?;
                 if moved != Moved::Moved {
                     continue;
                 }
@@ -219,7 +210,7 @@ pub(crate) async fn take_over(
             }
         }
     }
-    sync(st).await.map_err(|e| e.to_string())?;
+    sync(st).await?;
     Ok(marked)
 }
 

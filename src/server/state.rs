@@ -265,7 +265,7 @@ impl AppState {
             .map_err(|e| ServerError::Setup(e.to_string()))?;
         let n = runner::mark_interrupted(&st)
             .await
-            .map_err(ServerError::Setup)?;
+            .map_err(|e| ServerError::Setup(e.to_string()))?;
         if n > 0 {
             tracing::warn!(
                 "{n} investigation(s) were interrupted by the last stop; resume them from the incident"
@@ -273,7 +273,7 @@ impl AppState {
         }
         let unknown = runner::announce_unknown_outcomes(&st)
             .await
-            .map_err(ServerError::Setup)?;
+            .map_err(|e| ServerError::Setup(e.to_string()))?;
         if unknown > 0 {
             tracing::warn!(
                 "{unknown} action(s) may or may not have run before the last stop: verify them by hand (see their incidents)"

@@ -66,8 +66,10 @@
 //!        ──> triage (severity, scope, blast radius), stabilize proposals, next steps
 //!        ──> agent::render::text  |  --json  |  POST /api/v1/triage
 //!
-//! under `oncall serve`, each step above is also an incident event:
-//!   server::runner ──> incidents::Store::append ──> server::sse (live) / web page / Slack thread
+//! under `oncall serve`, each step above is also an incident event (an incidents::EventKind):
+//!   server::runner ──> incidents::Store::append ──> server::bus ──> subscribers:
+//!                      sse (the web page, API clients) · slack_bridge (the incident's thread)
+//!   spans: investigation ──> model_call, tool_call (exported over OTLP by telemetry)
 //!   stabilizing proposals ──> desk request ──> a human approves (API, web, Slack)
 //!                         ──> desk executes once ──> effect measured ──> events + audit log
 //! ```

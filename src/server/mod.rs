@@ -13,7 +13,7 @@
 //! - `api`: incidents (open from a report or an Alertmanager webhook, read, message, resume),
 //!   action requests and decisions, the post-mortem draft, investigations, tools, readiness,
 //!   metrics, the web page.
-//! - `error`: what a handler answers when it cannot ([`ApiError`], as JSON).
+//! - `error`: what a handler answers when it cannot (`ApiError`, as JSON).
 //! - `bus`: every stored event, for the subscribers below; the runner writes events and knows
 //!   none of them.
 //! - `sse`: an incident's events live, resumable with `Last-Event-ID` (the web page and API

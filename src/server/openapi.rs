@@ -2,10 +2,10 @@
 //! comment, parameters, body and responses) and the types it takes and answers (`ToSchema`).
 //! What is the same for many operations is added here once:
 //!
-//! - [`stamp`]: who may call an operation, from the router group it is registered in
+//! - `stamp`: who may call an operation, from the router group it is registered in
 //!   (`super::router`): its `x-required-role`, its `security`, a paragraph saying so in its
 //!   description, and, for Slack's routes, the signature headers;
-//! - [`CommonResponses`]: the answers that do not come from the handler: 401, 403, 429 and 503
+//! - `CommonResponses`: the answers that do not come from the handler: 401, 403, 429 and 503
 //!   from authentication and the layers around every route, 400 and 413 for a body.
 //!
 //! [`document`] is the document; the server answers it at `GET /api/v1/openapi.json` and shows

@@ -1,6 +1,6 @@
 //! The incident store in PostgreSQL, for several oncall replicas sharing one database.
 //!
-//! The same tables as SQLite (see [`super::MIGRATIONS`]). Appends to one incident are serialized
+//! The same tables as SQLite (see `MIGRATIONS` in the incidents module). Appends to one incident are serialized
 //! by a row lock on the incident (`SELECT ... FOR UPDATE`), so sequence numbers stay gapless
 //! across replicas; opening an incident takes a transaction-scoped advisory lock to number it.
 //! Sessions come from a pool (deadpool-postgres, `[server] database_pool_max_size`); a session

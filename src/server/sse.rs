@@ -132,7 +132,7 @@ pub async fn events(
                 let data = serde_json::to_string(&e).unwrap_or_else(|_| "{}".into());
                 let msg = SseEvent::default()
                     .id(e.seq.to_string())
-                    .event(e.kind.as_str())
+                    .event(event_name(&e.kind))
                     .data(data);
                 return Some((Ok::<_, Infallible>(msg), c));
             }
@@ -165,4 +165,35 @@ pub async fn events(
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
+}
+
+/// The `event:` line of a message: the kind's name. A kind this version does not know is named
+/// as written, unless it could break the stream's framing (that line cannot hold a line break).
+fn event_name(kind: &crate::incidents::EventKind) -> &str {
+    let name = kind.as_str();
+    if name.contains(['\n', '\r']) {
+        "unknown"
+    } else {
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incidents::EventKind;
+
+    #[test]
+    fn event_names_never_break_the_stream() {
+        assert_eq!(event_name(&EventKind::ActionApproved), "action_approved");
+        assert_eq!(
+            event_name(&EventKind::Other("runbook_linked".into())),
+            "runbook_linked"
+        );
+        for bad in ["a\nb", "a\rb", "\n"] {
+            assert_eq!(event_name(&EventKind::Other(bad.into())), "unknown");
+        }
+        // What axum would refuse (it panics on a line break) is never handed to it.
+        let _ = SseEvent::default().event(event_name(&EventKind::Other("x\ny".into())));
+    }
 }

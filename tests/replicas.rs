@@ -9,29 +9,22 @@ mod common;
 
 use common::ONCALL;
 use common::pg::Pg;
-use common::serve::free_port;
+use common::serve::{Serve, free_port};
 use oncall::server::slack;
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const OP: &str = "operator-replicas-token";
 const SECRET: &str = "replicas-slack-signing-secret-0123";
 
-/// One `oncall serve` process; SIGKILLed (by its own pid) when dropped.
+/// One `oncall serve` process (SIGKILLed by its own pid when dropped) and its name.
 struct Replica {
     name: String,
-    child: Child,
+    serve: Serve,
     base: String,
     http: reqwest::Client,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The cluster: a database, a directory per replica, the counting action.
@@ -91,32 +84,23 @@ impl Cluster {
 
     async fn start_with(&self, name: &str, extra: &[(&str, String)]) -> Replica {
         let port = free_port();
-        let child = Command::new(ONCALL)
-            .arg("serve")
+        let mut cmd = Command::new(ONCALL);
+        cmd.arg("serve")
             .envs(self.env(name))
             .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .env_remove("ONCALL_CONFIG")
             .env_remove("SLACK_BOT_TOKEN")
             .env("ONCALL_TOKEN", OP)
-            .env("ONCALL_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("oncall serve");
-        let r = Replica {
+            .env("ONCALL_SERVER__LISTEN", format!("127.0.0.1:{port}"));
+        let serve = Serve::spawn(cmd, port)
+            .await
+            .unwrap_or_else(|e| panic!("replica {name} did not come up: {e}"));
+        Replica {
             name: name.into(),
-            child,
-            base: format!("http://127.0.0.1:{port}"),
+            base: serve.base.clone(),
             http: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if reqwest::get(format!("{}/healthz", r.base)).await.is_ok() {
-                return r;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            serve,
         }
-        panic!("replica {name} did not come up");
     }
 
     /// A token stored in the shared store (any replica knows it).
@@ -453,8 +437,7 @@ async fn sigkill_of_a_replica_loses_nothing_and_another_replica_takes_over() {
     )
     .await;
     assert!(!seen.is_empty(), "r1 streams r2's investigation");
-    r2.child.kill().expect("SIGKILL r2");
-    let _ = r2.child.wait();
+    r2.serve.kill();
     let audit_before = std::fs::read_to_string(c.audit_file("r2")).expect("r2 audit");
     // What was still running when r2 died (the takeover needs 5 s without a heartbeat).
     let mut running = vec![];
@@ -572,8 +555,7 @@ async fn an_action_cut_by_a_dead_replica_is_never_run_again_by_another() {
     // Another replica cannot run what r2 is running.
     let (s, _) = r3.approve(&bo, &req).await;
     assert_eq!(s, 409);
-    r2.child.kill().expect("SIGKILL r2");
-    let _ = r2.child.wait();
+    r2.serve.kill();
     let events = r1
         .wait(
             &id,

@@ -77,6 +77,12 @@ impl Serve {
         Err("oncall serve did not come up within 60 s".into())
     }
 
+    /// SIGKILL, by its own pid (a crash at the worst moment), and waits for it.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL oncall serve");
+        let _ = self.child.wait();
+    }
+
     /// GET with the operator's token: status and body.
     pub async fn get(&self, path: &str) -> (u16, String) {
         let r = self

@@ -23,6 +23,7 @@
 //!   bounded store (or reads the team's Tempo or Jaeger) and answers RED, slowest traces,
 //!   critical paths and error groups; [`collectors::prometheus`] measures the fleet: USE per
 //!   instance and RED per service through Prometheus, ranked by deviation from a baseline.
+//!   [`collectors::outputs`] is what they publish: the only part the agent and the reasoner read.
 //! - [`pg`]: PostgreSQL sessions for the collectors, actions and the store: libpq's `sslmode`
 //!   and `sslrootcert` through rustls, session settings, pools (deadpool-postgres) and their
 //!   numbers.

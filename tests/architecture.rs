@@ -1,6 +1,7 @@
 //! The crate's shape, checked: the modules form layers (no import circles between top-level
 //! modules), the model transport never sees collectors or the reasoner, the registry never
-//! imports a tool, and source files stay small.
+//! imports a tool, the agent and the reasoner read only the tools' published answers, the
+//! incident flow never names Slack, and source files stay small.
 //!
 //! Dependencies are read from `crate::<module>` paths in each file's code (comments and the
 //! `#[cfg(test)]` part left out), which is how every module in this crate names another.
@@ -245,4 +246,31 @@ fn the_incident_flow_knows_nothing_about_slack() {
     assert!(knows.is_empty(), "these know about Slack: {knows:?}");
     // The check sees a call into the bridge when there is one.
     assert!(code(&server.join("state.rs")).contains("slack_bridge::follow"));
+}
+
+/// The agent and the offline reasoner read what tools answered as data: they may name the
+/// collectors' published answers (`collectors::outputs`) and nothing else of a collector (its
+/// sampling, sessions, parsers).
+#[test]
+fn the_agent_and_the_reasoner_see_tool_outputs_only() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut reached = vec![];
+    for dir in ["agent", "reasoner"] {
+        let mut files = vec![];
+        rust_files(&src.join(dir), &mut files);
+        for p in &files {
+            let code = code(p);
+            for (i, _) in code.match_indices("crate::collectors") {
+                let rest = &code[i + "crate::collectors".len()..];
+                if !rest.starts_with("::outputs::") {
+                    let line: String = rest.chars().take_while(|c| *c != '\n').collect();
+                    let rel = p.strip_prefix(&src).unwrap_or(p).display().to_string();
+                    reached.push(format!("{rel}: crate::collectors{line}"));
+                }
+            }
+        }
+    }
+    assert!(reached.is_empty(), "past the outputs: {reached:#?}");
+    // The check sees the paths it is about.
+    assert!(code(&src.join("reasoner/read.rs")).contains("crate::collectors::outputs::"));
 }

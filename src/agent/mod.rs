@@ -25,7 +25,7 @@ pub mod triage;
 mod dispatch;
 mod run;
 
-use crate::collectors::host::UseSnapshot;
+use crate::collectors::outputs::UseSnapshot;
 use crate::config::Config;
 use crate::llm::tokens::{TokenCounter, TokenReport};
 use crate::llm::{ChatModel, LlmError};

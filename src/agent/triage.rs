@@ -3,8 +3,8 @@
 //! incident commander decides.
 
 use super::board::Hypothesis;
-use crate::collectors::host::UseSnapshot;
-use crate::collectors::host::signal::Status;
+use crate::collectors::outputs::Status;
+use crate::collectors::outputs::UseSnapshot;
 use crate::taxonomy::Category;
 use regex::Regex;
 use serde::{Deserialize, Serialize};

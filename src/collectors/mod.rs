@@ -6,6 +6,7 @@
 
 pub mod changes;
 pub mod host;
+pub mod outputs;
 pub mod postgres;
 pub mod prometheus;
 pub mod traces;

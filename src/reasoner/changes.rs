@@ -8,7 +8,7 @@
 //! another fails, is shown but not blamed.
 
 use crate::agent::board::{PRIOR, Strength, updated};
-use crate::collectors::changes::{ChangeKind, ChangesAnswer, RecentChange};
+use crate::collectors::outputs::{ChangeKind, ChangesAnswer, RecentChange};
 use crate::config::Thresholds;
 use crate::taxonomy::Category;
 

@@ -6,7 +6,7 @@
 
 use super::{Finding, cite};
 use crate::agent::board::{Culprit, Strength};
-use crate::collectors::prometheus::Severity;
+use crate::collectors::outputs::Severity;
 use crate::taxonomy::Category;
 use serde_json::Value;
 

@@ -226,7 +226,7 @@ impl ChatModel for OfflineModel {
                         "postgres.explain",
                         json!({"database": e.database, "queryid": q.queryid}),
                     ));
-                    calls.push(("postgres.table_stats", json!({"database": e.database, "tables": crate::collectors::postgres::tables_in(&q.query)})));
+                    calls.push(("postgres.table_stats", json!({"database": e.database, "tables": crate::collectors::outputs::tables_in(&q.query)})));
                 }
             }
             if !calls.is_empty() {

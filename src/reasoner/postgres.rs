@@ -7,14 +7,14 @@
 
 use super::{Finding, cite};
 use crate::agent::board::{Culprit, Strength};
-use crate::collectors::host::signal::Status;
-use crate::collectors::postgres::activity::Activity;
-use crate::collectors::postgres::blocking::Blocking;
-use crate::collectors::postgres::connections::Connections;
-use crate::collectors::postgres::explain::PlanSummary;
-use crate::collectors::postgres::statements::{QueryDelta, TopQueries};
-use crate::collectors::postgres::tables::TableStat;
-use crate::collectors::postgres::{PgAnswer, ProblemKind, tables_in};
+use crate::collectors::outputs::Activity;
+use crate::collectors::outputs::Blocking;
+use crate::collectors::outputs::Connections;
+use crate::collectors::outputs::PlanSummary;
+use crate::collectors::outputs::Status;
+use crate::collectors::outputs::TableStat;
+use crate::collectors::outputs::{PgAnswer, ProblemKind, tables_in};
+use crate::collectors::outputs::{QueryDelta, TopQueries};
 use crate::config::Thresholds;
 use crate::taxonomy::Category;
 use serde::de::DeserializeOwned;
@@ -57,7 +57,7 @@ fn level(v: f64, l: crate::config::Level) -> Status {
 
 /// Why a database could not be asked, if it could not.
 pub fn unreachable(e: &DbEvidence) -> Option<(String, String)> {
-    let answers: [Option<(&String, &Option<crate::collectors::postgres::PgProblem>)>; 2] = [
+    let answers: [Option<(&String, &Option<crate::collectors::outputs::PgProblem>)>; 2] = [
         e.connections.as_ref().map(|(c, a)| (c, &a.problem)),
         e.activity.as_ref().map(|(c, a)| (c, &a.problem)),
     ];

@@ -3,7 +3,7 @@
 
 use super::{FLEET_RED, FLEET_USE, fleet, postgres, traces};
 use crate::agent::evidence::SeenCall;
-use crate::collectors::host::UseSnapshot;
+use crate::collectors::outputs::UseSnapshot;
 use crate::llm::{ChatRequest, Role};
 use serde_json::Value;
 

@@ -4,7 +4,7 @@
 use super::{CHANGES, Citation, changes, fleet, host, host_order, postgres, traces};
 use crate::agent::evidence::SeenCall;
 use crate::agent::triage::ReportHints;
-use crate::collectors::host::UseSnapshot;
+use crate::collectors::outputs::UseSnapshot;
 use crate::config::Thresholds;
 use crate::taxonomy::Category;
 
@@ -310,7 +310,7 @@ pub(super) fn change_judged(
         .result
         .as_ref()
         .filter(|f| f.status == "ok")?;
-    let answer: crate::collectors::changes::ChangesAnswer = serde_json::from_str(&f.body).ok()?;
+    let answer: crate::collectors::outputs::ChangesAnswer = serde_json::from_str(&f.body).ok()?;
     let symptoms: Vec<changes::Symptom> = judged
         .iter()
         .map(|(_, j)| changes::Symptom {

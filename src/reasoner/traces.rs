@@ -5,9 +5,9 @@
 
 use super::{Finding, cite};
 use crate::agent::board::{Culprit, Strength};
-use crate::collectors::host::signal::Status;
-use crate::collectors::traces::analysis::CriticalPath;
-use crate::collectors::traces::{ErrorsAnswer, RedAnswer};
+use crate::collectors::outputs::CriticalPath;
+use crate::collectors::outputs::Status;
+use crate::collectors::outputs::{ErrorsAnswer, RedAnswer};
 use crate::config::Thresholds;
 use crate::taxonomy::Category;
 

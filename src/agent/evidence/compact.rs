@@ -1,10 +1,10 @@
 //! Host evidence made dense: the snapshot as one short string per signal and rows of processes
 //! and peers, with the notes of normal signals dropped; and the compact form read back.
 
-use crate::collectors::host::fd::FdUse;
-use crate::collectors::host::signal::{ResourceReport, Signal, Status};
-use crate::collectors::host::sockets::LossyPeer;
-use crate::collectors::host::{ProcessInfo, ProcessReport, UseSnapshot};
+use crate::collectors::outputs::FdUse;
+use crate::collectors::outputs::LossyPeer;
+use crate::collectors::outputs::{ProcessInfo, ProcessReport, UseSnapshot};
+use crate::collectors::outputs::{ResourceReport, Signal, Status};
 use serde_json::{Value, json};
 
 /// Fields of a process row in compact evidence.
@@ -328,7 +328,7 @@ pub fn read_snapshot(text: &str) -> Result<UseSnapshot, String> {
                 .map(|a| {
                     a.iter()
                         .filter_map(|row| {
-                            Some(crate::collectors::host::process::IoUse {
+                            Some(crate::collectors::outputs::IoUse {
                                 pid: row.get(0)?.as_u64()? as u32,
                                 name: row.get(1)?.as_str()?.to_string(),
                                 read_mib_per_s: row.get(2)?.as_f64()?,

@@ -3,8 +3,8 @@
 
 use super::{Untested, Verdict, against, blame, culprit, io_pressure, sig, st, unreadable, val};
 use crate::agent::board::{Culprit, Strength};
-use crate::collectors::host::UseSnapshot;
-use crate::collectors::host::signal::Status;
+use crate::collectors::outputs::Status;
+use crate::collectors::outputs::UseSnapshot;
 use crate::config::Thresholds;
 
 pub(super) fn cpu(s: &UseSnapshot, th: &Thresholds) -> Result<Verdict, Untested> {

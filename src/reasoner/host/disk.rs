@@ -3,9 +3,9 @@
 
 use super::{Untested, Verdict, against, blame, io_pressure, lean, sig, st, unreadable, val};
 use crate::agent::board::{Culprit, Strength};
-use crate::collectors::host::UseSnapshot;
-use crate::collectors::host::process::ProgramGroup;
-use crate::collectors::host::signal::{ResourceReport, Status};
+use crate::collectors::outputs::ProgramGroup;
+use crate::collectors::outputs::UseSnapshot;
+use crate::collectors::outputs::{ResourceReport, Status};
 
 /// The worst resource with a prefix, by status then by a key signal's value.
 fn worst<'a>(s: &'a UseSnapshot, prefix: &'a str, key: &str) -> Option<&'a ResourceReport> {

@@ -2,8 +2,8 @@
 
 use super::{Untested, Verdict, against, blame, lean, sig, st, unreadable, val};
 use crate::agent::board::Culprit;
-use crate::collectors::host::UseSnapshot;
-use crate::collectors::host::signal::Status;
+use crate::collectors::outputs::Status;
+use crate::collectors::outputs::UseSnapshot;
 
 pub(super) fn fds(s: &UseSnapshot) -> Result<Verdict, Untested> {
     let r = s.resource("fd").ok_or_else(|| unreadable(s, "fd"))?;
@@ -35,7 +35,7 @@ pub(super) fn fds(s: &UseSnapshot) -> Result<Verdict, Untested> {
             };
             let who = format!(
                 "{} (pid {})",
-                crate::collectors::host::process::label(&program, std::slice::from_ref(&f.name)),
+                crate::collectors::outputs::label(&program, std::slice::from_ref(&f.name)),
                 f.pid
             );
             (

@@ -3,9 +3,9 @@
 
 use super::{Report, Untested, Verdict, against, blame, culprit, sig, unreadable, val};
 use crate::agent::board::{Culprit, Strength};
-use crate::collectors::host::process::ProgramGroup;
-use crate::collectors::host::signal::Status;
-use crate::collectors::host::{ProcessInfo, UseSnapshot};
+use crate::collectors::outputs::ProgramGroup;
+use crate::collectors::outputs::Status;
+use crate::collectors::outputs::{ProcessInfo, UseSnapshot};
 use crate::config::Thresholds;
 
 /// The program a process belongs to, from the snapshot's per-program totals.

@@ -15,9 +15,9 @@ mod memory;
 mod network;
 
 use crate::agent::board::{Culprit, Strength};
-use crate::collectors::host::process::ProgramGroup;
-use crate::collectors::host::signal::{ResourceReport, Signal, Status};
-use crate::collectors::host::{ProcessInfo, UseSnapshot};
+use crate::collectors::outputs::ProgramGroup;
+use crate::collectors::outputs::{ProcessInfo, UseSnapshot};
+use crate::collectors::outputs::{ResourceReport, Signal, Status};
 use crate::config::Thresholds;
 use crate::taxonomy::Category;
 use cpu::cpu;

@@ -3,11 +3,11 @@
 
 use super::{Untested, Verdict, against, lean, sig, unreadable, val};
 use crate::agent::board::Culprit;
-use crate::collectors::host::UseSnapshot;
-use crate::collectors::host::signal::{ResourceReport, Status};
+use crate::collectors::outputs::UseSnapshot;
+use crate::collectors::outputs::{ResourceReport, Status};
 
 pub(super) fn network(s: &UseSnapshot) -> Result<Verdict, Untested> {
-    use crate::collectors::host::sockets::Direction;
+    use crate::collectors::outputs::Direction;
     const PER_SOCKET: &str = "worst_peer_retransmits";
     // The per-socket view names the peer or service port whose connections lose segments; it
     // speaks first unless an interface or a host-wide TCP counter is worse.

@@ -1,7 +1,8 @@
 //! oncall's own telemetry: log lines on stderr (text or JSON, through the redactor) and, when an
 //! OTLP endpoint is set in the standard OpenTelemetry variables, oncall's own spans exported over
-//! OTLP/HTTP: one `investigation` span per round, a `model_call` per model turn and a
-//! `tool_call` per tool, with the incident id, tool name, tokens and duration as attributes.
+//! OTLP/HTTP: one `investigation` span per round (under `oncall serve`, inside an
+//! `incident_round` span that names the incident and the round), a `model_call` per model turn
+//! and a `tool_call` per tool, with the tool name, tokens and duration as attributes.
 //!
 //! Export is on when `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the full URL) or
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (a base; `/v1/traces` is appended) is set, and
@@ -14,7 +15,8 @@
 use crate::config::{Config, LogFormat};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing::Level;
+use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -24,6 +26,19 @@ pub const ENDPOINT_VARS: [&str; 2] = [
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
 ];
+
+/// The provider, for [`flush`] at a forced exit (the guard's drop does not run then).
+static PROVIDER: std::sync::OnceLock<SdkTracerProvider> = std::sync::OnceLock::new();
+
+/// Sends the spans still buffered, within a few seconds: for a process about to end without
+/// returning from `main` (`oncall serve` after a stop it could not finish in time).
+pub fn flush() {
+    if let Some(p) = PROVIDER.get()
+        && let Err(e) = p.force_flush()
+    {
+        eprintln!("warning: oncall's own traces: the last spans were not sent: {e}");
+    }
+}
 
 /// Keeps the exporter alive; dropping it sends the spans still buffered (within a few seconds).
 pub struct Telemetry {
@@ -90,13 +105,15 @@ pub fn init(config: &Config) -> Telemetry {
     let (otel, provider, failed) = if export_wanted() {
         match provider() {
             Ok(p) => {
+                let _ = PROVIDER.set(p.clone());
+                // Spans only, and only oncall's: log events (which may quote a tool's
+                // arguments or a model's reply) stay in the redacted log and never become span
+                // events.
                 let layer = tracing_opentelemetry::layer()
                     .with_tracer(p.tracer("oncall"))
-                    .with_filter(
-                        Targets::new()
-                            .with_target("oncall", LevelFilter::INFO)
-                            .with_default(LevelFilter::OFF),
-                    );
+                    .with_filter(filter_fn(|m| {
+                        m.is_span() && m.target().starts_with("oncall") && *m.level() <= Level::INFO
+                    }));
                 (Some(layer), Some(p), None)
             }
             Err(e) => (None, None, Some(e)),

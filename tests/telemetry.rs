@@ -45,6 +45,8 @@ struct Span {
     trace: Vec<u8>,
     parent: Vec<u8>,
     id: Vec<u8>,
+    /// Span events: none, since log lines (which may quote arguments) stay in the log.
+    events: usize,
 }
 
 fn spans(seen: &Seen) -> (Vec<Span>, Vec<String>) {
@@ -71,6 +73,7 @@ fn spans(seen: &Seen) -> (Vec<Span>, Vec<String>) {
                         trace: s.trace_id,
                         parent: s.parent_span_id,
                         id: s.span_id,
+                        events: s.events.len(),
                     });
                 }
             }
@@ -80,11 +83,13 @@ fn spans(seen: &Seen) -> (Vec<Span>, Vec<String>) {
 }
 
 const SECRET: &str = "hunter2-not-for-traces";
+/// A plain word of the report that no redactor would touch: it must not reach a span either.
+const MARKER: &str = "zebracornish";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn triage_exports_its_own_spans_over_otlp_with_the_configured_credentials() {
     let (url, seen) = receiver().await;
-    let report = format!("checkout is slow; db password={SECRET}");
+    let report = format!("checkout is slow for {MARKER} users; db password={SECRET}");
     let (code, _out, err) = tokio::task::spawn_blocking(move || {
         common::oncall(
             &["triage", &report],
@@ -108,6 +113,7 @@ async fn triage_exports_its_own_spans_over_otlp_with_the_configured_credentials(
         assert_eq!(auth, "Bearer ingest-token-1");
         let text = String::from_utf8_lossy(body);
         assert!(!text.contains(SECRET), "the report reached a span");
+        assert!(!text.contains(MARKER), "the report's words reached a span");
     }
     let (spans, services) = spans(&seen);
     assert!(
@@ -141,8 +147,10 @@ async fn triage_exports_its_own_spans_over_otlp_with_the_configured_credentials(
         assert_eq!(s.trace, root.trace, "{} in another trace", s.name);
     }
     assert!(models.iter().all(|m| m.parent == root.id));
-    // Only oncall's spans: the exporter's own HTTP client is never traced.
+    // Only oncall's spans: the exporter's own HTTP client is never traced, and log lines never
+    // become span events.
     for s in &spans {
+        assert_eq!(s.events, 0, "{} carries log events", s.name);
         assert!(
             ["investigation", "model_call", "tool_call"].contains(&s.name.as_str()),
             "unexpected span {}",
@@ -175,4 +183,62 @@ async fn the_traces_endpoint_alone_turns_the_export_on_and_the_sdk_switch_turns_
     let (url, seen) = receiver().await;
     run(url, true).await;
     assert!(seen.lock().unwrap().is_empty(), "exported while disabled");
+}
+
+/// Under `oncall serve`, each round of investigation is an `incident_round` span naming the
+/// incident and the round, with the investigation under it.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_traces_each_round_under_its_incident() {
+    let (url, seen) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let srv = common::serve::Serve::start(
+        &dir.path().join("data"),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", url),
+            ("ONCALL_HOST__WINDOW_MS", "200".into()),
+        ],
+    )
+    .await
+    .expect("oncall serve");
+    let (s, v) = srv
+        .post(
+            "/api/v1/incidents",
+            serde_json::json!({"report": "checkout is slow"}),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    let id = serde_json::from_str::<serde_json::Value>(&v).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The batch goes out every few seconds while the server runs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (round, inv) = loop {
+        let (spans, _) = spans(&seen);
+        let round = spans.iter().find(|s| s.name == "incident_round").map(|r| {
+            (
+                r.attrs.get("incident").cloned().unwrap_or_default(),
+                r.id.clone(),
+                r.trace.clone(),
+            )
+        });
+        let inv = spans
+            .iter()
+            .find(|s| s.name == "investigation")
+            .map(|i| (i.parent.clone(), i.trace.clone()));
+        if let (Some(r), Some(i)) = (round, inv) {
+            break (r, i);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no round traced: {spans:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    assert!(round.0.contains(&id), "{} is not {id}", round.0);
+    assert_eq!(
+        (inv.0, inv.1),
+        (round.1, round.2),
+        "the investigation is not under its round"
+    );
 }

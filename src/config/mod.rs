@@ -28,7 +28,7 @@ pub use host::HostSettings;
 pub use llm::{EvidenceMode, LlmSettings, Provider};
 pub use memory::{EmbedderKind, MemoryBackend, MemorySettings};
 pub use policy::{CustomRedaction, PolicySettings};
-pub use postgres::{PgSettings, SslMode, split_tls_params};
+pub use postgres::{PgSettings, SslMode, UnknownSslMode, split_tls_params};
 pub use prometheus::PrometheusSettings;
 pub use server::ServerSettings;
 pub use slack::SlackSettings;

@@ -112,6 +112,8 @@ async fn stopped() {
     // Event streams never end by themselves: give requests in progress five seconds, then go.
     tokio::spawn(async {
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        // `main` does not return on this path: send oncall's own last spans first.
+        crate::telemetry::flush();
         std::process::exit(0);
     });
 }

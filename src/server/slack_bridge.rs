@@ -254,21 +254,47 @@ pub fn follow(st: &Arc<AppState>) {
         return;
     };
     let mut rx = st.bus.subscribe();
-    let st = Arc::downgrade(st);
+    // Two steps, so a slow Slack never makes the bus drop an event Slack must post: a reader that
+    // only sorts (and so keeps up with the bus) queues the events a thread shows, and a poster
+    // works through that queue in order.
+    let (tx, mut queue) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
             match rx.recv().await {
                 Ok(p) => {
-                    let (Some(e), Some(st)) = (p.event, st.upgrade()) else {
-                        continue;
-                    };
-                    bridge.on_event(&st, &p.incident, &e).await;
+                    if let Some(e) = p.event.filter(|e| posted(&e.kind))
+                        && tx.send((p.incident, e)).is_err()
+                    {
+                        return;
+                    }
                 }
                 Err(RecvError::Lagged(n)) => {
-                    tracing::warn!("Slack fell behind and did not post {n} incident event(s)");
+                    tracing::warn!("Slack fell behind the bus and skipped {n} incident event(s)");
                 }
                 Err(RecvError::Closed) => return,
             }
         }
     });
+    let st = Arc::downgrade(st);
+    tokio::spawn(async move {
+        while let Some((incident, e)) = queue.recv().await {
+            let Some(st) = st.upgrade() else { return };
+            bridge.on_event(&st, &incident, &e).await;
+        }
+    });
+}
+
+/// The kinds of event a Slack thread shows (see `Bridge::on_event`).
+fn posted(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::InvestigationFinished
+            | EventKind::ActionRequested
+            | EventKind::ActionApproved
+            | EventKind::ActionDenied
+            | EventKind::ActionVerified
+            | EventKind::ActionWithdrawn
+            | EventKind::ActionOutcomeUnknown
+            | EventKind::PostmortemDrafted
+    )
 }

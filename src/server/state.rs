@@ -221,7 +221,7 @@ impl AppState {
                 store_pool.into_iter().chain(pg_pools).collect(),
             )),
             replica,
-            bus: bus::Bus::new(4096),
+            bus: bus::Bus::new(1024),
             running: RunningSet::new(),
             investigations: Semaphore::new(s.max_investigations.max(1)),
             streams: Arc::new(Semaphore::new(s.max_streams.max(1))),

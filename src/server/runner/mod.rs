@@ -225,12 +225,17 @@ async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
             }
         })
     };
-    let result = crate::reasoner::investigate(
-        &text,
-        &st.registry,
-        &st.config,
-        model.as_ref(),
-        &Forward(tx),
+    // oncall's own trace of the round: the incident and the round around the investigation.
+    let span = tracing::info_span!("incident_round", incident = %incident, round = n);
+    let result = tracing::Instrument::instrument(
+        crate::reasoner::investigate(
+            &text,
+            &st.registry,
+            &st.config,
+            model.as_ref(),
+            &Forward(tx),
+        ),
+        span,
     )
     .await;
     // Every agent event is in the log before the round's result.

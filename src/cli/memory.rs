@@ -109,7 +109,7 @@ pub fn recall(args: MemoryRecallArgs, ctx: &Context) -> Outcome {
         let r = ctx
             .runtime
             .block_on(recall::recall(&loaded, &cfg, &ctx.registry, emb, k))
-            .map_err(CliError::failed)?;
+            .map_err(|e| CliError::failed(e.to_string()))?;
         reports.push(r);
     }
     if json {

@@ -88,6 +88,11 @@ pub enum EvalError {
     },
     #[error(transparent)]
     RecordTurns(#[from] crate::llm::replay::WriteError),
+    /// Incident memory refused a case's document (recall@k).
+    #[error(transparent)]
+    Memory(#[from] crate::memory::MemoryError),
+    #[error("an investigation could not be written as JSON: {0}")]
+    Encode(serde_json::Error),
 }
 
 /// Runs every case through the model and scores it. With `record_turns`, each case's model

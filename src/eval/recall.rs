@@ -9,6 +9,7 @@
 
 use crate::agent::events::Silent;
 use crate::config::Config;
+use crate::eval::EvalError;
 use crate::eval::case::Case;
 use crate::memory::{Embedder, Memory};
 use crate::registry::Registry;
@@ -57,7 +58,7 @@ pub async fn remembered(
     cases: &[(PathBuf, Case)],
     config: &Config,
     live: &Registry,
-) -> Result<Vec<(crate::memory::Doc, String)>, String> {
+) -> Result<Vec<(crate::memory::Doc, String)>, EvalError> {
     let model = crate::reasoner::OfflineModel::new(config.thresholds.clone());
     let mut out = vec![];
     for (file, c) in cases {
@@ -67,8 +68,11 @@ pub async fn remembered(
         let reg = crate::eval::replay::registry(c, live);
         let inv = crate::reasoner::investigate(&c.report, &reg, config, &model, &Silent)
             .await
-            .map_err(|e| format!("{}: {e}", file.display()))?;
-        let v = serde_json::to_value(&inv).map_err(|e| e.to_string())?;
+            .map_err(|source| EvalError::Investigation {
+                file: file.clone(),
+                source,
+            })?;
+        let v = serde_json::to_value(&inv).map_err(EvalError::Encode)?;
         out.push((
             crate::memory::Doc::from_finished(
                 &c.id,
@@ -91,7 +95,7 @@ pub async fn recall(
     live: &Registry,
     embedder: Arc<dyn Embedder>,
     k: usize,
-) -> Result<RecallReport, String> {
+) -> Result<RecallReport, EvalError> {
     let model = crate::reasoner::OfflineModel::new(config.thresholds.clone());
     let pairs = remembered(cases, config, live).await?;
     let truth: HashMap<String, String> = pairs
@@ -101,7 +105,7 @@ pub async fn recall(
     let docs: Vec<crate::memory::Doc> = pairs.into_iter().map(|(d, _)| d).collect();
     let mut scored = vec![];
     let mut query_ms = vec![];
-    for (_, c) in cases {
+    for (file, c) in cases {
         let Some(cat) = truth.get(&c.id) else {
             continue;
         };
@@ -114,10 +118,7 @@ pub async fn recall(
         }
         let memory = Memory::in_process(embedder.clone(), -1.0);
         for d in docs.iter().filter(|d| d.incident != c.id) {
-            memory
-                .remember(d.clone())
-                .await
-                .map_err(|e| e.to_string())?;
+            memory.remember(d.clone()).await?;
         }
         let memory = Arc::new(memory);
         let reg = crate::eval::replay::registry(c, live).with_tool(Box::new(
@@ -127,7 +128,10 @@ pub async fn recall(
         ));
         let inv = crate::reasoner::investigate(&c.report, &reg, config, &model, &Silent)
             .await
-            .map_err(|e| format!("{}: {e}", c.id))?;
+            .map_err(|source| EvalError::Investigation {
+                file: file.clone(),
+                source,
+            })?;
         let call = inv
             .tool_calls
             .iter()

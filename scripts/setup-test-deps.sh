@@ -9,6 +9,7 @@
 # - Debian's Chromium and its chromedriver, and Selenium in the same venv: the web end-to-end test
 #   (tests/web_e2e.rs -> tests/e2e/web.py) drives the page of `oncall serve` in headless Chromium.
 #   Selenium is pointed at /usr/bin/chromedriver and /usr/bin/chromium, so it downloads nothing.
+# - The Python MCP SDK (mcp), in the same venv: the real MCP client and server of tests/mcp.rs.
 # - Debian's Prometheus and node-exporter: the fleet tests start both on loopback ports (the
 #   packaged services are not started during the install; nothing is left running).
 set -euo pipefail
@@ -59,6 +60,13 @@ if ! "$venv/bin/python" -c "import selenium" >/dev/null 2>&1; then
   echo "installing Selenium into target/otel-venv" >&2
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check selenium==4.51.0
+fi
+# The Python MCP SDK, in the same venv: the MCP tests use it as a real client of oncall and to
+# write the external MCP server oncall's agent uses (tests/mcp.rs, tests/mcp/*.py).
+if ! "$venv/bin/python" -c "import mcp" >/dev/null 2>&1; then
+  echo "installing the Python MCP SDK into target/otel-venv" >&2
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check mcp==2.3.0
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing cargo-nextest" >&2

@@ -176,6 +176,30 @@ pub fn with_memory(registry: Registry, memory: Arc<crate::memory::Memory>) -> Re
     }))
 }
 
+/// `registry` with the tools of the external MCP servers of `[[mcp.servers]]` (connected to at
+/// once, each within its `timeout_s`). A server that cannot be reached is logged and left out;
+/// the other toolsets and oncall's own tools are used.
+pub async fn with_toolsets(mut registry: Registry, config: &Config) -> Registry {
+    if config.mcp.servers.is_empty() {
+        return registry;
+    }
+    let (tools, problems) = crate::toolsets::mcp::connect_all(&config.mcp.servers).await;
+    for p in problems {
+        tracing::warn!("{p}; its toolset is left out until oncall starts again");
+    }
+    for t in tools {
+        if registry.spec(t.spec().name).is_some() {
+            tracing::warn!(
+                "the MCP tool {} has the name of a tool oncall has; it is left out",
+                t.spec().name
+            );
+            continue;
+        }
+        registry = registry.with_tool(t);
+    }
+    registry
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,8 @@
 //!   critical paths and error groups; [`collectors::prometheus`] measures the fleet: USE per
 //!   instance and RED per service through Prometheus, ranked by deviation from a baseline.
 //!   [`collectors::outputs`] is what they publish: the only part the agent and the reasoner read.
+//! - [`toolsets`]: tools from outside oncall: the tools of external MCP servers
+//!   (`[[mcp.servers]]`), under the same policy, redaction and token budget as oncall's own.
 //! - [`pg`]: PostgreSQL sessions for the collectors, actions and the store: libpq's `sslmode`
 //!   and `sslrootcert` through rustls, session settings, pools (deadpool-postgres) and their
 //!   numbers.
@@ -100,3 +102,4 @@ pub mod server;
 pub mod taxonomy;
 pub mod telemetry;
 pub mod tool;
+pub mod toolsets;

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     let done = match cli.command {
         Command::Triage(a) => cli::triage::run(a, ctx),
         Command::Serve(a) => cli::serve::run(a, &ctx),
+        Command::Mcp(a) => cli::mcp::run(a, &ctx),
         Command::Record(a) => cli::record::run(a, &ctx),
         Command::Eval(a) => cli::eval::run(a, &ctx),
         Command::Tools(a) => cli::tools::run(a, &ctx),

@@ -108,18 +108,7 @@ impl Client {
 }
 
 fn token(dir: &Path, name: &str, role: &str) -> String {
-    let out = Command::new(ONCALL)
-        .args(["token", "add", name, "--role", role])
-        .env_remove("ONCALL_CONFIG")
-        .env("ONCALL_SERVER__DATA_DIR", dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    common::token_add(("ONCALL_SERVER__DATA_DIR", dir.as_os_str()), name, role)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

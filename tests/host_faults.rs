@@ -18,20 +18,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A process busy-looping on twice as many threads as cores, given time to show in the stats.
 fn cpu_hog(name: &str) -> Fault {
-    let threads = (cores() * 2).to_string();
-    let hog = Fault::start(&[
-        "--name",
-        name,
-        "cpu",
-        "--threads",
-        &threads,
-        "--seconds",
-        "60",
-    ]);
-    std::thread::sleep(Duration::from_millis(800));
-    hog
+    Fault::cpu_hog(name)
 }
 
 fn top(answer: &Value) -> &Value {

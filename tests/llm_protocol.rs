@@ -1,141 +1,25 @@
 //! The agent loop against an OpenAI-compatible endpoint.
 //!
-//! TEST DOUBLE: `ScriptedLlm` below is a scripted OpenAI-compatible HTTP server inside the test
+//! TEST DOUBLE: `ScriptedLlm` (tests/common/llm.rs) is a scripted OpenAI-compatible HTTP server inside the test
 //! (a paid model cannot run here). It answers `POST /v1/chat/completions` with the next scripted
 //! reply (or status, or delay) and records every request, so the tests can check what the loop
 //! sent: tool errors, withdrawn tools, fenced outputs. The tools the loop calls are real
 //! (host.use_snapshot samples this machine; host.signal_process targets a real child process).
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+mod common;
+
+use common::llm::{Scripted, ScriptedLlm, text_turn, tool_turn};
 use oncall::agent::Investigation;
 use oncall::agent::events::Collect;
-use oncall::config::{Config, Provider};
+use oncall::config::Config;
 use oncall::llm::openai::OpenAiModel;
 use oncall::reasoner::investigate;
-use serde_json::{Value, json};
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// One scripted answer of the test double.
-#[derive(Clone)]
-enum Scripted {
-    Reply(Value),
-    Status(u16, Value),
-    Delay(Duration, Value),
-}
-
-#[derive(Default)]
-struct Script {
-    queue: Mutex<VecDeque<Scripted>>,
-    /// When the queue is empty: answer this status forever (a storm), or a plain final answer.
-    forever: Mutex<Option<u16>>,
-    seen: Mutex<Vec<Value>>,
-}
-
-async fn chat(State(s): State<Arc<Script>>, Json(body): Json<Value>) -> Response {
-    s.seen.lock().unwrap().push(body);
-    let next = s.queue.lock().unwrap().pop_front();
-    match next {
-        Some(Scripted::Reply(v)) => Json(v).into_response(),
-        Some(Scripted::Status(code, v)) => {
-            let mut r = (StatusCode::from_u16(code).unwrap(), Json(v)).into_response();
-            r.headers_mut().insert("retry-after", "0".parse().unwrap());
-            r
-        }
-        Some(Scripted::Delay(d, v)) => {
-            tokio::time::sleep(d).await;
-            Json(v).into_response()
-        }
-        None => match *s.forever.lock().unwrap() {
-            Some(code) => (
-                StatusCode::from_u16(code).unwrap(),
-                Json(json!({"error": {"message": "storm", "type": "server_error"}})),
-            )
-                .into_response(),
-            None => Json(text_turn("Done.")).into_response(),
-        },
-    }
-}
-
-struct ScriptedLlm {
-    script: Arc<Script>,
-    base_url: String,
-}
-
-impl ScriptedLlm {
-    async fn start(turns: Vec<Scripted>) -> ScriptedLlm {
-        let script = Arc::new(Script {
-            queue: Mutex::new(turns.into()),
-            ..Default::default()
-        });
-        let app = Router::new()
-            .route("/v1/chat/completions", post(chat))
-            .with_state(script.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        ScriptedLlm {
-            script,
-            base_url: format!("http://{addr}/v1"),
-        }
-    }
-
-    fn requests(&self) -> Vec<Value> {
-        self.script.seen.lock().unwrap().clone()
-    }
-
-    /// The tool messages of the n-th request.
-    fn tool_messages(&self, n: usize) -> Vec<String> {
-        self.requests()[n]["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["role"] == "tool")
-            .map(|m| m["content"].as_str().unwrap_or_default().to_string())
-            .collect()
-    }
-}
-
-/// A model turn that calls tools (names in dotted form; sent in the wire form).
-fn tool_turn(calls: &[(&str, &str)]) -> Value {
-    let calls: Vec<Value> = calls
-        .iter()
-        .enumerate()
-        .map(|(i, (name, args))| json!({"id": format!("call_{i}_{name}"), "type": "function", "function": {"name": name.replace('.', "__"), "arguments": args}}))
-        .collect();
-    json!({
-        "id": "x", "object": "chat.completion", "created": 1, "model": "scripted",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}],
-        "usage": {"prompt_tokens": 1000, "completion_tokens": 20, "total_tokens": 1020}
-    })
-}
-
-fn text_turn(text: &str) -> Value {
-    json!({
-        "id": "x", "object": "chat.completion", "created": 1, "model": "scripted",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 1200, "completion_tokens": 30, "total_tokens": 1230}
-    })
-}
-
 fn config(base_url: &str) -> Config {
-    let mut c = Config::default();
-    c.host.window_ms = 100;
-    c.llm.provider = Provider::Openai;
-    c.llm.base_url = base_url.to_string();
-    c.llm.model = "scripted".into();
-    c.llm.api_key_env = "ONCALL_TEST_NO_KEY".into();
-    c.llm.timeout_s = 2;
-    c.llm.deadline_s = 20;
-    c.llm.max_attempts = 3;
-    c
+    common::llm::model_config(base_url)
 }
 
 async fn run(llm: &ScriptedLlm, c: Config, report: &str) -> (Investigation, Vec<String>) {

@@ -105,18 +105,11 @@ impl Cluster {
 
     /// A token stored in the shared store (any replica knows it).
     fn token(&self, name: &str, role: &str) -> String {
-        let out = Command::new(ONCALL)
-            .args(["token", "add", name, "--role", role])
-            .env_remove("ONCALL_CONFIG")
-            .env("ONCALL_SERVER__DATABASE_URL", &self.url)
-            .output()
-            .expect("oncall token add");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        common::token_add(
+            ("ONCALL_SERVER__DATABASE_URL", self.url.as_ref()),
+            name,
+            role,
+        )
     }
 
     fn runs(&self) -> usize {

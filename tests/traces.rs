@@ -34,25 +34,9 @@ fn free_port() -> u16 {
         .expect("port")
 }
 
+/// The OpenTelemetry SDK's Python, or None (and a SKIPPED line) outside CI.
 fn python() -> Option<PathBuf> {
-    let p = std::env::var_os("ONCALL_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/otel-venv/bin/python")
-        });
-    if p.exists() {
-        return Some(p);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "the OpenTelemetry SDK venv is missing at {}: run scripts/setup-test-deps.sh",
-        p.display()
-    );
-    eprintln!(
-        "SKIPPED: no OpenTelemetry SDK venv at {} (scripts/setup-test-deps.sh makes it)",
-        p.display()
-    );
-    None
+    common::venv_python("opentelemetry.sdk")
 }
 
 /// A process killed (after SIGTERM, so it can flush) when dropped.

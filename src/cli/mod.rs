@@ -12,6 +12,7 @@ pub mod config;
 pub mod context;
 pub mod dry_run;
 pub mod eval;
+pub mod mcp;
 pub mod memory;
 pub mod ops;
 pub mod postmortem;
@@ -60,6 +61,9 @@ pub enum Command {
     /// Serve the copilot: web page, incident API with live events, approvals, Slack, and OTLP
     /// trace ingest. Every request needs a bearer token (the first start prints one).
     Serve(ServeArgs),
+    /// Serve oncall's tools, investigations and approval requests to an MCP client over stdio
+    /// (the client starts this command). No MCP call can run an action.
+    Mcp(McpArgs),
     /// Record a replayable incident case from live collectors (truth left for a person to fill in).
     Record(RecordArgs),
     /// Replay every case and score the answers (see eval/README.md).
@@ -124,6 +128,19 @@ pub struct ServeArgs {
     /// Address to listen on (default from [server] listen: 127.0.0.1:4318).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+}
+
+#[derive(Args)]
+pub struct McpArgs {
+    /// The role of the person at this terminal: `viewer` (reads incidents), `responder` (also
+    /// runs read tools, starts investigations, requests actions) or `approver` (the same: an
+    /// approval is never given over MCP).
+    #[arg(long, default_value = "responder", value_name = "ROLE")]
+    pub role: String,
+    /// The name the incident log records for what this client does (default: `mcp:` and the
+    /// user name).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
 }
 
 #[derive(Args)]

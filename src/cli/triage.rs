@@ -28,6 +28,8 @@ pub fn run(args: TriageArgs, ctx: Context) -> Outcome {
             registry
         }
     };
+    // External MCP servers' toolsets (none unless `[[mcp.servers]]` names some).
+    let registry = runtime.block_on(crate::app::with_toolsets(registry, &config));
     let model = crate::app::model(&config).map_err(|e| CliError::usage(e.to_string()))?;
     let progress = (!args.quiet && !args.verbose).then(Progress::new);
     let sink: &dyn EventSink = match &progress {

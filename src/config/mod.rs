@@ -13,6 +13,7 @@ pub mod check;
 mod env;
 mod host;
 mod llm;
+mod mcp;
 mod memory;
 mod policy;
 mod postgres;
@@ -26,6 +27,7 @@ mod validate;
 pub use actions::{ActionSettings, ChangeSettings};
 pub use host::HostSettings;
 pub use llm::{EvidenceMode, LlmSettings, Provider};
+pub use mcp::{McpServerSettings, McpSettings};
 pub use memory::{EmbedderKind, MemoryBackend, MemorySettings};
 pub use policy::{CustomRedaction, PolicySettings};
 pub use postgres::{PgSettings, SslMode, UnknownSslMode, split_tls_params};
@@ -98,6 +100,8 @@ pub struct Config {
     pub memory: MemorySettings,
     /// The fleet through Prometheus: with a URL, the fleet tools replace the host tools.
     pub prometheus: PrometheusSettings,
+    /// MCP: oncall served to MCP clients, and external MCP servers as extra toolsets.
+    pub mcp: McpSettings,
 }
 
 impl Default for Config {
@@ -117,6 +121,7 @@ impl Default for Config {
             slack: SlackSettings::default(),
             memory: MemorySettings::default(),
             prometheus: PrometheusSettings::default(),
+            mcp: McpSettings::default(),
         }
     }
 }

@@ -46,6 +46,24 @@ impl Config {
                 p.error_status
             )));
         }
+        let mut toolsets = std::collections::HashSet::new();
+        for server in &self.mcp.servers {
+            if let Some(why) = server.problem() {
+                return Err(ConfigError::Invalid(why));
+            }
+            if !toolsets.insert(server.name.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "mcp.servers: two servers are named {:?}; each toolset needs its own name",
+                    server.name
+                )));
+            }
+        }
+        if !(1..=3600).contains(&self.mcp.wait_s) {
+            return Err(ConfigError::Invalid(format!(
+                "mcp.wait_s = {} is out of range: use 1 to 3600",
+                self.mcp.wait_s
+            )));
+        }
         let m = &self.memory;
         if !m.hashed_dims.is_power_of_two() || !(256..=65536).contains(&m.hashed_dims) {
             return Err(ConfigError::Invalid(format!(

@@ -21,6 +21,9 @@
 //! - `runner`: investigations and approved actions in the background, every step an event.
 //! - [`slack`] (verification, parsing, messages, Web API client), `slack_bridge` (the subscriber
 //!   that posts an incident's events into its thread) and `slack_routes` (Slack's requests).
+//! - [`mcp`]: the same tools, investigations and approval requests for MCP clients, over stdio
+//!   (`oncall mcp`) and Streamable HTTP at `/mcp` (behind the bearer tokens); no MCP call can
+//!   run an action.
 //! - [`metrics`]: Prometheus text at `/metrics`.
 //! - `otlp`: OpenTelemetry traces in (`POST /v1/traces`) to the bounded span store.
 //! - [`limits`]: the longest text each field may carry, and what one caller may hold open
@@ -36,6 +39,7 @@ pub mod auth;
 mod bus;
 mod error;
 pub mod limits;
+pub mod mcp;
 pub mod metrics;
 pub mod openapi;
 mod otlp;

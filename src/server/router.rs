@@ -98,6 +98,20 @@ pub fn app(st: Arc<AppState>) -> Router {
             auth::require_ingest,
         )),
     });
+    // MCP over Streamable HTTP: any token holder (each tool checks its own role inside).
+    let router = match (
+        st.config.mcp.serve_http,
+        super::mcp::http_service(st.clone()),
+    ) {
+        (false, _) => router,
+        (true, Ok(mcp)) => router.merge(Router::new().route_service("/mcp", mcp).layer(
+            middleware::from_fn_with_state((st.clone(), Role::Viewer), auth::require),
+        )),
+        (true, Err(e)) => {
+            tracing::error!("MCP over HTTP is off: {e}");
+            router
+        }
+    };
     router
         .fallback(error::no_route)
         .layer(Extension(Arc::new(openapi::Served::new(&doc))))

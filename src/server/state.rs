@@ -162,8 +162,9 @@ impl AppState {
             config.traces.max_bytes as usize,
             config.traces.retention_s,
         ));
-        let mut registry = crate::app::load_registry(config.clone(), Some(spans.clone()))
+        let registry = crate::app::load_registry(config.clone(), Some(spans.clone()))
             .map_err(|e| ServerError::Setup(e.to_string()))?;
+        let mut registry = crate::app::with_toolsets(registry, &config).await;
         let memory = match crate::memory::Memory::open(&config, store.clone()).await {
             Ok(m) => {
                 let m = Arc::new(m);

@@ -2,6 +2,7 @@
 //! every fault up in `Drop`, so a failing assertion never leaves a hog or a mount behind.
 #![allow(dead_code)]
 
+pub mod llm;
 pub mod pg;
 pub mod prom;
 pub mod serve;
@@ -423,4 +424,69 @@ timeout_s = 10
     )
     .expect("the counting action");
     (actions, count)
+}
+
+/// The test venv's Python (`ONCALL_TEST_PYTHON`, else target/otel-venv, made by
+/// scripts/setup-test-deps.sh) when it can import `module`; None, with a SKIPPED line, outside
+/// CI, and a failure under CI.
+pub fn venv_python(module: &str) -> Option<PathBuf> {
+    let p = std::env::var_os("ONCALL_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/otel-venv/bin/python")
+        });
+    let ok = Command::new(&p)
+        .args(["-c", &format!("import {module}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(p);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} cannot import {module}: run scripts/setup-test-deps.sh",
+        p.display()
+    );
+    eprintln!(
+        "SKIPPED: {} cannot import {module} (scripts/setup-test-deps.sh installs it)",
+        p.display()
+    );
+    None
+}
+
+/// `oncall token add NAME --role ROLE` against the store a setting names (e.g.
+/// `("ONCALL_SERVER__DATA_DIR", dir)`); the token it prints.
+pub fn token_add(store: (&str, &std::ffi::OsStr), name: &str, role: &str) -> String {
+    let out = Command::new(ONCALL)
+        .args(["token", "add", name, "--role", role])
+        .env_remove("ONCALL_CONFIG")
+        .env(store.0, store.1)
+        .output()
+        .expect("oncall token add");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl Fault {
+    /// A process named `name` busy-looping on twice as many threads as cores, given time to
+    /// show in the stats.
+    pub fn cpu_hog(name: &str) -> Fault {
+        let threads = (cores() * 2).to_string();
+        let hog = Fault::start(&[
+            "--name",
+            name,
+            "cpu",
+            "--threads",
+            &threads,
+            "--seconds",
+            "60",
+        ]);
+        std::thread::sleep(Duration::from_millis(800));
+        hog
+    }
 }

@@ -78,14 +78,25 @@ pub(crate) async fn request_action(
         b,
         r#"{"tool": "deploy.rollback", "args": {"deployment": "api"}, "why": "..."}"#,
     )?;
-    st.check(limits::chars("tool", &req.tool, limits::TOOL_NAME_CHARS))?;
-    st.check(limits::json_bytes(
-        "args",
-        &req.args,
-        limits::TOOL_ARGS_BYTES,
-    ))?;
-    st.check(limits::chars("why", &req.why, limits::WHY_CHARS))?;
-    incident_or_404(&st, &id).await?;
+    let filed = file_action(&st, &c, &id, &req.tool, req.args, &req.why).await?;
+    Ok((StatusCode::ACCEPTED, Json(filed)).into_response())
+}
+
+/// Files an action request in incident `id` for `caller`: the arguments checked against their
+/// limits and the tool's own checks, the dry run made, the request audited and announced. Shared
+/// by the API and MCP's `request_action`; nothing runs until an approver decides.
+pub(crate) async fn file_action(
+    st: &Arc<AppState>,
+    c: &Caller,
+    id: &str,
+    tool: &str,
+    args: Value,
+    why: &str,
+) -> Result<ActionFiled, ApiError> {
+    st.check(limits::chars("tool", tool, limits::TOOL_NAME_CHARS))?;
+    st.check(limits::json_bytes("args", &args, limits::TOOL_ARGS_BYTES))?;
+    st.check(limits::chars("why", why, limits::WHY_CHARS))?;
+    incident_or_404(st, id).await?;
     // What needs no policy decision is refused here, counted and not audited, so requests for
     // tools that do not exist cannot grow the audit log. The desk audits the rest.
     let refuse = |why: String| {
@@ -95,17 +106,17 @@ pub(crate) async fn request_action(
         );
         ApiError::BadRequest(why)
     };
-    match st.registry.spec(&req.tool) {
+    match st.registry.spec(tool) {
         None => {
             return Err(refuse(format!(
                 "no tool named `{}`: GET /api/v1/tools lists them",
-                req.tool.trim()
+                tool.trim()
             )));
         }
         Some(spec) if spec.risk == crate::tool::RiskClass::Read => {
             return Err(refuse(format!(
                 "`{}` only reads: it runs without a request",
-                req.tool
+                tool
             )));
         }
         Some(_) => {}
@@ -115,35 +126,21 @@ pub(crate) async fn request_action(
         crate::policy::Role::Responder => crate::policy::rules::Actor::Responder,
         crate::policy::Role::Viewer => crate::policy::rules::Actor::Viewer,
     };
-    let args = if req.args.is_null() {
-        json!({})
-    } else {
-        req.args
-    };
-    let (request, plan) = runner::file(
-        &st,
-        &id,
-        &req.tool,
-        &args,
-        &c.name,
-        actor,
-        None,
-        &req.why,
-        &[],
-    )
-    .await
-    .map_err(|e| match e {
-        runner::FileError::Desk(crate::desk::DeskError::Audit(m)) => ApiError::Internal(m),
-        runner::FileError::Desk(other) => ApiError::BadRequest(other.to_string()),
-        runner::FileError::Store(e) => ApiError::from(e),
-    })?;
+    let args = if args.is_null() { json!({}) } else { args };
+    let (request, plan) = runner::file(st, id, tool, &args, &c.name, actor, None, why, &[])
+        .await
+        .map_err(|e| match e {
+            runner::FileError::Desk(crate::desk::DeskError::Audit(m)) => ApiError::Internal(m),
+            runner::FileError::Desk(other) => ApiError::BadRequest(other.to_string()),
+            runner::FileError::Store(e) => ApiError::from(e),
+        })?;
     // The plan is shown redacted; the desk keeps the exact one.
     let filed = ActionFiled {
         request,
         state: RequestState::Pending,
         plan: plan.as_ref().map(crate::redact::redacted),
     };
-    Ok((StatusCode::ACCEPTED, Json(filed)).into_response())
+    Ok(filed)
 }
 
 /// Where a request stands, as `?state=` names it.

@@ -108,20 +108,25 @@ pub(crate) async fn postmortem(
     State(st): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let inc = incident_or_404(&st, &id).await?;
-    let events = st.store.events(&id, 0, 100_000).await?;
-    // The last draft made (it may carry the model's checked prose), else one from the log now.
-    let md = match events
+    let md = postmortem_markdown(&st, &id).await?;
+    Ok(([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], md).into_response())
+}
+
+/// The last post-mortem draft kept in the log (it may carry the model's checked prose), else
+/// one made now from the incident's own log. Shared by the API and MCP.
+pub(crate) async fn postmortem_markdown(st: &AppState, id: &str) -> Result<String, ApiError> {
+    let inc = incident_or_404(st, id).await?;
+    let events = st.store.events(id, 0, 100_000).await?;
+    match events
         .iter()
         .rev()
         .find(|e| e.kind == EventKind::PostmortemDrafted)
     {
-        Some(e) => e.data["markdown"].as_str().unwrap_or_default().to_string(),
+        Some(e) => Ok(e.data["markdown"].as_str().unwrap_or_default().to_string()),
         None => crate::postmortem::render(
             &crate::agent::prompts::Prompts::load(&st.config.llm.prompts_dir),
             &crate::postmortem::facts(&inc, &events),
         )
-        .map_err(|e| ApiError::Internal(format!("post-mortem template: {e}")))?,
-    };
-    Ok(([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], md).into_response())
+        .map_err(|e| ApiError::Internal(format!("post-mortem template: {e}"))),
+    }
 }

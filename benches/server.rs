@@ -1,7 +1,7 @@
 //! Load test of `oncall serve` over loopback, bounded in requests and time.
 //!
 //! Starts the release binary as its own process (so its memory is its own), then measures:
-//! requests/s and latency percentiles of the non-LLM endpoints, Slack acknowledgements (signed
+//! requests/s and latency percentiles of the non-LLM endpoints (MCP's included), Slack acknowledgements (signed
 //! requests, usage answers and real `/oncall` commands that open incidents), the server's memory
 //! with 500 event streams open, and how overload is answered (429/503, never a crash).
 //!
@@ -116,6 +116,9 @@ async fn main() {
     let fast = [
         ("ONCALL_SERVER__REQUESTS_PER_S", "1000000"),
         ("ONCALL_SERVER__MAX_INVESTIGATIONS", "1"),
+        // The 500 streams below are one caller's.
+        ("ONCALL_SERVER__MAX_STREAMS_PER_USER", "1000"),
+        ("ONCALL_SERVER__MAX_STREAMS", "1000"),
     ];
     let srv = start(&fast).await;
     let http = reqwest::Client::new();
@@ -163,6 +166,33 @@ async fn main() {
             32,
             cap,
             Arc::new(move |c, _| c.get(&url).bearer_auth(TOKEN)),
+        )
+        .await;
+        row(name, &o);
+    }
+    // MCP over Streamable HTTP (stateless: each POST is one JSON-RPC call, answered as an event
+    // stream).
+    for (name, body) in [
+        (
+            "POST /mcp tools/list",
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+        ),
+        (
+            "POST /mcp tools/call get_board",
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "get_board", "arguments": {"incident": id}}}),
+        ),
+    ] {
+        let url = format!("{}/mcp", srv.base);
+        let o = run(
+            3000,
+            32,
+            cap,
+            Arc::new(move |c, _| {
+                c.post(&url)
+                    .bearer_auth(TOKEN)
+                    .header("accept", "application/json, text/event-stream")
+                    .json(&body)
+            }),
         )
         .await;
         row(name, &o);

@@ -87,6 +87,14 @@ pub async fn serve(st: Arc<AppState>) -> Result<(), ServerError> {
             "oncall serve: listening on http://{local}\n  web page: http://{local}/   API: http://{local}/api/v1/docs   OTLP: POST http://{local}/v1/traces"
         );
     }
+    // Small writes go out at once (an event stream's events, an MCP answer after its priming
+    // event) instead of waiting for the client's delayed ACK (about 40 ms).
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    });
     // The peer address of each connection reaches the handlers (the wrong-token limit).
     axum::serve(
         listener,

@@ -57,10 +57,13 @@ pub struct EvidenceArgs {
 #[serde(deny_unknown_fields)]
 pub struct ConcludeArgs {
     /// Two or three sentences for the responder: what is wrong, how sure, what to do first.
-    pub summary: String,
-    /// true when no hypothesis is supported by the evidence: no fault found.
+    /// Leave it out to let the board state its leading hypothesis.
     #[serde(default)]
-    pub abstain: bool,
+    pub summary: Option<String>,
+    /// true when no hypothesis is supported by the evidence: no fault found. Leave it out to let
+    /// the board decide (it abstains when no hypothesis reaches the confidence threshold).
+    #[serde(default)]
+    pub abstain: Option<bool>,
 }
 
 /// The board tools as offered to the model.
@@ -68,7 +71,7 @@ pub fn defs() -> Vec<ToolDef> {
     vec![
         ToolDef {
             name: PROPOSE.into(),
-            description: "Put a root-cause hypothesis on the board (one taxonomy category, a component, optionally the culprit). Returns its id (H1, H2, ...). Confidence starts low and moves only with cited evidence.".into(),
+            description: "Put a root-cause hypothesis on the board (one taxonomy category, a component, optionally the culprit). Its id is H1, H2, ... in the order proposed, so the same reply may cite evidence for it and conclude. Confidence starts low and moves only with cited evidence.".into(),
             parameters: schema_for::<ProposeArgs>(),
         },
         ToolDef {
@@ -78,7 +81,7 @@ pub fn defs() -> Vec<ToolDef> {
         },
         ToolDef {
             name: CONCLUDE.into(),
-            description: "Finish the investigation with a short summary; abstain when nothing is supported. The ranking comes from the board.".into(),
+            description: "Finish the investigation (after the evidence, in the same reply or a later one): a short summary, and abstain when nothing is supported; both may be left to the board. The ranking comes from the board.".into(),
             parameters: schema_for::<ConcludeArgs>(),
         },
     ]
@@ -116,8 +119,38 @@ pub enum BoardOutcome {
     },
 }
 
-/// Runs one board tool call. Errors are messages for the model.
-pub fn handle(board: &mut Board, tool: &str, args: &Value) -> Result<BoardOutcome, String> {
+/// The board's own conclusion: its leading hypothesis at or above `threshold`, or that nothing
+/// reached it (then it abstains).
+fn leading(board: &Board, threshold: f64) -> (String, bool) {
+    match board.findings(threshold).into_iter().next() {
+        Some(h) => {
+            let status = serde_json::to_value(h.status).unwrap_or(Value::Null);
+            (
+                format!(
+                    "{} is {} at confidence {:.2}: {}.",
+                    h.id,
+                    status.as_str().unwrap_or("proposed"),
+                    h.confidence,
+                    h.statement
+                ),
+                false,
+            )
+        }
+        None => (
+            "No fault found on this host: every hypothesis was rejected or stayed below the confidence threshold.".into(),
+            true,
+        ),
+    }
+}
+
+/// Runs one board tool call (`threshold`: the confidence a finding needs). Errors are messages
+/// for the model.
+pub fn handle(
+    board: &mut Board,
+    tool: &str,
+    args: &Value,
+    threshold: f64,
+) -> Result<BoardOutcome, String> {
     let parse_err = |e: serde_json::Error| format!("bad arguments for `{tool}`: {e}");
     match tool {
         PROPOSE => {
@@ -173,9 +206,11 @@ pub fn handle(board: &mut Board, tool: &str, args: &Value) -> Result<BoardOutcom
                 .iter()
                 .map(|h| json!({"id": h.id, "category": h.category, "status": h.status, "confidence": h.confidence}))
                 .collect();
+            let (said, leads_nowhere) = leading(board, threshold);
+            let summary = a.summary.filter(|s| !s.trim().is_empty()).unwrap_or(said);
             Ok(BoardOutcome::Concluded {
-                summary: a.summary,
-                abstain: a.abstain,
+                summary,
+                abstain: a.abstain.unwrap_or(leads_nowhere),
                 answer: json!({"ranking": ranking}),
             })
         }
@@ -220,11 +255,11 @@ mod tests {
     #[test]
     fn model_cannot_confirm_without_citing() {
         let mut b = Board::new(0.7, 0.15);
-        let BoardOutcome::Answer(v) = handle(&mut b, PROPOSE, &json!({"statement": "db is slow", "category": "db.slow_query", "component": "postgres"})).unwrap() else {
+        let BoardOutcome::Answer(v) = handle(&mut b, PROPOSE, &json!({"statement": "db is slow", "category": "db.slow_query", "component": "postgres"}), 0.5).unwrap() else {
             panic!()
         };
         let id = v["hypothesis"].as_str().unwrap().to_string();
-        let err = handle(&mut b, EVIDENCE, &json!({"hypothesis": id, "call": "c7", "supports": true, "strength": "strong", "note": "trust me"}))
+        let err = handle(&mut b, EVIDENCE, &json!({"hypothesis": id, "call": "c7", "supports": true, "strength": "strong", "note": "trust me"}), 0.5)
             .err()
             .unwrap();
         assert!(err.contains("c7 does not exist"), "{err}");
@@ -236,9 +271,55 @@ mod tests {
             &mut b,
             PROPOSE,
             &json!({"statement": "x", "category": "db.slowness", "component": "pg"}),
+            0.5,
         )
         .err()
         .unwrap();
         assert!(err.contains("db.slowness"), "{err}");
+    }
+
+    #[test]
+    fn a_conclusion_left_to_the_board_states_its_leader_or_abstains() {
+        let mut b = Board::new(0.7, 0.15);
+        b.record_call("c1", "host.use_snapshot", true);
+        let p = json!({"statement": "CPU saturated", "category": "host.cpu_saturation", "component": "cpu"});
+        handle(&mut b, PROPOSE, &p, 0.5).unwrap();
+        let Ok(BoardOutcome::Concluded {
+            summary, abstain, ..
+        }) = handle(&mut b, CONCLUDE, &json!({}), 0.5)
+        else {
+            panic!()
+        };
+        assert!(
+            abstain && summary.starts_with("No fault found"),
+            "{summary}"
+        );
+        let e = json!({"hypothesis": "H1", "call": "c1", "supports": true, "strength": "strong", "note": "run queue 4/core"});
+        handle(&mut b, EVIDENCE, &e, 0.5).unwrap();
+        let Ok(BoardOutcome::Concluded {
+            summary, abstain, ..
+        }) = handle(&mut b, CONCLUDE, &json!({}), 0.5)
+        else {
+            panic!()
+        };
+        assert!(!abstain, "{summary}");
+        assert!(
+            summary.starts_with("H1 is confirmed at confidence")
+                && summary.ends_with("CPU saturated."),
+            "{summary}"
+        );
+        // What the model says is kept.
+        let Ok(BoardOutcome::Concluded {
+            summary, abstain, ..
+        }) = handle(
+            &mut b,
+            CONCLUDE,
+            &json!({"summary": "CPU.", "abstain": true}),
+            0.5,
+        )
+        else {
+            panic!()
+        };
+        assert_eq!((summary.as_str(), abstain), ("CPU.", true));
     }
 }

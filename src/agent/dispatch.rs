@@ -187,7 +187,12 @@ impl Run<'_> {
                     }
                 }
                 Plan::Board(args) => {
-                    let outcome = board_tools::handle(&mut self.board, &c.name, &args);
+                    let outcome = board_tools::handle(
+                        &mut self.board,
+                        &c.name,
+                        &args,
+                        self.config.thresholds.confidence,
+                    );
                     let touched = args
                         .get("hypothesis")
                         .and_then(Value::as_str)

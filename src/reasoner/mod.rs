@@ -285,14 +285,30 @@ impl ChatModel for OfflineModel {
                 n,
             ));
         }
-        // 3. Hypothesize: one hypothesis per subject.
+        // 3. Hypothesize, cite and conclude in one reply: one hypothesis per subject (the board
+        // numbers them H1, H2, ... in order), the calls that decide each, for or against, then
+        // the conclusion, left to the board. One round trip instead of three.
         if proposals.is_empty() {
-            let calls = judged
-                .iter()
-                .map(|(subject, j)| {
-                    (PROPOSE, json!({"statement": j.statement, "category": subject.category(), "component": j.component, "culprit": j.culprit}))
-                })
-                .collect();
+            let mut calls: Vec<(&str, Value)> = vec![];
+            let mut citations: Vec<(&str, Value)> = vec![];
+            let mut on_board: Vec<(Category, String)> = vec![];
+            for (subject, j) in &judged {
+                let key = (subject.category(), j.component.trim().to_string());
+                let index = match on_board.iter().position(|k| *k == key) {
+                    Some(i) => i,
+                    None => {
+                        on_board.push(key);
+                        on_board.len() - 1
+                    }
+                };
+                calls.push((PROPOSE, json!({"statement": j.statement, "category": subject.category(), "component": j.component, "culprit": j.culprit})));
+                let id = format!("H{}", index + 1);
+                for (call, supports, strength, note) in &j.citations {
+                    citations.push((EVIDENCE, json!({"hypothesis": id, "call": call, "supports": supports, "strength": strength, "note": note})));
+                }
+            }
+            calls.extend(citations);
+            calls.push((CONCLUDE, json!({})));
             return Ok(reply(None, calls, n));
         }
         // 4. Cite: the calls that decide each hypothesis, for or against.

@@ -100,11 +100,13 @@ fn stdio_serves_read_tools_and_an_investigation_of_a_real_busy_loop() {
     let Some(py) = python() else { return };
     let data = tempfile::tempdir().unwrap();
     let hog = Fault::cpu_hog("mcp-burner");
+    // The person is who their token says, as over HTTP.
+    let tok = token(data.path(), "ana", "responder");
     let stdio = |steps: Value| {
         json!({
             "transport": "stdio",
             "command": [ONCALL, "mcp"],
-            "env": {"ONCALL_SERVER__DATA_DIR": data.path(), "ONCALL_HOST__WINDOW_MS": "500"},
+            "env": {"ONCALL_SERVER__DATA_DIR": data.path(), "ONCALL_HOST__WINDOW_MS": "500", "ONCALL_MCP_TOKEN": tok},
             "steps": steps,
         })
     };
@@ -366,6 +368,7 @@ fn toolset(py: &Path, calls: &Path, read_only: bool) -> McpServerSettings {
         headers: Default::default(),
         env: Default::default(),
         read_only,
+        read_tools: vec![],
         timeout_s: 20,
     }
 }
@@ -498,6 +501,7 @@ async fn an_http_toolset_works_and_a_slow_call_degrades_only_its_toolset() {
         headers: Default::default(),
         env: Default::default(),
         read_only: true,
+        read_tools: vec![],
         timeout_s: 3,
     };
     let unset = McpServerSettings {
@@ -559,6 +563,11 @@ fn oncall_tools_lists_an_external_toolset_and_warns_about_a_dead_one() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert!(out.status.success(), "{stderr}");
+    // The server's own word makes a tool stricter, never looser.
+    assert!(
+        stdout.contains("queues.purge_queue  [live_action, external MCP]"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("queues.queue_depth  [read, external MCP]"),
         "{stdout}"
@@ -568,4 +577,34 @@ fn oncall_tools_lists_an_external_toolset_and_warns_about_a_dead_one() {
         stderr.contains("warning: MCP server `dead`") && stderr.contains("left out"),
         "{stderr}"
     );
+}
+
+#[test]
+fn oncall_mcp_needs_a_token_it_knows() {
+    let data = tempfile::tempdir().unwrap();
+    let run = |token: Option<&str>| {
+        let mut cmd = Command::new(ONCALL);
+        cmd.arg("mcp")
+            .env_remove("ONCALL_CONFIG")
+            .env_remove("ONCALL_MCP_TOKEN")
+            .env("ONCALL_SERVER__DATA_DIR", data.path())
+            .stdin(Stdio::null());
+        if let Some(t) = token {
+            cmd.env("ONCALL_MCP_TOKEN", t);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = run(None);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("ONCALL_MCP_TOKEN") && err.contains("oncall token add"),
+        "{err}"
+    );
+    let (code, err) = run(Some("oc_not_a_token_this_store_knows_0123456789"));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("not one this store knows"), "{err}");
 }

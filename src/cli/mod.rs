@@ -132,15 +132,10 @@ pub struct ServeArgs {
 
 #[derive(Args)]
 pub struct McpArgs {
-    /// The role of the person at this terminal: `viewer` (reads incidents), `responder` (also
-    /// runs read tools, starts investigations, requests actions) or `approver` (the same: an
-    /// approval is never given over MCP).
-    #[arg(long, default_value = "responder", value_name = "ROLE")]
-    pub role: String,
-    /// The name the incident log records for what this client does (default: `mcp:` and the
-    /// user name).
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
+    /// The variable holding your token (`oncall token add NAME --role ROLE` makes one): you are
+    /// who it says, with its role, as over HTTP.
+    #[arg(long, default_value = "ONCALL_MCP_TOKEN", value_name = "VAR")]
+    pub token_env: String,
 }
 
 #[derive(Args)]

@@ -53,6 +53,11 @@ pub struct McpServerSettings {
     /// default): each is a live action, run only with a human approver's approval.
     #[serde(default)]
     pub read_only: bool,
+    /// Or only these of its tools (their names as the server gives them) are reads; the others
+    /// are live actions. Either way, a tool the server itself marks destructive (or not
+    /// read-only) stays a live action.
+    #[serde(default)]
+    pub read_tools: Vec<String>,
     /// Seconds to connect, and for each call; a server slower than this degrades its own
     /// toolset only.
     #[serde(default = "default_timeout_s")]
@@ -73,9 +78,17 @@ impl McpServerSettings {
                 .name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        const RESERVED: [&str; 10] = [
+            "board", "memory", "host", "postgres", "traces", "fleet", "changes", "deploy", "flag",
+            "circuit",
+        ];
+        let name_ok = name_ok
+            && !self.name.starts_with(['_', '-'])
+            && !self.name.ends_with(['_', '-'])
+            && !RESERVED.contains(&self.name.as_str());
         if !name_ok {
             return Some(format!(
-                "mcp.servers name {:?}: use 1-32 letters, digits, `_` or `-`, no `__` (it prefixes the toolset's tools)",
+                "mcp.servers name {:?}: use 1-32 letters, digits, `_` or `-`, not at either end, no `__`, and not an area of oncall's own (board, memory, host, postgres, traces, fleet, changes, deploy, flag, circuit); it prefixes the toolset's tools",
                 self.name
             ));
         }
@@ -108,6 +121,26 @@ impl McpServerSettings {
                 "mcp.servers {:?}: timeout_s {} is out of range (1-300)",
                 self.name, self.timeout_s
             ));
+        }
+        // oncall's own secrets are not for other programs.
+        for var in self.headers.values().chain(self.env.values()) {
+            if var.starts_with("ONCALL_") {
+                return Some(format!(
+                    "mcp.servers {:?}: {var} is oncall's own variable; give the server a variable of its own",
+                    self.name
+                ));
+            }
+        }
+        if !self.headers.is_empty() && self.url.starts_with("http://") {
+            let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                .iter()
+                .any(|p| self.url.starts_with(p));
+            if !local {
+                return Some(format!(
+                    "mcp.servers {:?}: headers carry credentials; use https:// for {}",
+                    self.name, self.url
+                ));
+            }
         }
         if !self.headers.is_empty() && self.url.is_empty() {
             return Some(format!(

@@ -144,17 +144,11 @@ impl Toolset {
                 program: s.command[0].clone(),
                 reason: e.to_string(),
             })?;
-        // What the server says on stderr goes to oncall's log, redacted, under its name (read
-        // to the end, so a chatty server never blocks on a full pipe).
+        // What the server says on stderr goes to oncall's log, redacted, under its name: read to
+        // the end (a chatty server never blocks on a full pipe), each line cut at 1000
+        // characters, at most 20 lines a second.
         if let Some(stderr) = stderr {
-            let server = s.name.clone();
-            tokio::spawn(async move {
-                use tokio::io::AsyncBufReadExt;
-                let mut lines = tokio::io::BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    tracing::info!(mcp_server = %server, "{}", crate::redact::redact(&line));
-                }
-            });
+            tokio::spawn(forward_stderr(s.name.clone(), stderr));
         }
         ().serve(transport)
             .await
@@ -194,35 +188,29 @@ impl Toolset {
             .map_err(|e| bad(format!("the MCP handshake with {} failed: {e}", s.url)))
     }
 
-    /// Calls `tool` on the server, connecting first when there is no live connection.
+    /// Calls `tool` on the server, connecting first when there is no live connection. One
+    /// deadline covers the wait for the connection, the connecting and the call; calls run side
+    /// by side on one connection.
     async fn call(
         &self,
         tool: &str,
         args: serde_json::Map<String, Value>,
     ) -> Result<CallToolResult, String> {
-        let mut guard = self.conn.lock().await;
-        let live = guard
-            .as_ref()
-            .and_then(|c| c.client.as_ref())
-            .is_some_and(|c| !c.is_transport_closed());
-        if !live {
-            *guard = None;
-            let client = self.connect().await.map_err(|e| {
-                self.mark(true);
-                e.to_string()
-            })?;
-            *guard = Some(Conn {
-                client: Some(client),
-                runtime: tokio::runtime::Handle::current(),
-            });
-        }
-        let client = guard
-            .as_ref()
-            .and_then(|c| c.client.as_ref())
-            .ok_or_else(|| format!("MCP server `{}`: no connection", self.name()))?;
+        let late = || {
+            self.mark(true);
+            format!(
+                "MCP server `{}` did not answer within {} s; its toolset is withdrawn for {} s",
+                self.name(),
+                self.settings.timeout_s,
+                COOL_DOWN.as_secs()
+            )
+        };
+        let deadline = tokio::time::Instant::now() + self.timeout();
+        let peer = tokio::time::timeout_at(deadline, self.peer())
+            .await
+            .map_err(|_| late())??;
         let params = CallToolRequestParams::new(tool.to_string()).with_arguments(args);
-        let out = tokio::time::timeout(self.timeout(), client.call_tool(params)).await;
-        match out {
+        match tokio::time::timeout_at(deadline, peer.call_tool(params)).await {
             Ok(Ok(result)) => {
                 self.mark(false);
                 Ok(result)
@@ -230,28 +218,87 @@ impl Toolset {
             Ok(Err(e)) => {
                 // A protocol error leaves the connection usable; anything else is dropped.
                 if !matches!(e, rmcp::ServiceError::McpError(_)) {
-                    *guard = None;
+                    *self.conn.lock().await = None;
                     self.mark(true);
                 }
-                Err(format!("MCP server `{}`: {e}", self.name()))
+                Err(crate::redact::redact(&format!(
+                    "MCP server `{}`: {e}",
+                    self.name()
+                )))
             }
             Err(_) => {
-                *guard = None;
-                self.mark(true);
-                Err(format!(
-                    "MCP server `{}` did not answer within {} s; its toolset is withdrawn for {} s",
-                    self.name(),
-                    self.settings.timeout_s,
-                    COOL_DOWN.as_secs()
-                ))
+                *self.conn.lock().await = None;
+                Err(late())
             }
         }
+    }
+
+    /// The live connection's peer, connecting first when there is none.
+    async fn peer(&self) -> Result<rmcp::service::Peer<RoleClient>, String> {
+        let mut guard = self.conn.lock().await;
+        if let Some(c) = guard.as_ref().and_then(|c| c.client.as_ref())
+            && !c.is_transport_closed()
+        {
+            return Ok(c.peer().clone());
+        }
+        *guard = None;
+        let client = self.connect().await.map_err(|e| {
+            self.mark(true);
+            crate::redact::redact(&e.to_string())
+        })?;
+        let peer = client.peer().clone();
+        *guard = Some(Conn {
+            client: Some(client),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        Ok(peer)
+    }
+}
+
+/// Logs what a stdio server writes on stderr: bounded lines, at most 20 a second (the rest
+/// counted and said once a second).
+async fn forward_stderr(server: String, mut stderr: tokio::process::ChildStderr) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 4096];
+    let mut line: Vec<u8> = vec![];
+    let (mut window, mut said, mut dropped) = (Instant::now(), 0u32, 0u64);
+    let mut say = |text: &[u8]| {
+        if window.elapsed() >= Duration::from_secs(1) {
+            if dropped > 0 {
+                tracing::info!(mcp_server = %server, "({dropped} more stderr lines not logged)");
+            }
+            (window, said, dropped) = (Instant::now(), 0, 0);
+        }
+        if said >= 20 {
+            dropped += 1;
+            return;
+        }
+        said += 1;
+        let text = String::from_utf8_lossy(text);
+        let cut: String = text.chars().take(1000).collect();
+        tracing::info!(mcp_server = %server, "{}", crate::redact::redact(&cut));
+    };
+    while let Ok(n) = stderr.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                say(&line);
+                line.clear();
+            } else if line.len() < 4096 {
+                line.push(b);
+            }
+        }
+    }
+    if !line.is_empty() {
+        say(&line);
     }
 }
 
 /// The registry name of a server's tool: `<toolset>.<tool>`, the tool's name kept to letters,
-/// digits, `_` and `-` (anything else becomes `_`, and never two `_` in a row), at most 64
-/// characters.
+/// digits, `_` and `-` (anything else becomes `_`, and never two `_` in a row), short enough that
+/// the name a model's API sees (`.` as `__`) stays within 64 characters.
 pub fn tool_name(toolset: &str, remote: &str) -> String {
     let clean: String = remote
         .chars()
@@ -262,7 +309,7 @@ pub fn tool_name(toolset: &str, remote: &str) -> String {
                 '_'
             }
         })
-        .take(64)
+        .take(60usize.saturating_sub(toolset.len()))
         .collect();
     // `__` stands for `.` in a model's function names: a run of `_` becomes one.
     let mut clean = clean;
@@ -279,6 +326,24 @@ pub struct McpTool {
     name: &'static str,
     description: &'static str,
     parameters: Value,
+    /// Whether it runs freely as a read (see [`reads`]).
+    reads: bool,
+}
+
+/// Whether a server's tool is a read: the configuration must say so (`read_tools` naming it, or
+/// `read_only` for all), and the server's own word can only make it stricter: a tool it marks
+/// destructive or not read-only stays a live action.
+fn reads(settings: &McpServerSettings, t: &RemoteTool) -> bool {
+    let trusted = if settings.read_tools.is_empty() {
+        settings.read_only
+    } else {
+        settings.read_tools.iter().any(|n| n == t.name.as_ref())
+    };
+    let said_risky = t
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.destructive_hint == Some(true) || a.read_only_hint == Some(false));
+    trusted && !said_risky
 }
 
 impl McpTool {
@@ -286,7 +351,8 @@ impl McpTool {
         let name = tool_name(toolset.name(), &t.name);
         let said = crate::redact::redact(t.description.as_deref().unwrap_or(""));
         let said: String = said.chars().take(MAX_DESCRIPTION).collect();
-        let access = if toolset.settings.read_only {
+        let reads = reads(&toolset.settings, t);
+        let access = if reads {
             "reads"
         } else {
             "a live action: runs only with a human approver's approval"
@@ -312,12 +378,13 @@ impl McpTool {
             name: Box::leak(name.into_boxed_str()),
             description: Box::leak(description.into_boxed_str()),
             parameters,
+            reads,
             toolset,
         }
     }
 
     fn risk(&self) -> RiskClass {
-        if self.toolset.settings.read_only {
+        if self.reads {
             RiskClass::Read
         } else {
             RiskClass::LiveAction
@@ -351,10 +418,10 @@ fn answer(result: CallToolResult) -> Value {
         text.truncate(cut);
         text.push_str("\n[answer cut at 256 KiB]");
     }
-    match (
-        serde_json::from_str::<Value>(&text),
-        result.structured_content,
-    ) {
+    let structured = result
+        .structured_content
+        .filter(|s| serde_json::to_vec(s).is_ok_and(|b| b.len() <= MAX_ANSWER_BYTES));
+    match (serde_json::from_str::<Value>(&text), structured) {
         (Ok(v), _) if v.is_object() || v.is_array() => v,
         (_, Some(s)) => s,
         _ => json!({ "text": text }),
@@ -481,7 +548,8 @@ mod tests {
         assert_eq!(tool_name("k8s", "get_pods"), "k8s.get_pods");
         assert_eq!(tool_name("k8s", "pods/list all"), "k8s.pods_list_all");
         assert_eq!(tool_name("k8s", "a..b__c"), "k8s.a_b_c");
-        assert_eq!(tool_name("x", &"a".repeat(100)).len(), 2 + 64);
+        let long = tool_name("x", &"a".repeat(100));
+        assert!(crate::llm::openai::wire_name(&long).len() <= 64, "{long}");
     }
 
     #[test]
@@ -509,6 +577,7 @@ mod tests {
             headers: Default::default(),
             env: Default::default(),
             read_only: true,
+            read_tools: vec![],
             timeout_s: 2,
         };
         let (tools, problems) = connect_all(&[s]).await;

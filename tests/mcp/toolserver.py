@@ -1,6 +1,7 @@
 """A small MCP server (the Python `mcp` SDK) for tests/mcp.rs: an external toolset oncall's agent
 uses. `queue_depth` answers with a queue depth and, to prove redaction, a password; each call
-appends the queue's name to CALLS_FILE. `stall` answers late (a slow server).
+appends the queue's name to CALLS_FILE. `purge_queue` is marked destructive by the server
+itself. `stall` answers late (a slow server).
 
 Usage: toolserver.py CALLS_FILE            (stdio)
        toolserver.py CALLS_FILE http PORT  (Streamable HTTP at /mcp)
@@ -10,6 +11,7 @@ import json
 import sys
 
 from mcp.server.mcpserver import MCPServer
+from mcp.types import ToolAnnotations
 
 server = MCPServer("queues")
 CALLS = sys.argv[1]
@@ -22,6 +24,14 @@ def queue_depth(queue: str) -> str:
         f.write(queue + "\n")
     return json.dumps({"queue": queue, "depth": 48210, "consumers": 0,
                        "broker_url": "amqp://app:hunter2secret@mq:5672"})
+
+
+@server.tool(annotations=ToolAnnotations(destructiveHint=True))
+def purge_queue(queue: str) -> str:
+    """Drops every message of a queue (the server itself says it is destructive)."""
+    with open(CALLS, "a") as f:
+        f.write("PURGED " + queue + "\n")
+    return "purged"
 
 
 @server.tool()

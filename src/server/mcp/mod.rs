@@ -38,7 +38,12 @@ pub struct OncallMcp {
     /// The caller of every request on stdio; over HTTP, each request's token says.
     local: Option<Caller>,
     counter: Arc<TokenCounter>,
+    /// Tool calls running at once, over every MCP client of this process.
+    running: Arc<tokio::sync::Semaphore>,
 }
+
+/// The most MCP tool calls that run at once; more are refused at once ("busy").
+const AT_ONCE: usize = 8;
 
 /// Why MCP could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +62,7 @@ impl OncallMcp {
             st,
             local,
             counter: Arc::new(counter),
+            running: Arc::new(tokio::sync::Semaphore::new(AT_ONCE)),
         })
     }
 
@@ -75,8 +81,14 @@ impl OncallMcp {
 
     /// `text` redacted and cut to the budget of one tool output shown to the model.
     fn budgeted(&self, text: &str) -> String {
-        let text = crate::redact::redact(text);
         let cap = crate::agent::evidence::cap_for(self.st.config.llm.context_window);
+        // Cut by bytes first (a token is rarely more than 8 bytes), so a huge text is never
+        // redacted or tokenized whole.
+        let mut end = text.len().min(cap.saturating_mul(8));
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let text = crate::redact::redact(&text[..end]);
         let (text, cut) = self.counter.truncate(&text, cap);
         if cut {
             format!("{text}\n[cut at {cap} tokens; the API has the whole of it]")

@@ -41,8 +41,8 @@ fn parse(uri: &str) -> Option<(&str, Part)> {
 
 fn unavailable(e: ApiError) -> ErrorData {
     match e {
-        ApiError::NotFound(m) => ErrorData::resource_not_found(m, None),
-        other => ErrorData::internal_error(other.message(), None),
+        ApiError::NotFound(m) => ErrorData::resource_not_found(crate::redact::redact(&m), None),
+        other => ErrorData::internal_error(crate::redact::redact(&other.message()), None),
     }
 }
 
@@ -106,10 +106,11 @@ pub(super) fn templates() -> Vec<ResourceTemplate> {
 pub(super) async fn read(mcp: &OncallMcp, uri: &str) -> Result<ReadResourceResult, ErrorData> {
     let st = &mcp.st;
     let Some((id, part)) = parse(uri) else {
+        let shown: String = uri.chars().take(200).collect();
         return Err(ErrorData::resource_not_found(
-            format!(
-                "no resource {uri:?}: oncall's are {PREFIX}<id>, {PREFIX}<id>/events and {PREFIX}<id>/postmortem"
-            ),
+            crate::redact::redact(&format!(
+                "no resource {shown:?}: oncall's are {PREFIX}<id>, {PREFIX}<id>/events and {PREFIX}<id>/postmortem"
+            )),
             None,
         ));
     };

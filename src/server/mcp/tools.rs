@@ -185,7 +185,14 @@ pub(super) async fn call(
         .or_else(|| ctx.meta.get_progress_token());
     let name = request.name.to_string();
     let args = Value::Object(request.arguments.unwrap_or_default());
-    tracing::info!(caller = %c.name, tool = %name, "MCP tool call");
+    let shown: String = name.chars().take(100).collect();
+    tracing::info!(caller = %c.name, tool = %shown, "MCP tool call");
+    let Ok(_running) = mcp.running.clone().try_acquire_owned() else {
+        return Ok(refused(format!(
+            "oncall is running {} MCP tool calls already; retry in a few seconds",
+            super::AT_ONCE
+        )));
+    };
     let answered = match name.as_str() {
         "get_board" | "get_postmortem" | "list_incidents" => {
             if let Err(why) = holds(c, Role::Viewer, &format!("`{name}`")) {
@@ -222,7 +229,7 @@ pub(super) async fn call(
         _ => match st.registry.spec(&name) {
             None => {
                 return Err(ErrorData::invalid_params(
-                    format!("no tool named `{name}`; tools/list lists the ones you may call"),
+                    format!("no tool named `{shown}`; tools/list lists the ones you may call"),
                     None,
                 ));
             }
@@ -233,23 +240,38 @@ pub(super) async fn call(
                     risk.as_str().unwrap_or("risky")
                 )));
             }
+            Some(spec) if spec.unavailable => {
+                return Ok(refused(format!(
+                    "`{name}` is unavailable now (not configured, or its MCP server failed a moment ago); try the others"
+                )));
+            }
             Some(_) => {
                 if let Err(why) = holds(c, Role::Responder, "running a tool") {
                     return Ok(refused(why));
                 }
-                return Ok(match st.registry.call(&name, args, None).await {
-                    Ok(out) => {
+                // Bounded in time, and dropped when the client gives up.
+                let limit = Duration::from_secs(st.config.server.request_timeout_s.max(1));
+                let ran = tokio::select! {
+                    r = tokio::time::timeout(limit, st.registry.call(&name, args, None)) => r,
+                    _ = ctx.ct.cancelled() => return Ok(refused("cancelled by the client")),
+                };
+                return Ok(match ran {
+                    Ok(Ok(out)) => {
                         let out = crate::redact::redacted(&out);
                         text(mcp.budgeted(&out.to_string()))
                     }
-                    Err(e) => refused(crate::redact::redact(&e.to_string())),
+                    Ok(Err(e)) => refused(mcp.budgeted(&e.to_string())),
+                    Err(_) => refused(format!(
+                        "`{name}` did not answer within {} s ([server] request_timeout_s)",
+                        limit.as_secs()
+                    )),
                 });
             }
         },
     };
     Ok(match answered {
         Ok(t) => text(t),
-        Err(e) => refused(e.message()),
+        Err(e) => refused(mcp.budgeted(&e.message())),
     })
 }
 
@@ -339,7 +361,12 @@ async fn start(
     ctx: &RequestContext<RoleServer>,
 ) -> Result<String, ApiError> {
     let st = &mcp.st;
-    let max = st.config.mcp.wait_s;
+    let mut max = st.config.mcp.wait_s;
+    // Over HTTP without progress, nothing is sent before the answer: it must come within the
+    // server's request timeout.
+    if progress.is_none() && mcp.local.is_none() {
+        max = max.min(st.config.server.request_timeout_s.saturating_sub(5).max(1));
+    }
     let wait = Duration::from_secs(a.wait_s.unwrap_or(max).min(max));
     // Listening before the incident exists: no event of its round goes unseen.
     let mut bus = st.bus.subscribe();
@@ -359,13 +386,16 @@ async fn start(
                     if let (Some(e), Some(token)) = (p.event, progress.clone()) {
                         step += 1;
                         let line = crate::redact::redact(&progress_line(&e));
-                        let _ = ctx
-                            .peer
-                            .notify_progress(
+                        let line: String = line.chars().take(300).collect();
+                        // A client that stops reading does not hold the round's watch.
+                        let _ = tokio::time::timeout(
+                            Duration::from_secs(2),
+                            ctx.peer.notify_progress(
                                 ProgressNotificationParam::new(token, f64::from(step))
                                     .with_message(line),
-                            )
-                            .await;
+                            ),
+                        )
+                        .await;
                     }
                 }
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

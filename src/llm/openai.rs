@@ -7,8 +7,10 @@
 //! replies tolerantly and calls anything it cannot read malformed. Tool names are sent with `.`
 //! written as `__` (the API allows only `[a-zA-Z0-9_-]`) and mapped back on the way in.
 //!
-//! async-openai retries 429/5xx itself a few times with short backoff; the agent's retry policy
-//! wraps each step in its own deadline, jitter and attempt limit on top of that.
+//! One retry policy, in one place: async-openai's own retry layer is replaced by its plain
+//! transport (`ReqwestService`), so each attempt is one HTTP call and the agent's policy
+//! ([`super::retry`]: bounded attempts, backoff with jitter, the step's deadline, then the
+//! offline reasoner) decides every retry.
 
 use super::{ChatModel, ChatReply, ChatRequest, LlmError, Message, Role, ToolCallRequest, Usage};
 use crate::config::LlmSettings;
@@ -59,7 +61,9 @@ impl OpenAiModel {
             .build()
             .map_err(|e| LlmError::Config(format!("HTTP client: {e}")))?;
         Ok(OpenAiModel {
-            client: Client::with_config(config).with_http_client(http),
+            client: Client::with_config(config)
+                .with_http_client(http.clone())
+                .with_http_service(async_openai::middleware::ReqwestService::new(http)),
             model: l.model.clone(),
             temperature: l.temperature,
             timeout_s: l.timeout_s,
@@ -218,8 +222,8 @@ impl ChatModel for OpenAiModel {
     }
 
     fn retries_itself(&self) -> bool {
-        // async-openai retries 429 and 5xx a few times with backoff before it gives up.
-        true
+        // One HTTP call per attempt: the agent's retry policy is the only one.
+        false
     }
 
     async fn complete(&self, req: &ChatRequest) -> Result<ChatReply, LlmError> {

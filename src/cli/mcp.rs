@@ -26,11 +26,7 @@ pub fn run(args: McpArgs, ctx: &Context) -> Outcome {
         })?;
     let mut cfg = (*ctx.config).clone();
     // A replica of its own: its investigations are its own to resume or mark interrupted.
-    let host = cfg
-        .server
-        .replica
-        .clone()
-        .unwrap_or_else(|| sysinfo::System::host_name().unwrap_or_else(|_| "oncall".into()));
+    let host = crate::server::replica_name(&cfg.server);
     cfg.server.replica = Some(format!("{host}-mcp-{}", std::process::id()));
     let cfg = Arc::new(cfg);
     ctx.runtime

@@ -54,8 +54,8 @@ mod state;
 
 pub(crate) use error::{ApiError, body, model};
 pub use router::app;
-pub use state::AppState;
 pub(crate) use state::start_round_holding;
+pub use state::{AppState, replica_name};
 use std::sync::Arc;
 
 /// Why the server could not start.

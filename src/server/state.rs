@@ -184,10 +184,7 @@ impl AppState {
                 None
             }
         };
-        let replica = s
-            .replica
-            .clone()
-            .unwrap_or_else(|| sysinfo::System::host_name().unwrap_or_else(|_| "oncall".into()));
+        let replica = replica_name(s);
         let desk = Arc::new(
             Desk::new(
                 audit.clone(),
@@ -408,6 +405,13 @@ impl AppState {
     pub fn streams_of(&self, caller: &str) -> usize {
         self.streams_per_caller.held(caller)
     }
+}
+
+/// This replica's name: `[server] replica`, else the host's name.
+pub fn replica_name(s: &crate::config::ServerSettings) -> String {
+    s.replica
+        .clone()
+        .unwrap_or_else(|| sysinfo::System::host_name().unwrap_or_else(|_| "oncall".into()))
 }
 
 /// Starts a round of investigation of `incident` holding `slot` until the round ends (however it

@@ -166,9 +166,9 @@ fn refused(why: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(why.into())])
 }
 
-fn parse<A: serde::de::DeserializeOwned>(tool: &str, args: Value) -> Result<A, CallToolResult> {
-    serde_path_to_error::deserialize(args)
-        .map_err(|e| refused(format!("bad arguments for `{tool}`: {e}")))
+/// A tool's typed arguments, or what was wrong with them (the path to the bad field included).
+fn parse<A: serde::de::DeserializeOwned>(tool: &str, args: Value) -> Result<A, String> {
+    serde_path_to_error::deserialize(args).map_err(|e| format!("bad arguments for `{tool}`: {e}"))
 }
 
 /// Runs one call. A refusal or a failure is a tool error the client shows (with what was
@@ -206,7 +206,7 @@ pub(super) async fn call(
             }
             let a: StartArgs = match parse(&name, args) {
                 Ok(a) => a,
-                Err(r) => return Ok(r),
+                Err(why) => return Ok(refused(why)),
             };
             start(mcp, c, a, progress, &ctx).await
         }
@@ -216,7 +216,7 @@ pub(super) async fn call(
             }
             let a: RequestArgs = match parse(&name, args) {
                 Ok(a) => a,
-                Err(r) => return Ok(r),
+                Err(why) => return Ok(refused(why)),
             };
             file_action(st, c, &a.incident, &a.tool, a.args, &a.why)
                 .await
@@ -278,8 +278,7 @@ pub(super) async fn call(
 async fn read_incident(mcp: &OncallMcp, name: &str, args: Value) -> Result<String, ApiError> {
     let st = &mcp.st;
     if name == "list_incidents" {
-        let a: ListArgs = serde_path_to_error::deserialize(args)
-            .map_err(|e| ApiError::BadRequest(format!("bad arguments for `{name}`: {e}")))?;
+        let a: ListArgs = parse(name, args).map_err(ApiError::BadRequest)?;
         let list = st.store.list(a.limit.unwrap_or(20).clamp(1, 100)).await?;
         let rows: Vec<Value> = list
             .iter()
@@ -287,8 +286,7 @@ async fn read_incident(mcp: &OncallMcp, name: &str, args: Value) -> Result<Strin
             .collect();
         return Ok(mcp.budgeted(&Value::Array(rows).to_string()));
     }
-    let a: IncidentArgs = serde_path_to_error::deserialize(args)
-        .map_err(|e| ApiError::BadRequest(format!("bad arguments for `{name}`: {e}")))?;
+    let a: IncidentArgs = parse(name, args).map_err(ApiError::BadRequest)?;
     if name == "get_postmortem" {
         return Ok(mcp.budgeted(&postmortem_markdown(st, &a.incident).await?));
     }

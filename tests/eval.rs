@@ -389,6 +389,22 @@ fn recorded_model_turns_replay_to_the_same_answers() {
             .collect()
     };
     assert_eq!(answers(&ra), answers(&rb));
+    // What the model cost, per case and in the summary: the offline reasoner makes no model
+    // calls; recorded turns count one call per turn.
+    assert_eq!(ra.summary.spend.model_calls, 0);
+    let raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&b).unwrap()).unwrap();
+    let calls = raw["summary"]["model_calls"].as_u64().unwrap_or(0);
+    assert!(calls >= rb.cases.len() as u64, "{}", raw["summary"]);
+    assert_eq!(
+        calls,
+        raw["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["model_calls"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    );
     // A case without recorded turns is named before anything runs.
     std::fs::remove_file(turns.join("pg-down-01.json")).unwrap();
     let (code, _, err) = common::oncall(

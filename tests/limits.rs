@@ -270,16 +270,7 @@ async fn a_flood_of_oversized_and_refused_requests_grows_neither_the_store_nor_t
         .await;
     assert_eq!(pending.as_array().unwrap().len(), 1, "still pending");
     // Refusals are counted, never copied.
-    let m = srv
-        .http
-        .get(srv.url("/metrics"))
-        .bearer_auth(&re)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = srv.metrics(&re).await;
     for line in [
         "oncall_refused_requests_total{reason=\"too_long\",field=\"title\"} 5",
         "oncall_refused_requests_total{reason=\"too_long\",field=\"reason\"} 5",

@@ -458,3 +458,135 @@ async fn tool_call_markup_in_the_final_answer_is_not_the_answer() {
         inv.notices
     );
 }
+
+#[tokio::test]
+async fn a_retry_after_is_waited_out_and_one_past_the_deadline_falls_back_at_once() {
+    let slow_down = json!({"error": {"message": "slow down", "type": "rate_limit_error"}});
+    let llm = ScriptedLlm::start(vec![
+        Scripted::StatusAfter(429, "1", slow_down),
+        Scripted::Reply(text_turn("fine")),
+    ])
+    .await;
+    let (inv, _) = run(&llm, config(&llm.base_url), "slow").await;
+    assert_eq!(inv.answer.as_deref(), Some("fine"), "{:?}", inv.notices);
+    let at = llm.script.at.lock().unwrap().clone();
+    assert_eq!(at.len(), 2);
+    assert!(
+        at[1] - at[0] >= Duration::from_secs(1),
+        "retried {:?} after a Retry-After of 1 s",
+        at[1] - at[0]
+    );
+    assert!(
+        inv.notices.iter().any(|n| n.contains("asked to wait 1 s")),
+        "{:?}",
+        inv.notices
+    );
+    assert_eq!((inv.tokens.model_calls, inv.tokens.failed_calls), (2, 1));
+
+    // Asked to wait two minutes with a 20 s deadline: one call, then the offline reasoner.
+    let overloaded = json!({"error": {"message": "overloaded", "type": "server_error"}});
+    let llm = ScriptedLlm::start(vec![Scripted::StatusAfter(503, "120", overloaded)]).await;
+    let started = std::time::Instant::now();
+    let (inv, _) = run(&llm, config(&llm.base_url), "api is slow").await;
+    assert_eq!(llm.requests().len(), 1, "no attempt inside the asked wait");
+    let fb = inv.fallback.expect("fell back");
+    assert!(fb.contains("HTTP 503, asked to wait 120 s"), "{fb}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+#[tokio::test]
+async fn the_models_time_for_an_investigation_is_bounded_then_the_offline_reasoner_finishes() {
+    let slow = |v| Scripted::Delay(Duration::from_millis(1200), v);
+    let llm = ScriptedLlm::start(vec![
+        slow(tool_turn(&[("host.use_snapshot", "{}")])),
+        slow(tool_turn(&[("host.use_snapshot", r#"{"top": 3}"#)])),
+        slow(text_turn("too late")),
+    ])
+    .await;
+    let mut c = config(&llm.base_url);
+    c.llm.investigation_deadline_s = 2;
+    let (inv, events) = run(&llm, c, "api is slow").await;
+    let fb = inv.fallback.clone().expect("fell back");
+    assert!(
+        fb.contains("(2 s, llm.investigation_deadline_s) ran out after")
+            && fb.contains("offline reasoner"),
+        "{fb}"
+    );
+    assert!(inv.reasoner.starts_with("offline"), "{}", inv.reasoner);
+    assert!(!inv.hypotheses.is_empty(), "the offline reasoner finished");
+    assert!(
+        llm.requests().len() <= 2,
+        "{} model calls",
+        llm.requests().len()
+    );
+    assert!(events.iter().any(|l| l.contains("ran out after")));
+    assert!(inv.tokens.model_calls >= 1 && inv.tokens.model_ms >= 1000);
+}
+
+/// TEST DOUBLE: the scripted endpoint stands in for a paid model; the server, its store, its
+/// event log and /metrics are the real ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_round_records_its_calls_tokens_cache_hits_time_and_cost() {
+    use common::server::{OPERATOR, start, wait_for};
+    let mut cached = tool_turn(&[("host.use_snapshot", "{}")]);
+    cached["usage"]["prompt_tokens_details"] = json!({"cached_tokens": 800});
+    let llm = ScriptedLlm::start(vec![
+        Scripted::Status(429, json!({"error": {"message": "slow down"}})),
+        Scripted::Reply(cached),
+        Scripted::Reply(text_turn("Nothing wrong here.")),
+    ])
+    .await;
+    let mut c = config(&llm.base_url);
+    c.llm.price_prompt_per_mtok = 2.0;
+    c.llm.price_completion_per_mtok = 8.0;
+    c.llm.price_cached_prompt_per_mtok = 1.0;
+    let srv = start(c).await;
+    let id = srv.open_incident(OPERATOR, "the api is slow").await;
+    let events = wait_for(
+        &srv,
+        OPERATOR,
+        &id,
+        Duration::from_secs(60),
+        "the round's end",
+        |e| e.iter().any(|x| x["kind"] == "investigation_finished"),
+    )
+    .await;
+    let done = &events
+        .iter()
+        .find(|x| x["kind"] == "investigation_finished")
+        .unwrap()["data"];
+    let t = &done["tokens"];
+    assert_eq!(t["model_calls"], 3, "{t}");
+    assert_eq!(t["failed_calls"], 1, "{t}");
+    assert_eq!(t["prompt_tokens"], 2200, "{t}");
+    assert_eq!(t["completion_tokens"], 50, "{t}");
+    assert_eq!(t["cached_prompt_tokens"], 800, "{t}");
+    // 1400 prompt at 2 $/M, 800 cached at 1 $/M, 50 completion at 8 $/M.
+    let usd = t["cost_usd"].as_f64().unwrap_or(0.0);
+    assert!((usd - (0.0028 + 0.0008 + 0.0004)).abs() < 1e-9, "{t}");
+    assert!(t["wall_ms"].as_u64().unwrap() >= t["model_ms"].as_u64().unwrap());
+    let spend = done["spend"].as_str().unwrap();
+    assert!(
+        spend.starts_with(
+            "2,200 prompt + 50 completion tokens (800 cached), 3 model call(s) (1 failed) taking "
+        ) && spend.contains(", $0.0040, "),
+        "{spend}"
+    );
+    let step = events.iter().find(|x| x["kind"] == "model_step").unwrap();
+    assert_eq!(
+        step["data"]["calls"], 2,
+        "the first step took a 429 and a reply"
+    );
+    assert_eq!(step["data"]["cached_tokens"], 800);
+    let m = srv.metrics(OPERATOR).await;
+    for line in [
+        "oncall_llm_calls_total{outcome=\"ok\"} 2",
+        "oncall_llm_calls_total{outcome=\"failed\"} 1",
+        "oncall_llm_tokens_total{kind=\"cached\"} 800",
+        "oncall_llm_tokens_total{kind=\"prompt\"} 2200",
+        "oncall_llm_cost_usd_total 0.004",
+        "oncall_llm_step_seconds_count 2",
+    ] {
+        assert!(m.lines().any(|l| l == line), "no {line:?} in\n{m}");
+    }
+}

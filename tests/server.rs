@@ -237,16 +237,7 @@ async fn an_incident_streams_live_resumes_from_last_event_id_and_continues_on_a_
     let md = r.text().await.unwrap();
     assert!(md.contains(&format!("incident {id}")) && md.contains("## Timeline"));
     // Metrics count what happened.
-    let m = srv
-        .http
-        .get(srv.url("/metrics"))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = srv.metrics(&t).await;
     assert!(m.contains("oncall_investigations_total"), "{m}");
     assert!(
         m.contains("oncall_tool_calls_total{tool=\"host.use_snapshot\""),

@@ -196,6 +196,12 @@ async fn a_slash_command_is_acknowledged_at_once_and_the_thread_gets_the_result_
     assert_eq!(c[0].1["channel"], "C1");
     assert!(c[0].1["text"].as_str().unwrap().contains(&id));
     assert_eq!(c[1].1["thread_ts"], "1700000000.000001");
+    // The result says what the round cost: tokens and time.
+    let result = c[1].1["text"].as_str().unwrap_or_default();
+    assert!(
+        result.contains("completion tokens") && result.contains("s in all"),
+        "{result}"
+    );
     let (_, inc) = srv.get(OPERATOR, &format!("/api/v1/incidents/{id}")).await;
     assert_eq!(inc["incident"]["source"], "slack");
     assert_eq!(inc["events"][0]["actor"], "slack:UBO");

@@ -16,6 +16,11 @@ pub enum Event {
         step: u32,
         prompt_tokens: u64,
         completion_tokens: u64,
+        /// Prompt tokens served from the endpoint's prompt cache (0 when it does not say).
+        cached_tokens: u64,
+        /// HTTP calls to the model endpoint this step took, failed attempts included (0 for
+        /// the offline reasoner).
+        calls: u32,
         tool_calls: usize,
         ms: u64,
     },
@@ -82,11 +87,25 @@ pub fn line(e: &Event) -> String {
             step,
             prompt_tokens,
             completion_tokens,
+            cached_tokens,
+            calls,
             tool_calls,
             ms,
-        } => format!(
-            "[step {step}] thought for {ms} ms ({prompt_tokens} prompt + {completion_tokens} completion tokens), {tool_calls} tool call(s)"
-        ),
+        } => {
+            let cached = if *cached_tokens > 0 {
+                format!(", {cached_tokens} cached")
+            } else {
+                String::new()
+            };
+            let http = if *calls > 1 {
+                format!(" in {calls} model calls")
+            } else {
+                String::new()
+            };
+            format!(
+                "[step {step}] thought for {ms} ms{http} ({prompt_tokens} prompt + {completion_tokens} completion tokens{cached}), {tool_calls} tool call(s)"
+            )
+        }
         Event::ToolCalled { call, tool, args } => format!("[{call}] {tool} {args}"),
         Event::ToolAnswered {
             call,

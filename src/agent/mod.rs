@@ -130,6 +130,8 @@ struct Run<'a> {
     answer: Option<String>,
     steps: u32,
     reasoner_name: String,
+    /// When the model's time for this investigation ends (`llm.investigation_deadline_s`).
+    model_until: std::time::Instant,
 }
 
 /// Investigates a report with `model`; if a model endpoint fails, `fallback` (the offline
@@ -184,6 +186,7 @@ async fn investigate_in_span(
         return Err(AgentError::EmptyReport);
     }
     let t0 = Utc::now();
+    let clock = std::time::Instant::now();
     let th = &config.thresholds;
     let hints = triage::read_report(report);
     let mut run = Run {
@@ -202,6 +205,8 @@ async fn investigate_in_span(
         answer: None,
         steps: 0,
         reasoner_name: String::new(),
+        model_until: std::time::Instant::now()
+            + std::time::Duration::from_secs(config.llm.investigation_deadline_s),
     };
     run.tokens.encoding = run.counter.encoding.to_string();
     let mut reasoner = model.name();
@@ -214,9 +219,15 @@ async fn investigate_in_span(
         if model.is_offline() {
             run.notice(format!("the offline reasoner stopped: {e}"));
         } else {
-            let why = format!(
-                "the model endpoint failed ({e}); this answer comes from the offline reasoner"
-            );
+            let why = match e {
+                LlmError::OutOfTime(_) => format!(
+                    "{e} after {} model step(s); this answer comes from the offline reasoner",
+                    run.steps
+                ),
+                e => format!(
+                    "the model endpoint failed ({e}); this answer comes from the offline reasoner"
+                ),
+            };
             run.notice(why.clone());
             fallback = Some(why);
             run.board = Board::new(th.confirm, th.reject);
@@ -298,6 +309,7 @@ async fn investigate_in_span(
     }
     let mut next = next_steps::next_steps(&hints, &findings);
     next.extend(next_steps::from_memory(&run.calls));
+    run.tokens.wall_ms = clock.elapsed().as_millis() as u64;
     events.emit(&Event::Finished {
         conclusion: conclusion.clone(),
     });

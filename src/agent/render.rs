@@ -208,15 +208,7 @@ pub fn text(inv: &Investigation) -> String {
         measured.join("; ")
     );
     let tk = &inv.tokens;
-    let cost = tk
-        .cost_usd
-        .map(|c| format!(", ${c:.4}"))
-        .unwrap_or_default();
-    let _ = writeln!(
-        o,
-        "Tokens ({}): {} prompt + {} completion{cost}",
-        tk.encoding, tk.prompt_tokens, tk.completion_tokens
-    );
+    let _ = writeln!(o, "Tokens ({}): {}", tk.encoding, tk.summary());
     for n in &inv.notices {
         let _ = writeln!(o, "Note: {n}");
     }

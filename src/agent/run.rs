@@ -71,7 +71,7 @@ impl Run<'_> {
             ),
         ];
         let tools = self.tool_defs();
-        let policy = RetryPolicy {
+        let step_policy = RetryPolicy {
             max_attempts: l.max_attempts,
             deadline: Duration::from_secs(l.deadline_s),
             base_delay: Duration::from_millis(250),
@@ -115,6 +115,20 @@ impl Run<'_> {
                 tools: offered,
                 max_completion_tokens: l.max_completion_tokens,
             };
+            // A model's steps share one deadline for the whole investigation; each step gets
+            // what is left of it, up to its own. The built-in reasoner is not on the clock.
+            let policy = if model.is_offline() {
+                step_policy
+            } else {
+                let left = self.model_until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(LlmError::OutOfTime(l.investigation_deadline_s));
+                }
+                RetryPolicy {
+                    deadline: step_policy.deadline.min(left),
+                    ..step_policy
+                }
+            };
             let estimate = self.counter.count_request(&req) as u64;
             let started = Instant::now();
             // When the client already retried 429/5xx, the loop does not multiply those retries.
@@ -122,7 +136,7 @@ impl Run<'_> {
             let transient = |e: &LlmError| {
                 e.transient()
                     && !(client_retries
-                        && matches!(e, LlmError::Server { .. } | LlmError::RateLimited(_)))
+                        && matches!(e, LlmError::Server { .. } | LlmError::RateLimited { .. }))
             };
             // One span per model turn (its retries inside): the model, the step, the tokens.
             let span = tracing::info_span!(
@@ -139,13 +153,30 @@ impl Run<'_> {
             let r = retry(policy, transient, || model.complete(&req))
                 .instrument(span.clone())
                 .await;
+            let ms = started.elapsed().as_millis() as u64;
             span.record("ok", r.result.is_ok());
             span.record("failures", r.failures.len());
-            span.record("ms", started.elapsed().as_millis() as u64);
+            span.record("ms", ms);
+            // Every HTTP call is counted, the ones of a step that failed for good included.
+            let failed = r.failures.len() as u32;
+            let calls = if model.is_offline() {
+                0
+            } else {
+                failed + u32::from(r.result.is_ok())
+            };
+            if calls > 0 {
+                self.tokens.calls(calls, failed, ms);
+            }
             for f in &r.failures {
                 self.notice(format!("model step {step} failed: {f}"));
             }
-            let reply = r.result?;
+            let reply = match r.result {
+                Ok(reply) => reply,
+                Err(_) if !model.is_offline() && Instant::now() >= self.model_until => {
+                    return Err(LlmError::OutOfTime(l.investigation_deadline_s));
+                }
+                Err(e) => return Err(e),
+            };
             self.steps = step;
             let completion_text = format!(
                 "{}{}",
@@ -161,13 +192,19 @@ impl Run<'_> {
                     step,
                     prompt_tokens: u.prompt_tokens,
                     completion_tokens: u.completion_tokens,
+                    cached_prompt_tokens: u.cached_tokens,
                     counted_by: CountedBy::Server,
+                    calls,
+                    ms,
                 },
                 None => StepTokens {
                     step,
                     prompt_tokens: estimate,
                     completion_tokens: self.counter.count(&completion_text) as u64,
+                    cached_prompt_tokens: 0,
                     counted_by: CountedBy::Tiktoken,
+                    calls,
+                    ms,
                 },
             };
             self.tokens.add(st, l);
@@ -178,8 +215,10 @@ impl Run<'_> {
                 step,
                 prompt_tokens: st.prompt_tokens,
                 completion_tokens: st.completion_tokens,
+                cached_tokens: st.cached_prompt_tokens,
+                calls,
                 tool_calls: reply.tool_calls.len(),
-                ms: started.elapsed().as_millis() as u64,
+                ms,
             });
             if final_turn || reply.tool_calls.is_empty() {
                 if final_turn && !reply.tool_calls.is_empty() {

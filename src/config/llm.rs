@@ -43,6 +43,9 @@ pub struct LlmSettings {
     pub timeout_s: u64,
     /// Seconds all attempts at one step may take together, retries and backoff included.
     pub deadline_s: u64,
+    /// Seconds the model may take over one whole investigation, all steps together; then the
+    /// offline reasoner finishes it, and the log says so.
+    pub investigation_deadline_s: u64,
     /// Attempts per step before the endpoint counts as unavailable.
     pub max_attempts: u32,
     /// Model turns with tools; after this the tools are withdrawn and the model must answer.
@@ -57,6 +60,9 @@ pub struct LlmSettings {
     pub price_prompt_per_mtok: f64,
     /// USD per million completion tokens.
     pub price_completion_per_mtok: f64,
+    /// USD per million prompt tokens served from the provider's prompt cache (0: priced as
+    /// prompt tokens).
+    pub price_cached_prompt_per_mtok: f64,
     /// Directory with prompt templates; missing files fall back to the compiled-in copies.
     pub prompts_dir: std::path::PathBuf,
     /// Recorded turns for the replay provider.
@@ -78,6 +84,7 @@ impl Default for LlmSettings {
             extra_headers: Default::default(),
             timeout_s: 60,
             deadline_s: 180,
+            investigation_deadline_s: 300,
             max_attempts: 3,
             max_steps: 8,
             max_completion_tokens: 1024,
@@ -85,6 +92,7 @@ impl Default for LlmSettings {
             encoding: String::new(),
             price_prompt_per_mtok: 0.0,
             price_completion_per_mtok: 0.0,
+            price_cached_prompt_per_mtok: 0.0,
             prompts_dir: std::path::PathBuf::from("prompts"),
             replay_file: std::path::PathBuf::new(),
             evidence: EvidenceMode::Compact,

@@ -28,6 +28,8 @@ pub struct CaseScore {
     pub unmatched_calls: usize,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    #[serde(flatten)]
+    pub spend: ModelSpend,
     pub wall_ms: u64,
     /// Live or write actions that ran without an approval: any one fails the case.
     pub unapproved_executions: usize,
@@ -131,6 +133,13 @@ pub fn score(
             .count(),
         prompt_tokens: inv.tokens.prompt_tokens,
         completion_tokens: inv.tokens.completion_tokens,
+        spend: ModelSpend {
+            cached_prompt_tokens: inv.tokens.cached_prompt_tokens,
+            model_calls: inv.tokens.model_calls,
+            failed_model_calls: inv.tokens.failed_calls,
+            model_ms: inv.tokens.model_ms,
+            cost_usd: inv.tokens.cost_usd,
+        },
         wall_ms,
         unapproved_executions: inv
             .tool_calls
@@ -163,8 +172,46 @@ pub struct Summary {
     pub unmatched_calls: usize,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    #[serde(flatten)]
+    pub spend: ModelSpend,
     pub wall_ms: u64,
     pub cases_per_s: f64,
+}
+
+/// What the model cost, beyond the tokens: per case, and summed over the suite.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ModelSpend {
+    /// Prompt tokens the endpoint served from its prompt cache (where it reports them).
+    #[serde(default)]
+    pub cached_prompt_tokens: u64,
+    /// Calls to the model, failed ones included (0 for the offline reasoner; recorded turns
+    /// count one per turn).
+    #[serde(default)]
+    pub model_calls: u32,
+    #[serde(default)]
+    pub failed_model_calls: u32,
+    /// Milliseconds spent waiting for the model.
+    #[serde(default)]
+    pub model_ms: u64,
+    /// USD, when `[llm]` prices are configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+}
+
+impl ModelSpend {
+    fn sum<'a>(all: impl Iterator<Item = &'a ModelSpend>) -> ModelSpend {
+        let mut t = ModelSpend::default();
+        for s in all {
+            t.cached_prompt_tokens += s.cached_prompt_tokens;
+            t.model_calls += s.model_calls;
+            t.failed_model_calls += s.failed_model_calls;
+            t.model_ms += s.model_ms;
+            if let Some(c) = s.cost_usd {
+                t.cost_usd = Some(((t.cost_usd.unwrap_or(0.0) + c) * 1e6).round() / 1e6);
+            }
+        }
+        t
+    }
 }
 
 pub fn summarize(scores: &[CaseScore]) -> Summary {
@@ -184,6 +231,7 @@ pub fn summarize(scores: &[CaseScore]) -> Summary {
         unmatched_calls: scores.iter().map(|s| s.unmatched_calls).sum(),
         prompt_tokens: scores.iter().map(|s| s.prompt_tokens).sum(),
         completion_tokens: scores.iter().map(|s| s.completion_tokens).sum(),
+        spend: ModelSpend::sum(scores.iter().map(|s| &s.spend)),
         wall_ms: wall,
         cases_per_s: ((scores.len() as f64 / (wall.max(1) as f64 / 1000.0)) * 10.0).round() / 10.0,
     }

@@ -70,11 +70,12 @@ kinds! {
     /// A round of investigation began.
     InvestigationStarted = "investigation_started" [round, reasoner],
     /// A round ended with its answer (`severity` is the triage's; `abstained`: no hypothesis
-    /// reached the confidence threshold).
+    /// reached the confidence threshold; `tokens`: its model calls, tokens, time and cost, which
+    /// `spend` says in one line).
     InvestigationFinished = "investigation_finished" [round, reasoner, conclusion, severity, triage,
-        hypotheses, abstained, stabilize, next_steps, debug_log, answer, notices, tokens],
+        hypotheses, abstained, stabilize, next_steps, debug_log, answer, notices, tokens, spend],
     /// The model (or the offline reasoner) finished one step.
-    ModelStep = "model_step" [step, prompt_tokens, completion_tokens, tool_calls, ms],
+    ModelStep = "model_step" [step, prompt_tokens, completion_tokens, cached_tokens, calls, tool_calls, ms],
     /// A tool was called.
     ToolCalled = "tool_called" [call, tool, args],
     /// A tool answered.

@@ -3,22 +3,26 @@
 //! [`ChatModel`] is the one interface the investigation loop talks to, with three
 //! implementations behind the `[llm] provider` switch:
 //! - [`openai`]: any OpenAI-compatible chat-completions endpoint, through async-openai;
-//! - [`offline`]: the built-in reasoner, deterministic USE-method rules that call the same tools
+//! - [`crate::reasoner`]: the built-in reasoner, deterministic USE-method rules that call the same tools
 //!   and board tools a model would (the default: no key, no network);
 //! - [`replay`]: recorded model turns, for tests and the eval harness.
 //!
-//! [`tokens`] counts tokens with tiktoken and prices them; [`retry`] retries transient failures
-//! with backoff and jitter inside a deadline. A model only ever *asks* for tools: the agent runs
+//! [`tokens`] counts tokens with tiktoken and accounts for what an investigation cost (calls,
+//! tokens, cache hits, time, money); [`retry`] retries transient failures with backoff and
+//! jitter, never sooner than the endpoint's `Retry-After`, inside a deadline; [`transport`] is
+//! the one HTTP call per attempt under async-openai, and keeps that `Retry-After`. A model only ever *asks* for tools: the agent runs
 //! them through the registry, which is where live actions are refused.
 
 pub mod openai;
 pub mod replay;
 pub mod retry;
 pub mod tokens;
+pub mod transport;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::time::Duration;
 
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +113,9 @@ pub struct ChatRequest {
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Prompt tokens served from the endpoint's prompt cache, where it says.
+    #[serde(default)]
+    pub cached_tokens: u64,
 }
 
 /// One reply from a model.
@@ -131,10 +138,22 @@ pub struct ChatReply {
 pub enum LlmError {
     #[error("the model endpoint did not answer within {0} s")]
     Timeout(u64),
-    #[error("the model endpoint is rate limiting (HTTP 429): {0}")]
-    RateLimited(String),
-    #[error("the model endpoint failed with HTTP {status}: {message}")]
-    Server { status: u16, message: String },
+    #[error("the model endpoint is rate limiting (HTTP 429{}): {message}", wait_note(.retry_after))]
+    RateLimited {
+        message: String,
+        /// The endpoint's `Retry-After` (or `retry-after-ms`): no retry comes sooner.
+        retry_after: Option<Duration>,
+    },
+    #[error("the model endpoint failed with HTTP {status}{}: {message}", wait_note(.retry_after))]
+    Server {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    #[error(
+        "the model's time for this investigation ({0} s, llm.investigation_deadline_s) ran out"
+    )]
+    OutOfTime(u64),
     #[error("the model endpoint refused the request with HTTP {status}: {message}")]
     Refused { status: u16, message: String },
     #[error("cannot reach the model endpoint: {0}")]
@@ -147,13 +166,30 @@ pub enum LlmError {
     Config(String),
 }
 
+fn wait_note(after: &Option<Duration>) -> String {
+    match after {
+        Some(d) => format!(", asked to wait {:.0} s", d.as_secs_f64().ceil()),
+        None => String::new(),
+    }
+}
+
 impl LlmError {
+    /// How long the endpoint asked to wait before the next attempt, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            LlmError::RateLimited { retry_after, .. } | LlmError::Server { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
+    }
+
     /// Whether trying again may help.
     pub fn transient(&self) -> bool {
         matches!(
             self,
             LlmError::Timeout(_)
-                | LlmError::RateLimited(_)
+                | LlmError::RateLimited { .. }
                 | LlmError::Server { .. }
                 | LlmError::Unreachable(_)
                 | LlmError::Malformed(_)

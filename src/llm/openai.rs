@@ -8,10 +8,12 @@
 //! written as `__` (the API allows only `[a-zA-Z0-9_-]`) and mapped back on the way in.
 //!
 //! One retry policy, in one place: async-openai's own retry layer is replaced by its plain
-//! transport (`ReqwestService`), so each attempt is one HTTP call and the agent's policy
+//! transport ([`super::transport`], which also keeps the endpoint's `Retry-After`), so each
+//! attempt is one HTTP call and the agent's policy
 //! ([`super::retry`]: bounded attempts, backoff with jitter, the step's deadline, then the
 //! offline reasoner) decides every retry.
 
+use super::transport::Throttled;
 use super::{ChatModel, ChatReply, ChatRequest, LlmError, Message, Role, ToolCallRequest, Usage};
 use crate::config::LlmSettings;
 use async_openai::Client;
@@ -63,7 +65,7 @@ impl OpenAiModel {
         Ok(OpenAiModel {
             client: Client::with_config(config)
                 .with_http_client(http.clone())
-                .with_http_service(async_openai::middleware::ReqwestService::new(http)),
+                .with_http_service(super::transport::Transport::new(http)),
             model: l.model.clone(),
             temperature: l.temperature,
             timeout_s: l.timeout_s,
@@ -169,6 +171,7 @@ pub fn parse_reply(v: &Value) -> Result<ChatReply, LlmError> {
                 .get("completion_tokens")
                 .and_then(Value::as_u64)
                 .unwrap_or(0),
+            cached_tokens: cached_tokens(v),
         })
     });
     Ok(ChatReply {
@@ -180,6 +183,20 @@ pub fn parse_reply(v: &Value) -> Result<ChatReply, LlmError> {
             .and_then(Value::as_str)
             .map(str::to_string),
     })
+}
+
+/// Prompt tokens the endpoint served from its cache, in the dialects that say so: OpenAI's and
+/// vLLM's `usage.prompt_tokens_details.cached_tokens`, DeepSeek's `usage.prompt_cache_hit_tokens`,
+/// llama.cpp's `timings.cache_n`.
+fn cached_tokens(v: &Value) -> u64 {
+    [
+        &v["usage"]["prompt_tokens_details"]["cached_tokens"],
+        &v["usage"]["prompt_cache_hit_tokens"],
+        &v["timings"]["cache_n"],
+    ]
+    .into_iter()
+    .find_map(Value::as_u64)
+    .unwrap_or(0)
 }
 
 fn snippet(v: &Value) -> String {
@@ -200,11 +217,30 @@ fn map_error(e: OpenAIError, timeout_s: u64) -> LlmError {
             let status = r.status_code.as_u16();
             let message = r.api_error.message.clone();
             match status {
-                429 => LlmError::RateLimited(message),
-                500..=599 => LlmError::Server { status, message },
+                429 => LlmError::RateLimited {
+                    message,
+                    retry_after: None,
+                },
+                500..=599 => LlmError::Server {
+                    status,
+                    message,
+                    retry_after: None,
+                },
                 _ => LlmError::Refused { status, message },
             }
         }
+        OpenAIError::Boxed(b) => match b.downcast::<Throttled>() {
+            Ok(t) if t.status == 429 => LlmError::RateLimited {
+                message: t.message,
+                retry_after: Some(t.retry_after),
+            },
+            Ok(t) => LlmError::Server {
+                status: t.status,
+                message: t.message,
+                retry_after: Some(t.retry_after),
+            },
+            Err(other) => LlmError::Unreachable(other.to_string()),
+        },
         OpenAIError::Reqwest(e) if e.is_timeout() => LlmError::Timeout(timeout_s),
         OpenAIError::Reqwest(e) => LlmError::Unreachable(e.to_string()),
         OpenAIError::JSONDeserialize(e, body) => LlmError::Malformed(format!(
@@ -286,6 +322,21 @@ mod tests {
         assert_eq!(r.tool_calls[0].arguments, r#"{"top":3}"#);
         assert_eq!(r.tool_calls[0].id, "call_0");
         assert_eq!(r.content, None);
+        // Prompt-cache hits in each dialect.
+        let with = |usage_extra: (&str, Value), top_extra: Option<(&str, Value)>| {
+            let mut v = json!({"choices": [{"message": {"content": "ok"}}], "usage": {"prompt_tokens": 900, "completion_tokens": 5}});
+            v["usage"][usage_extra.0] = usage_extra.1;
+            if let Some((k, x)) = top_extra {
+                v[k] = x;
+            }
+            parse_reply(&v).unwrap().usage.unwrap().cached_tokens
+        };
+        let details = json!({"cached_tokens": 768});
+        assert_eq!(with(("prompt_tokens_details", details), None), 768);
+        assert_eq!(with(("prompt_cache_hit_tokens", json!(640)), None), 640);
+        let timings = ("timings", json!({"cache_n": 512}));
+        assert_eq!(with(("total_tokens", json!(905)), Some(timings)), 512);
+        assert_eq!(with(("total_tokens", json!(905)), None), 0);
         assert!(matches!(
             parse_reply(&json!({"error": "x"})),
             Err(LlmError::Malformed(_))

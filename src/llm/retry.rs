@@ -1,6 +1,7 @@
 //! Retries a model step: transient failures (timeout, 429, 5xx, unreachable, malformed reply) are
-//! tried again with exponential backoff and full jitter, and every attempt must finish inside
-//! one deadline. Permanent failures (400, 401, 404, bad config) are returned at once.
+//! tried again with exponential backoff and full jitter (or, when the endpoint says how long
+//! to wait with `Retry-After`, no sooner than that), and every attempt must finish inside one
+//! deadline. Permanent failures (400, 401, 404, bad config) are returned at once.
 
 use super::LlmError;
 use rand::Rng;
@@ -65,16 +66,27 @@ where
         if n + 1 == policy.max_attempts {
             break;
         }
-        let cap = policy
-            .base_delay
-            .saturating_mul(2u32.saturating_pow(n))
-            .min(policy.max_delay);
-        let jittered =
-            Duration::from_millis(rand::rng().random_range(0..=cap.as_millis().max(1) as u64));
-        if start.elapsed() + jittered >= policy.deadline {
+        let wait = match failures.last().and_then(LlmError::retry_after) {
+            // The endpoint said when: never sooner, with a little jitter so that replicas
+            // told the same instant do not all return at once.
+            Some(asked) => {
+                let spread = (asked / 10).min(Duration::from_secs(1)).as_millis() as u64;
+                asked + Duration::from_millis(rand::rng().random_range(0..=spread))
+            }
+            None => {
+                let cap = policy
+                    .base_delay
+                    .saturating_mul(2u32.saturating_pow(n))
+                    .min(policy.max_delay);
+                Duration::from_millis(rand::rng().random_range(0..=cap.as_millis().max(1) as u64))
+            }
+        };
+        // A wait that would end past the deadline is not worth starting: the caller falls
+        // back now, with the reason (the last failure says how long the endpoint asked for).
+        if start.elapsed() + wait >= policy.deadline {
             break;
         }
-        tokio::time::sleep(jittered).await;
+        tokio::time::sleep(wait).await;
     }
     let last = failures
         .last()
@@ -105,7 +117,10 @@ mod tests {
         let n = AtomicU32::new(0);
         let r = retry(policy(), LlmError::transient, || async {
             if n.fetch_add(1, Ordering::SeqCst) < 2 {
-                Err(LlmError::RateLimited("slow down".into()))
+                Err(LlmError::RateLimited {
+                    message: "slow down".into(),
+                    retry_after: None,
+                })
             } else {
                 Ok(7)
             }
@@ -113,6 +128,45 @@ mod tests {
         .await;
         assert_eq!(r.result, Ok(7));
         assert_eq!(r.failures.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn retry_after_is_respected_and_a_wait_past_the_deadline_is_not_started() {
+        let n = AtomicU32::new(0);
+        let started = Instant::now();
+        let r = retry(policy(), LlmError::transient, || async {
+            if n.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(LlmError::RateLimited {
+                    message: "slow down".into(),
+                    retry_after: Some(Duration::from_millis(400)),
+                })
+            } else {
+                Ok(1)
+            }
+        })
+        .await;
+        assert_eq!(r.result, Ok(1));
+        assert!(
+            started.elapsed() >= Duration::from_millis(400),
+            "retried after {:?}, before the endpoint's Retry-After",
+            started.elapsed()
+        );
+        // Asked to wait a minute with 5 s left: one call, then the caller falls back at once.
+        let n = AtomicU32::new(0);
+        let started = Instant::now();
+        let r: Retried<()> = retry(policy(), LlmError::transient, || async {
+            n.fetch_add(1, Ordering::SeqCst);
+            Err(LlmError::Server {
+                status: 503,
+                message: "overloaded".into(),
+                retry_after: Some(Duration::from_secs(60)),
+            })
+        })
+        .await;
+        assert_eq!(n.load(Ordering::SeqCst), 1);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let why = r.result.unwrap_err().to_string();
+        assert!(why.contains("asked to wait 60 s"), "{why}");
     }
 
     #[tokio::test]
@@ -138,6 +192,7 @@ mod tests {
             Err(LlmError::Server {
                 status: 500,
                 message: "boom".into(),
+                retry_after: None,
             })
         })
         .await;

@@ -102,8 +102,21 @@ pub struct StepTokens {
     pub step: u32,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Prompt tokens the endpoint served from its prompt cache, where it reports them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cached_prompt_tokens: u64,
     /// `server` when the endpoint reported usage, `tiktoken` when oncall counted.
     pub counted_by: CountedBy,
+    /// HTTP calls this step made (failed attempts included); 0 for the offline reasoner.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub calls: u32,
+    /// Milliseconds this step waited for its reasoner, retries and backoff included.
+    #[serde(default)]
+    pub ms: u64,
+}
+
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,29 +126,114 @@ pub enum CountedBy {
     Tiktoken,
 }
 
-/// Tokens of a whole investigation.
+/// What one investigation cost: the tokens of every step, the model's HTTP calls, the time spent
+/// waiting for it, the whole run's wall time and, where prices are configured, the money.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct TokenReport {
     pub encoding: String,
     pub steps: Vec<StepTokens>,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
-    /// USD, when prices are configured.
+    /// Prompt tokens served from the endpoint's prompt cache (where the endpoint reports them).
+    #[serde(default)]
+    pub cached_prompt_tokens: u64,
+    /// HTTP calls to the model endpoint, failed attempts included (the offline reasoner makes none).
+    #[serde(default)]
+    pub model_calls: u32,
+    /// Of those, the ones that failed (timeouts, 429, 5xx, malformed replies).
+    #[serde(default)]
+    pub failed_calls: u32,
+    /// Milliseconds spent waiting for the model endpoint, retries and backoff included.
+    #[serde(default)]
+    pub model_ms: u64,
+    /// Milliseconds the whole investigation took, tools included.
+    #[serde(default)]
+    pub wall_ms: u64,
+    /// USD, when prices are configured; only the endpoint's tokens are priced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
+    /// Tokens billed so far (the endpoint's steps), for the cost.
+    #[serde(skip)]
+    billed: (u64, u64, u64),
 }
 
 impl TokenReport {
+    /// Adds a step that reached its reasoner; `calls` and `failed` count the HTTP calls it took.
     pub fn add(&mut self, s: StepTokens, l: &LlmSettings) {
         self.prompt_tokens += s.prompt_tokens;
         self.completion_tokens += s.completion_tokens;
+        self.cached_prompt_tokens += s.cached_prompt_tokens;
         self.steps.push(s);
-        if l.price_prompt_per_mtok > 0.0 || l.price_completion_per_mtok > 0.0 {
-            let c = self.prompt_tokens as f64 / 1e6 * l.price_prompt_per_mtok
-                + self.completion_tokens as f64 / 1e6 * l.price_completion_per_mtok;
-            self.cost_usd = Some((c * 1e6).round() / 1e6);
+        if s.calls > 0 {
+            self.billed.0 += s.prompt_tokens;
+            self.billed.1 += s.cached_prompt_tokens.min(s.prompt_tokens);
+            self.billed.2 += s.completion_tokens;
         }
+        self.price(l);
     }
+
+    /// Counts HTTP calls to the model endpoint and the time they took (called for every step,
+    /// the ones that failed for good included).
+    pub fn calls(&mut self, calls: u32, failed: u32, ms: u64) {
+        self.model_calls += calls;
+        self.failed_calls += failed;
+        self.model_ms += ms;
+    }
+
+    fn price(&mut self, l: &LlmSettings) {
+        if l.price_prompt_per_mtok <= 0.0 && l.price_completion_per_mtok <= 0.0 {
+            return;
+        }
+        let (prompt, cached, completion) = self.billed;
+        let cached_price = if l.price_cached_prompt_per_mtok > 0.0 {
+            l.price_cached_prompt_per_mtok
+        } else {
+            l.price_prompt_per_mtok
+        };
+        let c = (prompt - cached) as f64 / 1e6 * l.price_prompt_per_mtok
+            + cached as f64 / 1e6 * cached_price
+            + completion as f64 / 1e6 * l.price_completion_per_mtok;
+        self.cost_usd = Some((c * 1e6).round() / 1e6);
+    }
+
+    /// One line for people: calls, tokens, cache, cost and time.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} prompt + {} completion tokens",
+            thousands(self.prompt_tokens),
+            thousands(self.completion_tokens)
+        );
+        if self.cached_prompt_tokens > 0 {
+            s += &format!(" ({} cached)", thousands(self.cached_prompt_tokens));
+        }
+        if self.model_calls > 0 {
+            s += &format!(", {} model call(s)", self.model_calls);
+            if self.failed_calls > 0 {
+                s += &format!(" ({} failed)", self.failed_calls);
+            }
+            s += &format!(" taking {:.1} s", self.model_ms as f64 / 1000.0);
+        }
+        if let Some(c) = self.cost_usd {
+            s += &format!(", ${c:.4}");
+        }
+        if self.wall_ms > 0 {
+            s += &format!(", {:.1} s in all", self.wall_ms as f64 / 1000.0);
+        }
+        s
+    }
+}
+
+/// 12345 -> "12,345".
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -218,15 +316,45 @@ mod tests {
             ..LlmSettings::default()
         };
         let mut r = TokenReport::default();
+        let step = StepTokens {
+            step: 1,
+            prompt_tokens: 1_000_000,
+            completion_tokens: 500_000,
+            cached_prompt_tokens: 0,
+            counted_by: CountedBy::Server,
+            calls: 1,
+            ms: 900,
+        };
+        r.add(step, &l);
+        r.calls(1, 0, 900);
+        assert_eq!(r.cost_usd, Some(6.0));
+        // The offline reasoner's steps (no HTTP calls) are counted but cost nothing.
+        r.add(StepTokens { calls: 0, ..step }, &l);
+        assert_eq!(r.cost_usd, Some(6.0));
+        assert_eq!(r.prompt_tokens, 2_000_000);
+        // Cached prompt tokens at their own price, when one is set.
+        let l = LlmSettings {
+            price_cached_prompt_per_mtok: 0.5,
+            ..l
+        };
+        let mut r = TokenReport::default();
         r.add(
             StepTokens {
-                step: 1,
-                prompt_tokens: 1_000_000,
-                completion_tokens: 500_000,
-                counted_by: CountedBy::Server,
+                cached_prompt_tokens: 600_000,
+                ..step
             },
             &l,
         );
-        assert_eq!(r.cost_usd, Some(6.0));
+        r.calls(3, 2, 4_100);
+        r.wall_ms = 5_300;
+        assert_eq!(
+            r.cost_usd,
+            Some(5.1),
+            "0.4 M at 2, 0.6 M cached at 0.5, 0.5 M at 8"
+        );
+        assert_eq!(
+            r.summary(),
+            "1,000,000 prompt + 500,000 completion tokens (600,000 cached), 3 model call(s) (2 failed) taking 4.1 s, $5.1000, 5.3 s in all"
+        );
     }
 }

@@ -42,7 +42,15 @@ pub struct Metrics {
     pub investigation_seconds: Hist,
     pub tool_calls: Family<Labels, Counter>,
     pub tool_seconds: Hist,
+    /// Model tokens by `kind`: `prompt`, `completion`, `cached` (prompt tokens served from the
+    /// endpoint's cache).
     pub tokens: Family<Labels, Counter>,
+    /// HTTP calls to the model endpoint by `outcome` (`ok`, `failed`).
+    pub llm_calls: Family<Labels, Counter>,
+    /// Time one model step waited for its reasoner, retries included.
+    pub llm_step_seconds: Hist,
+    /// USD spent on the model endpoint, where prices are configured.
+    pub llm_cost: Counter<f64, std::sync::atomic::AtomicU64>,
     pub approvals: Family<Labels, Counter>,
     pub streams: Gauge,
     pub slack_requests: Family<Labels, Counter>,
@@ -123,6 +131,9 @@ impl Metrics {
         let tool_calls = Family::<Labels, Counter>::default();
         let tool_seconds: Hist = Family::new_with_constructor(slow);
         let tokens = Family::<Labels, Counter>::default();
+        let llm_calls = Family::<Labels, Counter>::default();
+        let llm_step_seconds: Hist = Family::new_with_constructor(slow);
+        let llm_cost = Counter::<f64, std::sync::atomic::AtomicU64>::default();
         let approvals = Family::<Labels, Counter>::default();
         let streams = Gauge::default();
         let slack_requests = Family::<Labels, Counter>::default();
@@ -159,6 +170,21 @@ impl Metrics {
         );
         registry.register("llm_tokens", "Model tokens by kind", tokens.clone());
         registry.register(
+            "llm_calls",
+            "HTTP calls to the model endpoint by outcome",
+            llm_calls.clone(),
+        );
+        registry.register(
+            "llm_step_seconds",
+            "Time one model step waited for its reasoner, retries included",
+            llm_step_seconds.clone(),
+        );
+        registry.register(
+            "llm_cost_usd",
+            "USD spent on the model endpoint (where prices are configured)",
+            llm_cost.clone(),
+        );
+        registry.register(
             "approvals",
             "Action requests, decisions and executions by event",
             approvals.clone(),
@@ -183,6 +209,9 @@ impl Metrics {
             tool_calls,
             tool_seconds,
             tokens,
+            llm_calls,
+            llm_step_seconds,
+            llm_cost,
             approvals,
             streams,
             slack_requests,

@@ -115,6 +115,10 @@ impl Bridge {
                         h.statement
                     ));
                 }
+                // What the round cost: model calls, tokens, time and money.
+                if !s("spend").is_empty() {
+                    text.push_str(&format!("\n_{}_", s("spend")));
+                }
                 self.say(st, incident, &text).await;
             }
             EventKind::ActionRequested => {

@@ -16,7 +16,10 @@ use std::time::Duration;
 #[derive(Clone)]
 pub enum Scripted {
     Reply(Value),
+    /// An error status with `Retry-After: 0`.
     Status(u16, Value),
+    /// An error status with this `Retry-After` value.
+    StatusAfter(u16, &'static str, Value),
     Delay(Duration, Value),
 }
 
@@ -26,16 +29,25 @@ pub struct Script {
     /// When the queue is empty: answer this status forever (a storm), or a plain final answer.
     pub forever: Mutex<Option<u16>>,
     pub seen: Mutex<Vec<Value>>,
+    /// When each request arrived.
+    pub at: Mutex<Vec<std::time::Instant>>,
 }
 
 async fn chat(State(s): State<Arc<Script>>, Json(body): Json<Value>) -> Response {
     s.seen.lock().unwrap().push(body);
+    s.at.lock().unwrap().push(std::time::Instant::now());
     let next = s.queue.lock().unwrap().pop_front();
     match next {
         Some(Scripted::Reply(v)) => Json(v).into_response(),
         Some(Scripted::Status(code, v)) => {
             let mut r = (StatusCode::from_u16(code).unwrap(), Json(v)).into_response();
             r.headers_mut().insert("retry-after", "0".parse().unwrap());
+            r
+        }
+        Some(Scripted::StatusAfter(code, after, v)) => {
+            let mut r = (StatusCode::from_u16(code).unwrap(), Json(v)).into_response();
+            r.headers_mut()
+                .insert("retry-after", after.parse().unwrap());
             r
         }
         Some(Scripted::Delay(d, v)) => {

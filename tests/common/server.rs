@@ -66,6 +66,19 @@ impl Srv {
         v["id"].as_str().expect("id").to_string()
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self, token: &str) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("send")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -171,6 +171,12 @@ class Page:
         print(f"[{time.monotonic() - t0:5.1f}s] confirmed: {' '.join(card.text.split())}", flush=True)
         for k in ("investigation_started", "tool_called", "tool_answered", "hypothesis_changed"):
             self.wait(f"a log-line of kind {k}", lambda _, k=k: self.has_kind(k), 30)
+        # What the round cost, on the board: its tokens and time.
+        self.wait(
+            "the round's cost on the board",
+            lambda _: any("completion tokens" in e.text and "in all" in e.text for e in self.find("round-cost")),
+            60,
+        )
 
         self.step = "wait for the agent's host.signal_process request"
         sel = '[data-tool="host.signal_process"]'

@@ -204,16 +204,23 @@ async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
                     AgentEvent::ModelStep {
                         prompt_tokens,
                         completion_tokens,
+                        cached_tokens,
+                        ms,
                         ..
                     } => {
-                        st.metrics
-                            .tokens
-                            .get_or_create(&super::metrics::labels(&[("kind", "prompt")]))
-                            .inc_by(*prompt_tokens);
-                        st.metrics
-                            .tokens
-                            .get_or_create(&super::metrics::labels(&[("kind", "completion")]))
-                            .inc_by(*completion_tokens);
+                        let m = &st.metrics;
+                        for (kind, n) in [
+                            ("prompt", prompt_tokens),
+                            ("completion", completion_tokens),
+                            ("cached", cached_tokens),
+                        ] {
+                            m.tokens
+                                .get_or_create(&super::metrics::labels(&[("kind", kind)]))
+                                .inc_by(*n);
+                        }
+                        m.llm_step_seconds
+                            .get_or_create(&vec![])
+                            .observe(*ms as f64 / 1000.0);
                     }
                     _ => {}
                 }
@@ -270,6 +277,22 @@ async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
             if inv.abstained { "no_fault" } else { "finding" },
         )],
     );
+    // The model's calls (failed steps included, which no model_step reports) and its cost.
+    let tk = &inv.tokens;
+    for (outcome, n) in [
+        ("ok", tk.model_calls.saturating_sub(tk.failed_calls)),
+        ("failed", tk.failed_calls),
+    ] {
+        if n > 0 {
+            st.metrics
+                .llm_calls
+                .get_or_create(&super::metrics::labels(&[("outcome", outcome)]))
+                .inc_by(u64::from(n));
+        }
+    }
+    if let Some(usd) = tk.cost_usd {
+        st.metrics.llm_cost.inc_by(usd);
+    }
     st.publish(
         incident,
         EventKind::InvestigationFinished,
@@ -288,6 +311,7 @@ async fn round(st: &Arc<AppState>, incident: &str) -> Result<(), String> {
             "answer": inv.answer,
             "notices": inv.notices,
             "tokens": inv.tokens,
+            "spend": inv.tokens.summary(),
         }),
     )
     .await

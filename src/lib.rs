@@ -35,8 +35,9 @@
 //!   arguments, and the hash-chained audit log.
 //! - [`desk`]: the approval desk: requests filed, decided by a human, executed at most once
 //!   (write-ahead record first), shared between replicas through the store.
-//! - [`llm`]: model transport only: the `ChatModel` interface, any OpenAI-compatible endpoint,
-//!   recorded turns; tokens, cost and latency accounting, and the one retry policy.
+//! - [`llm`]: model transport only: the `ChatModel` interface, any OpenAI-compatible endpoint
+//!   (tool calls written as text read as calls), recorded turns; tokens, cost and latency
+//!   accounting, and the one retry policy.
 //! - [`reasoner`]: the built-in offline reasoner, a peer of the model behind the same
 //!   `ChatModel` trait (rules over the same tools' outputs); [`reasoner::investigate`] runs an
 //!   investigation with it standing by.

@@ -419,3 +419,65 @@ fn recorded_model_turns_replay_to_the_same_answers() {
         "{err}"
     );
 }
+
+/// The turns of a real local model (Qwen2.5-Coder-1.5B-Instruct behind llama.cpp's own server,
+/// recorded by `scripts/local-model.sh record`) replay through the model path, turn by turn, to
+/// the answers and token counts of the live run.
+#[test]
+fn a_real_local_models_recorded_turns_replay_to_its_live_run() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("eval/turns/local");
+    let ids: Vec<String> = std::fs::read_to_string(dir.join("cases"))
+        .unwrap()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    assert!(ids.len() >= 3, "{ids:?}");
+    let live: oncall::eval::Report =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("live.json")).unwrap()).unwrap();
+    assert!(
+        live.reasoner.starts_with("openai:qwen2.5-coder"),
+        "{}",
+        live.reasoner
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("replay.json");
+    let mut args = vec![
+        "eval".to_string(),
+        "--model".into(),
+        "replay".into(),
+        "--turns".into(),
+        dir.display().to_string(),
+        "--json".into(),
+        out.display().to_string(),
+    ];
+    for id in &ids {
+        args.extend(["--case".to_string(), id.clone()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, err) = common::oncall(&args, &[]);
+    assert_eq!(code, 0, "{stdout}\n{err}");
+    let replay: oncall::eval::Report =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert!(
+        replay.reasoner.starts_with("replay:"),
+        "{}",
+        replay.reasoner
+    );
+    assert_eq!(replay.cases.len(), ids.len());
+    for (l, r) in live.cases.iter().zip(&replay.cases) {
+        assert_eq!((&l.id, &l.answer), (&r.id, &r.answer));
+        assert_eq!(l.tool_calls, r.tool_calls, "{}", l.id);
+        assert_eq!(l.prompt_tokens, r.prompt_tokens, "{}: the same turns", l.id);
+    }
+    assert!(
+        replay.cases.iter().any(|c| c.spend.model_calls >= 2),
+        "the model took more than one turn somewhere"
+    );
+    // An unknown id is named.
+    let (code, _, err) = common::oncall(&["eval", "--case", "no-such-case"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no case no-such-case in eval/cases"), "{err}");
+}

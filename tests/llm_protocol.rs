@@ -590,3 +590,30 @@ async fn each_round_records_its_calls_tokens_cache_hits_time_and_cost() {
         assert!(m.lines().any(|l| l == line), "no {line:?} in\n{m}");
     }
 }
+
+/// A server without a tool-call parser for its model (llama.cpp or Ollama with a generic
+/// template) returns the calls as text: they are read as calls while tools are offered.
+#[tokio::test]
+async fn tool_calls_written_as_text_are_read_as_calls() {
+    let llm = ScriptedLlm::start(vec![
+        Scripted::Reply(text_turn(
+            "```json\n{\"name\": \"host__use_snapshot\", \"arguments\": {\"top\": 3}}\n```",
+        )),
+        Scripted::Reply(text_turn(
+            r#"{"name": "search_api_slow", "arguments": {"window_ms": 1000}}"#,
+        )),
+        Scripted::Reply(text_turn("The host looks healthy.")),
+    ])
+    .await;
+    let (inv, _) = run(&llm, config(&llm.base_url), "api is slow").await;
+    assert_eq!(inv.tool_calls[0].tool, "host.use_snapshot");
+    assert!(inv.tool_calls[0].ok, "{:?}", inv.tool_calls[0].error);
+    // An invented tool hears which tools exist, and the run carries on.
+    let invented = &llm.tool_messages(2)[1];
+    assert!(
+        invented.contains("unknown tool `search_api_slow`; available tools:"),
+        "{invented}"
+    );
+    assert_eq!(inv.answer.as_deref(), Some("The host looks healthy."));
+    assert_eq!(inv.steps, 3);
+}

@@ -9,6 +9,7 @@ use std::path::Path;
 pub fn run(args: EvalArgs, ctx: &Context) -> Outcome {
     let EvalArgs {
         cases,
+        only,
         json,
         markdown,
         compare,
@@ -17,8 +18,20 @@ pub fn run(args: EvalArgs, ctx: &Context) -> Outcome {
         turns,
         record_turns,
     } = args;
-    let loaded = eval::case::load_dir(&cases, &ctx.registry.specs())
+    let mut loaded = eval::case::load_dir(&cases, &ctx.registry.specs())
         .map_err(|e| CliError::usage(e.to_string()))?;
+    if !only.is_empty() {
+        if let Some(missing) = only
+            .iter()
+            .find(|id| !loaded.iter().any(|(_, c)| &c.id == *id))
+        {
+            return Err(CliError::usage(format!(
+                "no case {missing} in {}",
+                cases.display()
+            )));
+        }
+        loaded.retain(|(_, c)| only.contains(&c.id));
+    }
     if loaded.is_empty() {
         return Err(CliError::usage(format!(
             "no cases in {}: record one with `oncall record --out {}/<id>.json \"<report>\"`",

@@ -156,6 +156,9 @@ pub struct EvalArgs {
     /// Directory of oncall-case/1 files.
     #[arg(long, default_value = "eval/cases")]
     pub cases: PathBuf,
+    /// Only this case (by id); repeat for more. Default: every case in --cases.
+    #[arg(long = "case", value_name = "ID")]
+    pub only: Vec<String>,
     /// Write the report as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,

@@ -10,12 +10,14 @@
 //! [`tokens`] counts tokens with tiktoken and accounts for what an investigation cost (calls,
 //! tokens, cache hits, time, money); [`retry`] retries transient failures with backoff and
 //! jitter, never sooner than the endpoint's `Retry-After`, inside a deadline; [`transport`] is
-//! the one HTTP call per attempt under async-openai, and keeps that `Retry-After`. A model only ever *asks* for tools: the agent runs
+//! the one HTTP call per attempt under async-openai, and keeps that `Retry-After`;
+//! [`text_calls`] reads tool calls that a server without a parser for its model returns as text. A model only ever *asks* for tools: the agent runs
 //! them through the registry, which is where live actions are refused.
 
 pub mod openai;
 pub mod replay;
 pub mod retry;
+pub mod text_calls;
 pub mod tokens;
 pub mod transport;
 

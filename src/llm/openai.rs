@@ -270,7 +270,19 @@ impl ChatModel for OpenAiModel {
             .create_byot(body)
             .await
             .map_err(|e| map_error(e, self.timeout_s))?;
-        parse_reply(&reply)
+        let mut parsed = parse_reply(&reply)?;
+        // A server without a tool-call parser for its model hands the calls back as text.
+        if parsed.tool_calls.is_empty()
+            && let Some(text) = &parsed.content
+        {
+            let offered: Vec<String> = req.tools.iter().map(|t| t.name.clone()).collect();
+            let cut_off = parsed.finish_reason.as_deref() == Some("length");
+            if let Some(calls) = super::text_calls::parse(text, &offered, cut_off) {
+                parsed.tool_calls = calls;
+                parsed.content = None;
+            }
+        }
+        Ok(parsed)
     }
 }
 

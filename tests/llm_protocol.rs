@@ -537,6 +537,7 @@ async fn each_round_records_its_calls_tokens_cache_hits_time_and_cost() {
     ])
     .await;
     let mut c = config(&llm.base_url);
+    c.llm.stream = true;
     c.llm.price_prompt_per_mtok = 2.0;
     c.llm.price_completion_per_mtok = 8.0;
     c.llm.price_cached_prompt_per_mtok = 1.0;
@@ -572,6 +573,13 @@ async fn each_round_records_its_calls_tokens_cache_hits_time_and_cost() {
         ) && spend.contains(", $0.0040, "),
         "{spend}"
     );
+    // Streamed: the final answer's text is in the log as the model wrote it.
+    let streamed: Vec<&str> = events
+        .iter()
+        .filter(|x| x["kind"] == "model_text")
+        .filter_map(|x| x["data"]["text"].as_str())
+        .collect();
+    assert_eq!(streamed.concat(), "Nothing wrong here.");
     let step = events.iter().find(|x| x["kind"] == "model_step").unwrap();
     assert_eq!(
         step["data"]["calls"], 2,
@@ -616,4 +624,36 @@ async fn tool_calls_written_as_text_are_read_as_calls() {
     );
     assert_eq!(inv.answer.as_deref(), Some("The host looks healthy."));
     assert_eq!(inv.steps, 3);
+}
+
+#[tokio::test]
+async fn a_streamed_reply_reaches_the_events_as_it_is_written() {
+    let answer = "The host is quiet.\nNothing points at a fault, so no action is needed now.";
+    let llm = ScriptedLlm::start(vec![
+        Scripted::Reply(tool_turn(&[("host.use_snapshot", r#"{"top": 3}"#)])),
+        Scripted::Reply(text_turn(answer)),
+    ])
+    .await;
+    let mut c = config(&llm.base_url);
+    c.llm.stream = true;
+    let (inv, events) = run(&llm, c, "api is slow").await;
+    assert!(
+        llm.requests()
+            .iter()
+            .all(|r| r["stream"] == true && r["stream_options"]["include_usage"] == true)
+    );
+    // The call came in pieces and was put back together.
+    assert_eq!(inv.tool_calls[0].tool, "host.use_snapshot");
+    assert!(inv.tool_calls[0].ok, "{:?}", inv.tool_calls[0].error);
+    assert_eq!(inv.answer.as_deref(), Some(answer));
+    let texts: Vec<&String> = events
+        .iter()
+        .filter(|l| l.starts_with("[step 2] model: "))
+        .collect();
+    assert!(
+        texts.len() >= 2,
+        "a line at a time, not one event: {events:?}"
+    );
+    assert!(texts.len() < 10, "not one event per piece: {texts:?}");
+    assert_eq!(inv.tokens.prompt_tokens, 2200, "usage from the last chunk");
 }

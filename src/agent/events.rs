@@ -24,6 +24,12 @@ pub enum Event {
         tool_calls: usize,
         ms: u64,
     },
+    /// Text the model is writing, as it streams (a line, or up to about 200 characters, at a
+    /// time).
+    ModelText {
+        step: u32,
+        text: String,
+    },
     ToolCalled {
         call: String,
         tool: String,
@@ -56,6 +62,59 @@ pub enum Event {
 /// Where events go.
 pub trait EventSink: Send + Sync {
     fn emit(&self, event: &Event);
+}
+
+/// Streamed model text on its way to the events: pieces are gathered until a line ends or about
+/// 200 characters wait, so a reply becomes a few events, not one per token.
+pub struct TextFlow<'a> {
+    events: &'a dyn EventSink,
+    step: u32,
+    pending: std::sync::Mutex<String>,
+}
+
+impl<'a> TextFlow<'a> {
+    pub fn new(events: &'a dyn EventSink, step: u32) -> TextFlow<'a> {
+        TextFlow {
+            events,
+            step,
+            pending: std::sync::Mutex::new(String::new()),
+        }
+    }
+
+    /// Takes a piece of text.
+    pub fn push(&self, piece: &str) {
+        let ready = {
+            let Ok(mut p) = self.pending.lock() else {
+                return;
+            };
+            p.push_str(piece);
+            if p.contains('\n') || p.len() >= 200 {
+                std::mem::take(&mut *p)
+            } else {
+                return;
+            }
+        };
+        self.send(ready);
+    }
+
+    /// Sends what is left.
+    pub fn flush(&self) {
+        let rest = self
+            .pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        self.send(rest);
+    }
+
+    fn send(&self, text: String) {
+        if !text.trim().is_empty() {
+            self.events.emit(&Event::ModelText {
+                step: self.step,
+                text,
+            });
+        }
+    }
 }
 
 /// Drops every event.
@@ -106,6 +165,7 @@ pub fn line(e: &Event) -> String {
                 "[step {step}] thought for {ms} ms{http} ({prompt_tokens} prompt + {completion_tokens} completion tokens{cached}), {tool_calls} tool call(s)"
             )
         }
+        Event::ModelText { step, text } => format!("[step {step}] model: {}", text.trim_end()),
         Event::ToolCalled { call, tool, args } => format!("[{call}] {tool} {args}"),
         Event::ToolAnswered {
             call,

@@ -2,7 +2,7 @@
 //! step limit after which the tools are withdrawn and the model must answer.
 
 use super::Run;
-use super::events::Event;
+use super::events::{Event, TextFlow};
 use super::triage::ReportHints;
 use super::{board_tools, evidence};
 use crate::llm::retry::{RetryPolicy, retry};
@@ -150,9 +150,13 @@ impl Run<'_> {
                 tool_calls = tracing::field::Empty,
                 ms = tracing::field::Empty,
             );
-            let r = retry(policy, transient, || model.complete(&req))
+            // Streamed text reaches the events as it is written.
+            let flow = TextFlow::new(self.events, step);
+            let sink = |piece: &str| flow.push(piece);
+            let r = retry(policy, transient, || model.complete_streaming(&req, &sink))
                 .instrument(span.clone())
                 .await;
+            flow.flush();
             let ms = started.elapsed().as_millis() as u64;
             span.record("ok", r.result.is_ok());
             span.record("failures", r.failures.len());

@@ -201,7 +201,8 @@ impl State {
                     self.doing = format!("step {}: measuring {tool}", s.step);
                 }
             }
-            Event::ToolCalled { .. } => {}
+            // The model's streamed words are for -v; the progress line says what it does.
+            Event::ToolCalled { .. } | Event::ModelText { .. } => {}
             Event::ToolAnswered { tool, ok, ms, .. } => {
                 if let Some(s) = &mut self.step {
                     s.answered += 1;

@@ -69,6 +69,9 @@ pub struct LlmSettings {
     pub replay_file: std::path::PathBuf,
     pub evidence: EvidenceMode,
     pub temperature: f32,
+    /// Stream the model's replies, so its text reaches the event stream (the web page, API
+    /// clients) as it is written; for endpoints that support `"stream": true`.
+    pub stream: bool,
     /// The request field for the completion limit: `max_tokens` (widest support: llama.cpp,
     /// vLLM, Ollama, older OpenAI models) or `max_completion_tokens` (OpenAI's reasoning models).
     pub max_tokens_field: String,
@@ -97,6 +100,7 @@ impl Default for LlmSettings {
             replay_file: std::path::PathBuf::new(),
             evidence: EvidenceMode::Compact,
             temperature: 0.0,
+            stream: false,
             max_tokens_field: "max_tokens".into(),
         }
     }

@@ -76,6 +76,8 @@ kinds! {
         hypotheses, abstained, stabilize, next_steps, debug_log, answer, notices, tokens, spend],
     /// The model (or the offline reasoner) finished one step.
     ModelStep = "model_step" [step, prompt_tokens, completion_tokens, cached_tokens, calls, tool_calls, ms],
+    /// Text the model wrote, as it streamed (`[llm] stream = true`).
+    ModelText = "model_text" [step, text],
     /// A tool was called.
     ToolCalled = "tool_called" [call, tool, args],
     /// A tool answered.

@@ -11,12 +11,14 @@
 //! tokens, cache hits, time, money); [`retry`] retries transient failures with backoff and
 //! jitter, never sooner than the endpoint's `Retry-After`, inside a deadline; [`transport`] is
 //! the one HTTP call per attempt under async-openai, and keeps that `Retry-After`;
-//! [`text_calls`] reads tool calls that a server without a parser for its model returns as text. A model only ever *asks* for tools: the agent runs
+//! [`text_calls`] reads tool calls that a server without a parser for its model returns as text;
+//! [`stream`] puts a streamed reply back together. A model only ever *asks* for tools: the agent runs
 //! them through the registry, which is where live actions are refused.
 
 pub mod openai;
 pub mod replay;
 pub mod retry;
+pub mod stream;
 pub mod text_calls;
 pub mod tokens;
 pub mod transport;
@@ -214,4 +216,17 @@ pub trait ChatModel: Send + Sync {
         false
     }
     async fn complete(&self, request: &ChatRequest) -> Result<ChatReply, LlmError>;
+    /// As [`ChatModel::complete`], handing `on_text` the reply's text as it is written, where
+    /// the model streams (`[llm] stream = true` on an endpoint that supports it).
+    async fn complete_streaming(
+        &self,
+        request: &ChatRequest,
+        on_text: TextSink<'_>,
+    ) -> Result<ChatReply, LlmError> {
+        let _ = on_text;
+        self.complete(request).await
+    }
 }
+
+/// Where streamed text goes as it arrives.
+pub type TextSink<'a> = &'a (dyn Fn(&str) + Send + Sync);

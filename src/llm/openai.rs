@@ -14,12 +14,15 @@
 //! offline reasoner) decides every retry.
 
 use super::transport::Throttled;
-use super::{ChatModel, ChatReply, ChatRequest, LlmError, Message, Role, ToolCallRequest, Usage};
+use super::{
+    ChatModel, ChatReply, ChatRequest, LlmError, Message, Role, TextSink, ToolCallRequest, Usage,
+};
 use crate::config::LlmSettings;
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use async_trait::async_trait;
+use futures::StreamExt;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -30,6 +33,7 @@ pub struct OpenAiModel {
     temperature: f32,
     timeout_s: u64,
     max_tokens_field: String,
+    stream: bool,
 }
 
 /// `host.use_snapshot` -> `host__use_snapshot`.
@@ -70,6 +74,7 @@ impl OpenAiModel {
             temperature: l.temperature,
             timeout_s: l.timeout_s,
             max_tokens_field: l.max_tokens_field.clone(),
+            stream: l.stream,
         })
     }
 
@@ -270,7 +275,41 @@ impl ChatModel for OpenAiModel {
             .create_byot(body)
             .await
             .map_err(|e| map_error(e, self.timeout_s))?;
-        let mut parsed = parse_reply(&reply)?;
+        self.read(req, &reply)
+    }
+
+    async fn complete_streaming(
+        &self,
+        req: &ChatRequest,
+        on_text: TextSink<'_>,
+    ) -> Result<ChatReply, LlmError> {
+        if !self.stream {
+            return self.complete(req).await;
+        }
+        let mut body = self.body(req);
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
+        let mut chunks = self
+            .client
+            .chat()
+            .create_stream_byot::<Value, Value>(body)
+            .await
+            .map_err(|e| map_error(e, self.timeout_s))?;
+        let mut assembled = super::stream::Assembled::default();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| map_error(e, self.timeout_s))?;
+            if let Some(text) = assembled.add(&chunk) {
+                on_text(&text);
+            }
+        }
+        self.read(req, &assembled.reply())
+    }
+}
+
+impl OpenAiModel {
+    /// A whole reply, read tolerantly, with calls written as text read as calls.
+    fn read(&self, req: &ChatRequest, reply: &Value) -> Result<ChatReply, LlmError> {
+        let mut parsed = parse_reply(reply)?;
         // A server without a tool-call parser for its model hands the calls back as text.
         if parsed.tool_calls.is_empty()
             && let Some(text) = &parsed.content

@@ -33,12 +33,56 @@ pub struct Script {
     pub at: Mutex<Vec<std::time::Instant>>,
 }
 
+/// A reply as a stream of chat-completion chunks (server-sent events): the text in pieces of
+/// 7 characters, each tool call's arguments in two pieces, the finish reason, then the usage.
+fn streamed(v: &Value) -> Response {
+    let choice = &v["choices"][0];
+    let msg = &choice["message"];
+    let mut chunks =
+        vec![json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})];
+    let text: Vec<char> = msg["content"]
+        .as_str()
+        .unwrap_or_default()
+        .chars()
+        .collect();
+    for piece in text.chunks(7) {
+        let piece: String = piece.iter().collect();
+        chunks.push(json!({"choices": [{"index": 0, "delta": {"content": piece}}]}));
+    }
+    for (i, c) in msg["tool_calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let args = c["function"]["arguments"].as_str().unwrap_or_default();
+        let (a, b) = args.split_at(args.len() / 2);
+        chunks.push(json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": i, "id": c["id"], "type": "function", "function": {"name": c["function"]["name"], "arguments": a}}]}}]}));
+        chunks.push(json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": i, "function": {"arguments": b}}]}}]}));
+    }
+    chunks.push(
+        json!({"choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]}),
+    );
+    chunks.push(json!({"choices": [], "usage": v["usage"]}));
+    let mut body: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+    body.push_str("data: [DONE]\n\n");
+    ([("content-type", "text/event-stream")], body).into_response()
+}
+
 async fn chat(State(s): State<Arc<Script>>, Json(body): Json<Value>) -> Response {
+    let stream = body["stream"] == true;
+    let reply = |v: Value| {
+        if stream {
+            streamed(&v)
+        } else {
+            Json(v).into_response()
+        }
+    };
     s.seen.lock().unwrap().push(body);
     s.at.lock().unwrap().push(std::time::Instant::now());
     let next = s.queue.lock().unwrap().pop_front();
     match next {
-        Some(Scripted::Reply(v)) => Json(v).into_response(),
+        Some(Scripted::Reply(v)) => reply(v),
         Some(Scripted::Status(code, v)) => {
             let mut r = (StatusCode::from_u16(code).unwrap(), Json(v)).into_response();
             r.headers_mut().insert("retry-after", "0".parse().unwrap());
@@ -52,7 +96,7 @@ async fn chat(State(s): State<Arc<Script>>, Json(body): Json<Value>) -> Response
         }
         Some(Scripted::Delay(d, v)) => {
             tokio::time::sleep(d).await;
-            Json(v).into_response()
+            reply(v)
         }
         None => match *s.forever.lock().unwrap() {
             Some(code) => (
@@ -60,7 +104,7 @@ async fn chat(State(s): State<Arc<Script>>, Json(body): Json<Value>) -> Response
                 Json(json!({"error": {"message": "storm", "type": "server_error"}})),
             )
                 .into_response(),
-            None => Json(text_turn("Done.")).into_response(),
+            None => reply(text_turn("Done.")),
         },
     }
 }

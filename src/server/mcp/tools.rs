@@ -346,6 +346,7 @@ fn progress_line(e: &Event) -> String {
             d["confidence"]
         ),
         EventKind::ModelStep => format!("step {} done", d["step"]),
+        EventKind::ModelText => format!("model: {}", s("text").trim_end()),
         EventKind::Notice => s("message"),
         ref k => k.to_string(),
     }

@@ -43,6 +43,7 @@ fn as_incident_event(e: &AgentEvent) -> Option<(EventKind, Value)> {
         // Written by the round itself, with more to say.
         AgentEvent::Started { .. } | AgentEvent::Finished { .. } => return None,
         AgentEvent::ModelStep { .. } => EventKind::ModelStep,
+        AgentEvent::ModelText { .. } => EventKind::ModelText,
         AgentEvent::ToolCalled { .. } => EventKind::ToolCalled,
         AgentEvent::ToolAnswered { .. } => EventKind::ToolAnswered,
         AgentEvent::HypothesisChanged { .. } => EventKind::HypothesisChanged,

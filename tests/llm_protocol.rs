@@ -657,3 +657,35 @@ async fn a_streamed_reply_reaches_the_events_as_it_is_written() {
     assert!(texts.len() < 10, "not one event per piece: {texts:?}");
     assert_eq!(inv.tokens.prompt_tokens, 2200, "usage from the last chunk");
 }
+
+/// An endpoint that streams without end is cut off: the reply is abandoned past 1 MiB, the
+/// events hold at most 16 KiB of it, and the run carries on.
+#[tokio::test]
+async fn an_endless_stream_is_abandoned_and_bounded_in_the_events() {
+    let flood = "lorem ipsum ".repeat(100_000);
+    let llm = ScriptedLlm::start(vec![
+        Scripted::Reply(text_turn(&flood)),
+        Scripted::Reply(text_turn("Short answer.")),
+    ])
+    .await;
+    let mut c = config(&llm.base_url);
+    c.llm.stream = true;
+    let (inv, events) = run(&llm, c, "api is slow").await;
+    assert!(
+        inv.notices
+            .iter()
+            .any(|n| n.contains("passed 1024 KiB; abandoned")),
+        "{:?}",
+        inv.notices
+    );
+    assert_eq!(inv.answer.as_deref(), Some("Short answer."));
+    let streamed: usize = events
+        .iter()
+        .filter(|l| l.starts_with("[step 1] model: "))
+        .map(String::len)
+        .sum();
+    assert!(
+        streamed < 20 * 1024,
+        "{streamed} bytes of streamed text in the events"
+    );
+}

@@ -65,54 +65,81 @@ pub trait EventSink: Send + Sync {
 }
 
 /// Streamed model text on its way to the events: pieces are gathered until a line ends or about
-/// 200 characters wait, so a reply becomes a few events, not one per token.
+/// 200 characters wait, so a reply becomes a few events, not one per token. An event holds at
+/// most 1,000 characters and a step streams at most 16 KiB: the events (and the store behind
+/// them) stay bounded whatever an endpoint sends; the whole reply is still the step's answer.
 pub struct TextFlow<'a> {
     events: &'a dyn EventSink,
     step: u32,
-    pending: std::sync::Mutex<String>,
+    pending: std::sync::Mutex<Pending>,
 }
+
+#[derive(Default)]
+struct Pending {
+    text: String,
+    sent: usize,
+    capped: bool,
+}
+
+const FLUSH_AT: usize = 200;
+const EVENT_MAX: usize = 1000;
+const STEP_MAX: usize = 16 * 1024;
 
 impl<'a> TextFlow<'a> {
     pub fn new(events: &'a dyn EventSink, step: u32) -> TextFlow<'a> {
         TextFlow {
             events,
             step,
-            pending: std::sync::Mutex::new(String::new()),
+            pending: std::sync::Mutex::new(Pending::default()),
         }
     }
 
     /// Takes a piece of text.
     pub fn push(&self, piece: &str) {
-        let ready = {
-            let Ok(mut p) = self.pending.lock() else {
-                return;
-            };
-            p.push_str(piece);
-            if p.contains('\n') || p.len() >= 200 {
-                std::mem::take(&mut *p)
-            } else {
-                return;
-            }
-        };
-        self.send(ready);
+        self.drain(piece, false);
     }
 
     /// Sends what is left.
     pub fn flush(&self) {
-        let rest = self
-            .pending
-            .lock()
-            .map(|mut p| std::mem::take(&mut *p))
-            .unwrap_or_default();
-        self.send(rest);
+        self.drain("", true);
     }
 
-    fn send(&self, text: String) {
-        if !text.trim().is_empty() {
-            self.events.emit(&Event::ModelText {
-                step: self.step,
-                text,
-            });
+    fn drain(&self, piece: &str, all: bool) {
+        let mut ready = vec![];
+        {
+            let Ok(mut p) = self.pending.lock() else {
+                return;
+            };
+            if p.capped {
+                return;
+            }
+            p.text.push_str(piece);
+            while !p.text.is_empty() && (all || p.text.contains('\n') || p.text.len() >= FLUSH_AT) {
+                let room = EVENT_MAX.min(STEP_MAX.saturating_sub(p.sent));
+                let mut cut = p.text.len().min(room);
+                while !p.text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                let mut text: String = p.text.drain(..cut).collect();
+                p.sent += text.len();
+                if p.sent >= STEP_MAX {
+                    text.push_str(" [the rest of this reply is not streamed]");
+                    p.capped = true;
+                    p.text.clear();
+                }
+                ready.push(text);
+                if p.capped || cut == 0 {
+                    break;
+                }
+            }
+        }
+        for text in ready {
+            if !text.trim().is_empty() {
+                self.events.emit(&Event::ModelText {
+                    step: self.step,
+                    text,
+                });
+            }
         }
     }
 }
@@ -191,5 +218,51 @@ pub fn line(e: &Event) -> String {
         }
         Event::Notice { message } => format!("[note] {message}"),
         Event::Finished { conclusion } => format!("[done] {conclusion}"),
+    }
+}
+
+#[cfg(test)]
+mod flow_tests {
+    use super::*;
+
+    fn texts(c: &Collect) -> Vec<String> {
+        c.0.lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::ModelText { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn streamed_text_is_gathered_by_line_and_bounded() {
+        let c = Collect::default();
+        let flow = TextFlow::new(&c, 1);
+        for piece in ["The host ", "is quiet.", "\nNo action", " needed."] {
+            flow.push(piece);
+        }
+        flow.flush();
+        assert_eq!(texts(&c), ["The host is quiet.\nNo action", " needed."]);
+        // One huge piece: events of at most 1,000 characters, at most 16 KiB in the step.
+        let c = Collect::default();
+        let flow = TextFlow::new(&c, 2);
+        flow.push(&"é".repeat(40_000));
+        flow.push("more");
+        flow.flush();
+        let t = texts(&c);
+        assert!(
+            t.iter().all(|x| x.len() <= 1000 + 60),
+            "{:?}",
+            t.iter().map(String::len).collect::<Vec<_>>()
+        );
+        let total: usize = t.iter().map(String::len).sum();
+        assert!(total <= 16 * 1024 + 60, "{total}");
+        assert!(
+            t.last()
+                .unwrap()
+                .ends_with("[the rest of this reply is not streamed]")
+        );
     }
 }

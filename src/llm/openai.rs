@@ -26,6 +26,9 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use std::time::Duration;
 
+/// The most text and call arguments a streamed reply may carry (1 MiB).
+const MAX_STREAMED: usize = 1 << 20;
+
 /// An OpenAI-compatible model.
 pub struct OpenAiModel {
     client: Client<OpenAIConfig>,
@@ -300,6 +303,13 @@ impl ChatModel for OpenAiModel {
             let chunk = chunk.map_err(|e| map_error(e, self.timeout_s))?;
             if let Some(text) = assembled.add(&chunk) {
                 on_text(&text);
+            }
+            // A reply is a few thousand tokens at most: an endless one is abandoned, not kept.
+            if assembled.len() > MAX_STREAMED {
+                return Err(LlmError::Malformed(format!(
+                    "the streamed reply passed {} KiB; abandoned",
+                    MAX_STREAMED / 1024
+                )));
             }
         }
         self.read(req, &assembled.reply())

@@ -68,6 +68,21 @@ impl Assembled {
         Some(text.to_string())
     }
 
+    /// Bytes of text and tool-call arguments so far.
+    pub fn len(&self) -> usize {
+        self.content.len()
+            + self
+                .calls
+                .values()
+                .map(|c| c.name.len() + c.arguments.len())
+                .sum::<usize>()
+    }
+
+    /// Whether nothing has arrived yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The whole reply, shaped as a non-streamed one.
     pub fn reply(self) -> Value {
         let calls: Vec<Value> = self

@@ -34,7 +34,7 @@ pub struct Script {
 }
 
 /// A reply as a stream of chat-completion chunks (server-sent events): the text in pieces of
-/// 7 characters, each tool call's arguments in two pieces, the finish reason, then the usage.
+/// 7 characters (at most 100 pieces), each tool call's arguments in two pieces, the finish reason, then the usage.
 fn streamed(v: &Value) -> Response {
     let choice = &v["choices"][0];
     let msg = &choice["message"];
@@ -45,7 +45,7 @@ fn streamed(v: &Value) -> Response {
         .unwrap_or_default()
         .chars()
         .collect();
-    for piece in text.chunks(7) {
+    for piece in text.chunks(7.max(text.len() / 100)) {
         let piece: String = piece.iter().collect();
         chunks.push(json!({"choices": [{"index": 0, "delta": {"content": piece}}]}));
     }

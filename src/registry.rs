@@ -13,10 +13,16 @@ use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+fn names_of(tools: &[Box<dyn DynTool>]) -> Vec<&'static str> {
+    tools.iter().map(|t| t.spec().name).collect()
+}
+
 /// The ordered tool list, the policy that decides what may run, and the memory of approvals
 /// already spent.
 pub struct Registry {
     tools: Vec<Box<dyn DynTool>>,
+    /// Each tool's name, in the same order: finding a tool never builds the schemas.
+    names: Vec<&'static str>,
     spent: Mutex<HashSet<String>>,
     policy: Option<Arc<Policy>>,
     env: String,
@@ -34,6 +40,7 @@ impl Registry {
         pg_pools: Vec<crate::pg::PoolGauge>,
     ) -> Registry {
         Registry {
+            names: names_of(&tools),
             tools,
             spent: Mutex::new(HashSet::new()),
             policy,
@@ -45,9 +52,12 @@ impl Registry {
     /// This registry with `tool` in place of the tool of the same name (or added at the end).
     pub fn with_tool(mut self, tool: Box<dyn DynTool>) -> Registry {
         let name = tool.spec().name;
-        match self.tools.iter().position(|t| t.spec().name == name) {
+        match self.names.iter().position(|n| *n == name) {
             Some(i) => self.tools[i] = tool,
-            None => self.tools.push(tool),
+            None => {
+                self.tools.push(tool);
+                self.names.push(name);
+            }
         }
         self
     }
@@ -56,6 +66,7 @@ impl Registry {
     /// approval (tests use this for fakes).
     pub fn from_tools(tools: Vec<Box<dyn DynTool>>) -> Registry {
         Registry {
+            names: names_of(&tools),
             tools,
             spent: Mutex::new(HashSet::new()),
             policy: None,
@@ -113,12 +124,7 @@ impl Registry {
     fn unknown(&self, name: &str) -> ToolError {
         ToolError::UnknownTool {
             name: name.to_string(),
-            available: self
-                .tools
-                .iter()
-                .map(|t| t.spec().name)
-                .collect::<Vec<_>>()
-                .join(", "),
+            available: self.names.join(", "),
         }
     }
 
@@ -133,10 +139,8 @@ impl Registry {
     }
 
     fn find(&self, name: &str) -> Option<&dyn DynTool> {
-        self.tools
-            .iter()
-            .find(|t| t.spec().name == name)
-            .map(|t| t.as_ref())
+        let i = self.names.iter().position(|n| *n == name)?;
+        self.tools.get(i).map(|t| t.as_ref())
     }
 
     /// Calls a tool by name. Tools that need approval are refused unless `approval` covers this

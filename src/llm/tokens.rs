@@ -152,9 +152,6 @@ pub struct TokenReport {
     /// USD, when prices are configured; only the endpoint's tokens are priced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
-    /// Tokens billed so far (the endpoint's steps), for the cost.
-    #[serde(skip)]
-    billed: (u64, u64, u64),
 }
 
 impl TokenReport {
@@ -164,11 +161,6 @@ impl TokenReport {
         self.completion_tokens += s.completion_tokens;
         self.cached_prompt_tokens += s.cached_prompt_tokens;
         self.steps.push(s);
-        if s.calls > 0 {
-            self.billed.0 += s.prompt_tokens;
-            self.billed.1 += s.cached_prompt_tokens.min(s.prompt_tokens);
-            self.billed.2 += s.completion_tokens;
-        }
         self.price(l);
     }
 
@@ -184,7 +176,14 @@ impl TokenReport {
         if l.price_prompt_per_mtok <= 0.0 && l.price_completion_per_mtok <= 0.0 {
             return;
         }
-        let (prompt, cached, completion) = self.billed;
+        // Only the endpoint's steps are billed (the offline reasoner's make no calls).
+        let billed = self.steps.iter().filter(|s| s.calls > 0);
+        let (mut prompt, mut cached, mut completion) = (0, 0, 0);
+        for s in billed {
+            prompt += s.prompt_tokens;
+            cached += s.cached_prompt_tokens.min(s.prompt_tokens);
+            completion += s.completion_tokens;
+        }
         let cached_price = if l.price_cached_prompt_per_mtok > 0.0 {
             l.price_cached_prompt_per_mtok
         } else {

@@ -423,8 +423,8 @@ async fn an_ingest_tokens_rate_limit_applies_before_its_body_is_read() {
     // ...beyond it, 429 without reading the body: even one over the body limit is not 413.
     // The server answers and closes without reading the body, so the client may lose the
     // answer to a reset while it is still sending; the server's own count then shows the 429.
-    let sent = srv
-        .http
+    // Its own client: a connection the server reset must not be reused for the next request.
+    let sent = reqwest::Client::new()
         .post(srv.url("/v1/traces"))
         .bearer_auth(&ingest)
         .header("content-type", "application/x-protobuf")
